@@ -1,0 +1,355 @@
+//! `text/csv` decoding, incrementally, on csv-core's push parser.
+//!
+//! Two paths give the same records:
+//!
+//! * **Fast path.** Most lines have no `"`. Such a line is a whole record
+//!   (a newline can only be inside a record if a quote opened before it), so
+//!   it is split on commas in place, without a state machine, which is what
+//!   makes the decoder run near memchr speed (the bench's `fast-score` idea).
+//! * **Quoted path.** A line with a `"` anywhere is handed, from the start of
+//!   its record, to `csv_core::Reader`, which handles RFC 4180 quoting,
+//!   doubled quotes and newlines inside quotes, and keeps its state across
+//!   chunk borders until the record ends; then the fast path resumes.
+//!
+//! Records end at `\n`; a `\r` before it is trimmed with the field's other
+//! whitespace, so CRLF and LF files read the same. Blank lines are skipped, a
+//! UTF-8 BOM at the start is dropped, and with `csv_header` the first record
+//! is skipped. csv-core "never returns an error" (its docs), so field counts
+//! and numbers are checked here, each failure with its record's position.
+
+use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
+use memchr::{memchr, memchr_iter};
+
+use super::field::parse_field;
+use super::lines::{BomStripper, LineFramer, Next, BOM};
+use super::DecodeOptions;
+use crate::error::{Error, ErrorKind, Position};
+use crate::record::{Batch, Shape};
+
+/// Initial size of the quoted path's field buffer; it doubles up to the
+/// record limit.
+const QUOTED_BUF: usize = 4 * 1024;
+
+/// Most fields a quoted-path record may have; more is reported as a record
+/// too large (no model takes 65,536 features from one CSV line).
+const MAX_FIELDS: usize = 1 << 16;
+
+/// Incremental CSV decoder. See the module docs.
+#[derive(Debug)]
+pub struct CsvDecoder {
+    framer: LineFramer,
+    bom: BomStripper,
+    rows: RowParser,
+}
+
+/// Everything but the framer, so a line borrowed from the framer's carry can
+/// be parsed while the rest of the decoder is mutated.
+#[derive(Debug)]
+struct RowParser {
+    opts: DecodeOptions,
+    /// Boxed: csv-core's DFA tables are most of a decoder's size.
+    core: Box<Reader>,
+    /// Field bytes and field ends of the record on the quoted path.
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    /// The record on the quoted path, while it is incomplete.
+    quoted: Option<Quoted>,
+    /// Records seen (good or bad), for numbering.
+    records: u64,
+    /// The header row is still to be skipped.
+    header_pending: bool,
+}
+
+/// A record being read on the quoted path.
+#[derive(Debug)]
+struct Quoted {
+    pos: Position,
+    nout: usize,
+    nends: usize,
+    /// `"` bytes seen: odd at end of input means an unterminated quote.
+    quotes: usize,
+    /// Over the record limit: its bytes are being discarded.
+    too_long: bool,
+}
+
+impl CsvDecoder {
+    /// A decoder with these options.
+    pub fn new(opts: &DecodeOptions) -> CsvDecoder {
+        CsvDecoder {
+            framer: LineFramer::new(opts.max_record_bytes),
+            bom: BomStripper::default(),
+            rows: RowParser {
+                core: Box::new(
+                    ReaderBuilder::new()
+                        .terminator(Terminator::Any(b'\n'))
+                        .build(),
+                ),
+                out: Vec::new(),
+                ends: Vec::new(),
+                quoted: None,
+                records: 0,
+                header_pending: opts.csv_header,
+                opts: opts.clone(),
+            },
+        }
+    }
+
+    /// Decode records from `input` into `batch` until the input is used up,
+    /// the batch holds `limit` records, or (with `stop_on_error`) a bad
+    /// record was pushed. Returns the bytes consumed; an incomplete last
+    /// record is kept for the next call.
+    pub fn decode(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
+        let (replay, dropped, resume) = self.bom.strip(input);
+        if dropped > 0 {
+            self.framer.advance(BOM);
+        }
+        if !replay.is_empty() {
+            // At most two bytes without a newline: they only enter the carry.
+            self.run(replay, batch, usize::MAX);
+        }
+        resume + self.run(&input[resume..], batch, limit)
+    }
+
+    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
+        let errors = batch.errors().len();
+        let mut at = 0;
+        loop {
+            if batch.len() >= limit
+                || (self.rows.opts.stop_on_error && batch.errors().len() > errors)
+            {
+                return at;
+            }
+            if self.rows.quoted.is_some() {
+                if at == input.len() {
+                    // An empty slice would tell csv-core the input ended.
+                    return at;
+                }
+                let n = self.rows.feed_quoted(&input[at..], batch);
+                self.framer.advance(&input[at..at + n]);
+                at += n;
+                if self.rows.quoted.is_some() {
+                    return at;
+                }
+                continue;
+            }
+            match self.framer.next(input, &mut at) {
+                Next::NeedMore => return at,
+                Next::TooLong(pos) => {
+                    let limit = self.rows.opts.max_record_bytes;
+                    let pos = self.rows.number(pos);
+                    batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
+                }
+                Next::Line(line, pos) => self.rows.line(line, pos, batch),
+            }
+        }
+    }
+
+    /// End of input: decode a last record that had no newline. Reports an
+    /// unterminated quote as an error of that record.
+    pub fn finish(&mut self, batch: &mut Batch) {
+        let (replay, _, _) = self.bom.strip(&[]);
+        if !replay.is_empty() {
+            self.run(replay, batch, usize::MAX);
+        }
+        if let Some(q) = &self.rows.quoted {
+            if q.quotes % 2 == 1 {
+                let pos = q.pos;
+                self.rows.quoted = None;
+                batch.push_error(Error::new(ErrorKind::UnterminatedQuote { pos }));
+                return;
+            }
+            self.rows.feed_quoted(&[], batch);
+            return;
+        }
+        if let Some((line, pos)) = self.framer.finish() {
+            self.rows.line(line, pos, batch);
+            if self.rows.quoted.is_some() {
+                // The last line opened a quote it never closed, or closed it
+                // on the final byte: csv-core decides with its end-of-input.
+                let q = self.rows.quoted.as_ref().map_or(0, |q| q.quotes);
+                if q % 2 == 1 {
+                    let pos = self.rows.quoted.take().map(|q| q.pos).unwrap_or(pos);
+                    batch.push_error(Error::new(ErrorKind::UnterminatedQuote { pos }));
+                } else {
+                    self.rows.feed_quoted(&[], batch);
+                }
+            }
+        }
+    }
+}
+
+impl RowParser {
+    /// Give a framer position its record number.
+    fn number(&mut self, pos: Position) -> Position {
+        self.records += 1;
+        Position {
+            record: self.records,
+            ..pos
+        }
+    }
+
+    /// Handle one line from the framer (with its `\n`, if it had one).
+    #[inline]
+    fn line(&mut self, raw: &[u8], pos: Position, batch: &mut Batch) {
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return;
+        }
+        if memchr(b'"', line).is_some() {
+            // Quoted path, from the record's first byte.
+            let pos = self.number(pos);
+            self.quoted = Some(Quoted {
+                pos,
+                nout: 0,
+                nends: 0,
+                quotes: 0,
+                too_long: false,
+            });
+            let n = self.feed_quoted(raw, batch);
+            debug_assert!(n == raw.len(), "a record ends only at the line's newline");
+            return;
+        }
+        if self.header_pending {
+            self.header_pending = false;
+            return;
+        }
+        let pos = self.number(pos);
+        let fields = line.split(|&b| b == b',');
+        let count = || memchr_iter(b',', line).count() + 1;
+        push_record(fields, count, pos, &self.opts, batch);
+    }
+
+    /// Feed csv-core the next bytes of the quoted record; returns the bytes
+    /// consumed (all of `input` unless the record ended in it). Empty `input`
+    /// means end of input.
+    fn feed_quoted(&mut self, input: &[u8], batch: &mut Batch) -> usize {
+        let max = self.opts.max_record_bytes;
+        let mut consumed = 0;
+        loop {
+            let Some(q) = self.quoted.as_mut() else {
+                return consumed;
+            };
+            if self.out.len() == q.nout {
+                let grown = (self.out.len() * 2).max(QUOTED_BUF).min(max);
+                if grown > self.out.len() && !q.too_long {
+                    self.out.resize(grown, 0);
+                } else {
+                    // Over the limit: keep reading the record, discarding it.
+                    q.too_long = true;
+                    q.nout = 0;
+                    q.nends = 0;
+                }
+            }
+            if self.ends.len() == q.nends {
+                let grown = (self.ends.len() * 2).clamp(64, MAX_FIELDS);
+                if grown > self.ends.len() && !q.too_long {
+                    self.ends.resize(grown, 0);
+                } else {
+                    q.too_long = true;
+                    q.nout = 0;
+                    q.nends = 0;
+                }
+            }
+            let inp = &input[consumed..];
+            let (res, nin, nout, nends) =
+                self.core
+                    .read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
+            q.quotes += memchr_iter(b'"', &inp[..nin]).count();
+            consumed += nin;
+            q.nout += nout;
+            q.nends += nends;
+            match res {
+                ReadRecordResult::InputEmpty if !inp.is_empty() => return consumed,
+                ReadRecordResult::InputEmpty => {
+                    // End of input inside a record: csv-core wants another
+                    // empty read to close it.
+                    continue;
+                }
+                ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => continue,
+                ReadRecordResult::Record => {
+                    self.end_quoted(batch);
+                    return consumed;
+                }
+                ReadRecordResult::End => {
+                    self.quoted = None;
+                    return consumed;
+                }
+            }
+        }
+    }
+
+    /// A quoted-path record is complete: check and push it.
+    fn end_quoted(&mut self, batch: &mut Batch) {
+        let Some(q) = self.quoted.take() else { return };
+        if q.too_long {
+            let limit = self.opts.max_record_bytes;
+            batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos: q.pos, limit }));
+            return;
+        }
+        if self.header_pending {
+            self.header_pending = false;
+            self.records -= 1;
+            return;
+        }
+        let out = &self.out[..q.nout];
+        let ends = &self.ends[..q.nends];
+        let mut start = 0;
+        let fields = ends.iter().map(|&end| {
+            let f = &out[start..end];
+            start = end;
+            f
+        });
+        push_record(fields, || ends.len(), q.pos, &self.opts, batch);
+    }
+}
+
+/// Parse a record's fields into `batch`: column 0 is the label when the
+/// options ask for one, the rest are features. A wrong field count is
+/// reported in preference to a bad field, since it is the likelier cause
+/// (a header, a label column, the wrong file).
+#[inline]
+fn push_record<'f>(
+    fields: impl Iterator<Item = &'f [u8]>,
+    count: impl Fn() -> usize,
+    pos: Position,
+    opts: &DecodeOptions,
+    batch: &mut Batch,
+) {
+    batch.begin_row();
+    let mut label = None;
+    for (i, field) in fields.enumerate() {
+        match parse_field(field, pos, i + 1) {
+            Ok(v) if opts.label && i == 0 => label = Some(v),
+            Ok(v) => batch.push_value(v),
+            Err(e) => {
+                let err = field_count_error(count(), pos, opts).unwrap_or(e);
+                batch.abandon_row(err);
+                return;
+            }
+        }
+    }
+    if opts.label && label.is_none() {
+        batch.abandon_row(Error::new(ErrorKind::NotARow {
+            pos,
+            reason: "a training record needs a label in column 1".into(),
+        }));
+        return;
+    }
+    batch.end_row(pos, opts.shape, label);
+}
+
+/// The field-count error for a record of `found` fields, if that is wrong.
+fn field_count_error(found: usize, pos: Position, opts: &DecodeOptions) -> Option<Error> {
+    let Shape::Features(n) = opts.shape else {
+        return None;
+    };
+    let expected = n + usize::from(opts.label);
+    (found != expected).then(|| {
+        Error::new(ErrorKind::FieldCount {
+            pos,
+            expected,
+            found,
+        })
+    })
+}

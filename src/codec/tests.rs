@@ -1,0 +1,585 @@
+//! Decoder cases, each fed whole, one byte at a time, split in two at every
+//! offset, and in three at every pair of offsets for short inputs: all
+//! feedings must give the same records and errors (csv-core's own tests run
+//! each case several ways for the same reason). A batch limit of 2 records
+//! exercises the "batch full, call again" path too.
+
+use super::*;
+use crate::record::Shape;
+
+/// A record as the tests see it: its features, or its error message.
+type Slot = Result<Vec<f64>, String>;
+
+/// Move the batch's records, in input order, into `out`.
+fn drain(batch: &mut Batch, out: &mut Vec<Slot>) {
+    let rows: Vec<Vec<f64>> = batch.rows().iter().map(<[f64]>::to_vec).collect();
+    let mut rows = rows.into_iter();
+    let errors = batch.take_errors();
+    let mut errors = errors.into_iter().peekable();
+    for slot in 0..batch.len() {
+        if errors.peek().is_some_and(|(s, _)| *s == slot) {
+            let (_, e) = errors.next().unwrap();
+            out.push(Err(e.to_string()));
+        } else {
+            out.push(Ok(rows.next().unwrap()));
+        }
+    }
+    batch.clear();
+}
+
+/// Decode `chunks` in order; a fatal error ends the list as `Err`.
+fn decode_chunks(format: Format, opts: &DecodeOptions, chunks: &[&[u8]]) -> Vec<Slot> {
+    let mut d = Decoder::new(format, opts);
+    let mut batch = Batch::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut at = 0;
+        while at < chunk.len() {
+            match d.decode(&chunk[at..], &mut batch, 2) {
+                Ok(n) => at += n,
+                Err(e) => {
+                    drain(&mut batch, &mut out);
+                    out.push(Err(format!("fatal: {e}")));
+                    return out;
+                }
+            }
+            drain(&mut batch, &mut out);
+        }
+    }
+    loop {
+        match d.finish(&mut batch, 2) {
+            Ok(done) => {
+                drain(&mut batch, &mut out);
+                if done {
+                    return out;
+                }
+            }
+            Err(e) => {
+                drain(&mut batch, &mut out);
+                out.push(Err(format!("fatal: {e}")));
+                return out;
+            }
+        }
+    }
+}
+
+/// Decode `input` every way and check all ways agree; return the records.
+fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<Slot> {
+    let whole = decode_chunks(format, opts, &[input]);
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(decode_chunks(format, opts, &bytes), whole, "byte by byte");
+    for i in 0..=input.len() {
+        let (a, b) = input.split_at(i);
+        assert_eq!(decode_chunks(format, opts, &[a, b]), whole, "split at {i}");
+    }
+    if input.len() <= 40 {
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let parts = [&input[..i], &input[i..j], &input[j..]];
+                assert_eq!(
+                    decode_chunks(format, opts, &parts),
+                    whole,
+                    "split at {i}, {j}"
+                );
+            }
+        }
+    }
+    whole
+}
+
+fn opts() -> DecodeOptions {
+    DecodeOptions {
+        stop_on_error: false,
+        ..DecodeOptions::default()
+    }
+}
+
+fn width(n: usize) -> DecodeOptions {
+    DecodeOptions {
+        shape: Shape::Features(n),
+        ..opts()
+    }
+}
+
+fn ok(rows: &[&[f64]]) -> Vec<Slot> {
+    rows.iter().map(|r| Ok(r.to_vec())).collect()
+}
+
+/// `decodes!(name, format, options, input, expected)`: one test per case.
+macro_rules! decodes {
+    ($name:ident, $format:expr, $opts:expr, $input:expr, $expected:expr) => {
+        #[test]
+        fn $name() {
+            let got = decode_every_way($format, &$opts, $input);
+            let expected: Vec<Slot> = $expected;
+            assert_eq!(got, expected);
+        }
+    };
+}
+
+fn err(msg: &str) -> Slot {
+    Err(msg.to_string())
+}
+
+use Format::{Csv, Json, JsonLines};
+
+// ---- CSV: shapes of input -------------------------------------------------
+
+decodes!(
+    csv_lf,
+    Csv,
+    width(2),
+    b"1,2\n3,4\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_crlf,
+    Csv,
+    width(2),
+    b"1,2\r\n3,4\r\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_no_final_newline,
+    Csv,
+    width(2),
+    b"1,2\n3,4",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_no_final_newline_crlf,
+    Csv,
+    width(2),
+    b"1,2\r\n3,4\r",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_bom,
+    Csv,
+    width(2),
+    b"\xEF\xBB\xBF1,2\n3,4\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_bom_then_quote,
+    Csv,
+    width(2),
+    b"\xEF\xBB\xBF\"1\",2\n",
+    ok(&[&[1., 2.]])
+);
+decodes!(csv_only_bom, Csv, width(2), b"\xEF\xBB\xBF", ok(&[]));
+decodes!(csv_empty, Csv, width(2), b"", ok(&[]));
+decodes!(
+    csv_blank_lines_skipped,
+    Csv,
+    width(2),
+    b"\n\r\n1,2\n\n\r\n3,4\n\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_spaces_around_numbers,
+    Csv,
+    width(2),
+    b" 1 ,\t2 \n",
+    ok(&[&[1., 2.]])
+);
+decodes!(
+    csv_quoted_fields,
+    Csv,
+    width(2),
+    b"\"1\",2\n3,\"4\"\n\"5\",\"6\"",
+    ok(&[&[1., 2.], &[3., 4.], &[5., 6.]])
+);
+decodes!(
+    csv_quoted_crlf,
+    Csv,
+    width(2),
+    b"\"1\",\"2\"\r\n3,4\r\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    csv_quoted_newline_inside_field,
+    Csv,
+    width(2),
+    b"\"1\n\",2\n3,\"\r\n4\"\n5,6\n",
+    ok(&[&[1., 2.], &[3., 4.], &[5., 6.]])
+);
+decodes!(
+    csv_numbers_of_every_form,
+    Csv,
+    width(6),
+    b"1,-2.5,+3e2,.5,1E-3,0\n",
+    ok(&[&[1., -2.5, 300., 0.5, 0.001, 0.]])
+);
+decodes!(
+    csv_any_width,
+    Csv,
+    opts(),
+    b"1\n1,2,3\n",
+    ok(&[&[1.], &[1., 2., 3.]])
+);
+
+// ---- CSV: header ----------------------------------------------------------
+
+decodes!(
+    csv_header_skipped,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        ..width(2)
+    },
+    b"\na,b\n1,2\n",
+    ok(&[&[1., 2.]])
+);
+decodes!(
+    csv_quoted_header_skipped,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        ..width(2)
+    },
+    b"\"a\",\"b,c\"\n1,2\n",
+    ok(&[&[1., 2.]])
+);
+decodes!(
+    csv_header_not_skipped_by_default,
+    Csv,
+    width(2),
+    b"a,b\n1,2\n",
+    vec![
+        err("record 1 (line 1, byte 0): field 1 is not a number: \"a\""),
+        Ok(vec![1., 2.])
+    ]
+);
+
+// ---- CSV: labels (training) -----------------------------------------------
+
+decodes!(
+    csv_label_first_column,
+    Csv,
+    DecodeOptions {
+        label: true,
+        ..width(2)
+    },
+    b"9,1,2\n8,3,4\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+
+// ---- CSV: errors, each with its position -----------------------------------
+
+decodes!(
+    csv_field_count,
+    Csv,
+    width(2),
+    b"1,2\n\n3\n4,5,6\n7,8\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 3, byte 5): expected 2 fields, found 1"),
+        err("record 3 (line 4, byte 7): expected 2 fields, found 3"),
+        Ok(vec![7., 8.]),
+    ]
+);
+decodes!(
+    csv_field_count_preferred_over_bad_field,
+    Csv,
+    width(3),
+    b"a,b\n",
+    vec![err("record 1 (line 1, byte 0): expected 3 fields, found 2")]
+);
+decodes!(
+    csv_empty_field,
+    Csv,
+    width(3),
+    b"1,,3\n",
+    vec![err("record 1 (line 1, byte 0): field 2 is empty")]
+);
+decodes!(
+    csv_not_a_number,
+    Csv,
+    width(2),
+    b"1,2\n1,x7\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): field 2 is not a number: \"x7\"")
+    ]
+);
+decodes!(
+    csv_non_finite,
+    Csv,
+    width(3),
+    b"nan,1,2\n1,inf,2\n1,2,1e400\n",
+    vec![
+        err("record 1 (line 1, byte 0): field 1 is not a finite number: \"nan\""),
+        err("record 2 (line 2, byte 8): field 2 is not a finite number: \"inf\""),
+        err("record 3 (line 3, byte 16): field 3 is not a finite number: \"1e400\""),
+    ]
+);
+decodes!(
+    csv_invalid_utf8,
+    Csv,
+    width(2),
+    b"1,\xff\xfe\n1,\xc0\xaf\n",
+    vec![
+        err("record 1 (line 1, byte 0): field 2 is not valid UTF-8 (bad byte at offset 0 of the field)"),
+        err("record 2 (line 2, byte 5): field 2 is not valid UTF-8 (bad byte at offset 0 of the field)"),
+    ]
+);
+decodes!(
+    csv_utf8_split_across_chunks_is_still_an_error_not_a_panic,
+    Csv,
+    width(1),
+    "é\n".as_bytes(),
+    vec![err(
+        "record 1 (line 1, byte 0): field 1 is not a number: \"é\""
+    )]
+);
+decodes!(
+    csv_doubled_quote_is_a_literal_quote,
+    Csv,
+    width(2),
+    b"\"1\"\"\",2\n",
+    vec![err(
+        "record 1 (line 1, byte 0): field 1 is not a number: \"1\\\"\""
+    )]
+);
+decodes!(
+    csv_unterminated_quote,
+    Csv,
+    width(2),
+    b"1,2\n3,\"4\n5,6\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): input ended inside a quoted field (unterminated quote)")
+    ]
+);
+decodes!(
+    csv_unterminated_quote_without_newline,
+    Csv,
+    width(2),
+    b"3,\"4",
+    vec![err(
+        "record 1 (line 1, byte 0): input ended inside a quoted field (unterminated quote)"
+    )]
+);
+decodes!(
+    csv_record_too_large_then_resync,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n1111111111,2\n3,4\n55555555555555555",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![3., 4.]),
+        err("record 4 (line 4, byte 21): record is larger than the 8-byte limit (max record size)"),
+    ]
+);
+decodes!(
+    csv_quoted_record_too_large_then_resync,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"\"1\n2\n3\n4\n5\n6\n7\",2\n3,4\n",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![3., 4.]),
+    ]
+);
+
+// ---- JSON lines ----------------------------------------------------------
+
+decodes!(
+    jsonl_arrays_and_objects,
+    JsonLines,
+    width(2),
+    b"[1,2]\n{\"features\":[3,4],\"id\":\"x\"}\n{\"id\":[1,{}],\"features\":[5, 6.5]}",
+    ok(&[&[1., 2.], &[3., 4.], &[5., 6.5]])
+);
+decodes!(
+    jsonl_crlf_blank_lines_bom_and_spaces,
+    JsonLines,
+    width(2),
+    b"\xEF\xBB\xBF [1,2] \r\n\r\n\n\t[3,4]\r\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    jsonl_label,
+    JsonLines,
+    DecodeOptions {
+        label: true,
+        ..width(2)
+    },
+    b"{\"label\":1,\"features\":[1,2]}\n[0,3,4]\n{\"features\":[1,2]}\n",
+    vec![
+        Ok(vec![1., 2.]),
+        Ok(vec![3., 4.]),
+        err("record 3 (line 3, byte 37): not a row: a training record needs a \"label\"")
+    ]
+);
+decodes!(
+    jsonl_errors,
+    JsonLines,
+    width(2),
+    b"[1,\"a\"]\n{\"x\":1}\n[1,2\n[1]\n7\n[1,1e400]\n[1,2]\n",
+    vec![
+        err("record 1 (line 1, byte 0): not a row: invalid type: string \"a\", expected f64 at column 6"),
+        err("record 2 (line 2, byte 8): not a row: missing field `features` at column 7"),
+        err("record 3 (line 3, byte 16): invalid JSON: EOF while parsing a list at column 4"),
+        err("record 4 (line 4, byte 21): expected 2 fields, found 1"),
+        err("record 5 (line 5, byte 25): not a row: invalid type: integer `7`, expected an array of numbers or an object with a \"features\" array at column 1"),
+        err("record 6 (line 6, byte 27): field 2 is not a finite number: \"number out of range at column 8\""),
+        Ok(vec![1., 2.]),
+    ]
+);
+decodes!(
+    jsonl_trailing_garbage_is_invalid,
+    JsonLines,
+    width(2),
+    b"[1,2] [3,4]\n",
+    vec![err(
+        "record 1 (line 1, byte 0): invalid JSON: trailing characters at column 7"
+    )]
+);
+decodes!(
+    jsonl_line_too_large,
+    JsonLines,
+    DecodeOptions {
+        max_record_bytes: 6,
+        ..width(2)
+    },
+    b"[1,2]\n[1.0000,2]\n[3,4]",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 6): record is larger than the 6-byte limit (max record size)"),
+        Ok(vec![3., 4.]),
+    ]
+);
+
+// ---- JSON documents --------------------------------------------------------
+
+decodes!(
+    json_instances,
+    Json,
+    width(2),
+    b"{\"instances\": [[1,2], {\"features\": [3,4]}], \"configuration\": {}}",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(
+    json_array_of_rows,
+    Json,
+    width(2),
+    b"[[1,2],[3,4]]",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
+decodes!(json_one_row, Json, width(2), b" [1,2]\n", ok(&[&[1., 2.]]));
+decodes!(
+    json_one_object_row,
+    Json,
+    width(2),
+    b"{\"features\":[1,2]}",
+    ok(&[&[1., 2.]])
+);
+decodes!(json_empty_array, Json, width(2), b"[]", ok(&[]));
+decodes!(json_empty_body, Json, width(2), b"  \n", ok(&[]));
+decodes!(
+    json_bom,
+    Json,
+    width(2),
+    b"\xEF\xBB\xBF[[1,2]]",
+    ok(&[&[1., 2.]])
+);
+decodes!(
+    json_bad_instance_has_its_position,
+    Json,
+    width(2),
+    b"{\"instances\": [\n  [1,2],\n  [1],\n  [3,4]\n]}",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 3, byte 27): expected 2 fields, found 1"),
+        Ok(vec![3., 4.]),
+    ]
+);
+decodes!(
+    json_syntax_error_is_fatal,
+    Json,
+    width(2),
+    b"{\"instances\": [[1,2],\n [3,4}",
+    vec![err(
+        "fatal: invalid JSON document (line 2, column 6): expected `,` or `]`"
+    )]
+);
+decodes!(
+    json_wrong_shape,
+    Json,
+    width(2),
+    b"{\"rows\": [[1,2]]}",
+    vec![err("fatal: invalid JSON document (line 1, column 1): expected {\"instances\": [...]}, an array of rows, or one row")]
+);
+decodes!(
+    json_scalar,
+    Json,
+    width(2),
+    b"\"1,2\"",
+    vec![err("fatal: invalid JSON document (line 1, column 1): expected {\"instances\": [...]}, an array of rows, or one row")]
+);
+decodes!(
+    json_too_large,
+    Json,
+    DecodeOptions {
+        max_document_bytes: 10,
+        ..width(2)
+    },
+    b"[[1,2],[3,4]]",
+    vec![err("fatal: JSON document is larger than the 10-byte limit (max document size); send JSON lines or CSV to stream larger inputs")]
+);
+
+// ---- the fail policy stops at the first bad record --------------------------
+
+#[test]
+fn stop_on_error_returns_right_after_the_bad_record() {
+    let opts = DecodeOptions {
+        stop_on_error: true,
+        ..width(2)
+    };
+    for format in [Csv, JsonLines] {
+        let input: &[u8] = if format == Csv {
+            b"1,2\nx,2\n3,4\n"
+        } else {
+            b"[1,2]\n[\"x\",2]\n[3,4]\n"
+        };
+        let mut d = Decoder::new(format, &opts);
+        let mut batch = Batch::default();
+        let n = d.decode(input, &mut batch, 100).unwrap();
+        assert_eq!(batch.len(), 2, "{format}");
+        assert_eq!(batch.errors().len(), 1, "{format}");
+        assert!(n < input.len(), "{format}: stopped before the rest");
+    }
+}
+
+#[test]
+fn a_huge_line_without_newline_is_rejected_without_buffering_it() {
+    let opts = DecodeOptions {
+        max_record_bytes: 1024,
+        ..width(2)
+    };
+    let mut d = Decoder::new(Csv, &opts);
+    let mut batch = Batch::default();
+    let chunk = vec![b'1'; 64 * 1024];
+    // 64 MiB of one line, in 64 KiB chunks: one error, nothing held.
+    for _ in 0..1024 {
+        let mut at = 0;
+        while at < chunk.len() {
+            at += d.decode(&chunk[at..], &mut batch, 100).unwrap();
+        }
+    }
+    d.finish(&mut batch, 100).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch.errors()[0].1.code(), "record_too_large");
+    if let Decoder::Csv(c) = &d {
+        assert!(format!("{c:?}").len() < 64 * 1024, "the carry stays small");
+    }
+}

@@ -1,0 +1,394 @@
+//! One error type for the whole pipeline: a kind, and for input errors the
+//! position of the record that caused it.
+//!
+//! Modelled on rust-csv's `Error(Box<ErrorKind>)`: the `Result` stays one
+//! pointer wide on the hot path, and every message says *what* went wrong and
+//! *where* ("record 12 (line 13, byte 311): expected 16 fields, found 3").
+//! The HTTP layer maps kinds to statuses in one place ([`Error::status`]), and
+//! the error policy asks [`Error::can_continue`] whether decoding may go on
+//! after a bad record.
+
+use std::fmt;
+use std::io;
+
+/// Where a record starts in its input stream.
+///
+/// `record` counts records (1-based; blank lines are not records), `line`
+/// counts `\n`-terminated lines (1-based; a quoted newline inside a CSV field
+/// starts a new line), `byte` is the 0-based offset of the record's first
+/// byte from the start of the stream (after a UTF-8 BOM, which is counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based record number.
+    pub record: u64,
+    /// 1-based line number of the record's first byte.
+    pub line: u64,
+    /// 0-based byte offset of the record's first byte.
+    pub byte: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "record {} (line {}, byte {})",
+            self.record, self.line, self.byte
+        )
+    }
+}
+
+/// The error type of the pipeline, the server and the CLIs.
+pub struct Error(Box<ErrorKind>);
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong. Input errors carry the [`Position`] of their record.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A record has a different number of fields than the model takes.
+    #[error("{pos}: expected {expected} fields, found {found}")]
+    FieldCount {
+        /// Where the record starts.
+        pos: Position,
+        /// Fields the model (and label, when training) takes.
+        expected: usize,
+        /// Fields the record has.
+        found: usize,
+    },
+    /// A field is empty (`1,,3`).
+    #[error("{pos}: field {field} is empty")]
+    EmptyField {
+        /// Where the record starts.
+        pos: Position,
+        /// 1-based field number.
+        field: usize,
+    },
+    /// A field is not a number.
+    #[error("{pos}: field {field} is not a number: {text:?}")]
+    NotANumber {
+        /// Where the record starts.
+        pos: Position,
+        /// 1-based field number.
+        field: usize,
+        /// The field, cut to a readable length.
+        text: String,
+    },
+    /// A field is NaN or infinite, or overflows an f64.
+    #[error("{pos}: field {field} is not a finite number: {text:?}")]
+    NonFinite {
+        /// Where the record starts.
+        pos: Position,
+        /// 1-based field number.
+        field: usize,
+        /// The field, cut to a readable length.
+        text: String,
+    },
+    /// A field holds bytes that are not UTF-8.
+    #[error("{pos}: field {field} is not valid UTF-8 (bad byte at offset {offset} of the field)")]
+    InvalidUtf8 {
+        /// Where the record starts.
+        pos: Position,
+        /// 1-based field number.
+        field: usize,
+        /// Offset of the first invalid byte within the field.
+        offset: usize,
+    },
+    /// A JSON line or JSON instance parsed, but is not a row of numbers.
+    #[error("{pos}: not a row: {reason}")]
+    NotARow {
+        /// Where the record starts.
+        pos: Position,
+        /// What the record was instead.
+        reason: String,
+    },
+    /// A JSON line is not valid JSON.
+    #[error("{pos}: invalid JSON: {reason}")]
+    InvalidJson {
+        /// Where the record starts.
+        pos: Position,
+        /// serde_json's description.
+        reason: String,
+    },
+    /// A record is longer than the configured maximum.
+    #[error("{pos}: record is larger than the {limit}-byte limit (max record size)")]
+    RecordTooLarge {
+        /// Where the record starts.
+        pos: Position,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An `application/json` document is larger than its cap.
+    #[error("JSON document is larger than the {limit}-byte limit (max document size); send JSON lines or CSV to stream larger inputs")]
+    DocumentTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An `application/json` document does not parse or has the wrong shape.
+    #[error("invalid JSON document (line {line}, column {column}): {reason}")]
+    InvalidDocument {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The input ended inside a quoted CSV field.
+    #[error("{pos}: input ended inside a quoted field (unterminated quote)")]
+    UnterminatedQuote {
+        /// Where the record starts.
+        pos: Position,
+    },
+    /// The model produced NaN or infinity for a record.
+    #[error("{pos}: the model's prediction is not a finite number ({value})")]
+    NonFinitePrediction {
+        /// Where the record starts.
+        pos: Position,
+        /// The value.
+        value: f64,
+    },
+    /// `Content-Type` names a type we cannot read.
+    #[error("unsupported content type {given:?}: supported are text/csv, application/jsonlines, application/json")]
+    UnsupportedMediaType {
+        /// The header as given.
+        given: String,
+    },
+    /// `Accept` names no type we can write.
+    #[error("cannot produce any type in Accept {given:?}: supported are text/csv, application/jsonlines, application/json")]
+    NotAcceptable {
+        /// The header as given.
+        given: String,
+    },
+    /// The request body is larger than the configured body cap.
+    #[error("request body is larger than the {limit}-byte limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The model failed.
+    #[error("model failure: {0}")]
+    Model(String),
+    /// The model artifact could not be loaded.
+    #[error("cannot load model from {path}: {reason}")]
+    ModelLoad {
+        /// The file that was read.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Reading the input or writing the output failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being read or written.
+        context: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A bad option or environment value.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Wrap a kind.
+    pub fn new(kind: ErrorKind) -> Error {
+        Error(Box::new(kind))
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::new(ErrorKind::Io {
+            context: context.into(),
+            source,
+        })
+    }
+
+    /// A configuration error.
+    pub fn config(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Config(msg.into()))
+    }
+
+    /// The kind of error.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+
+    /// Take the kind out.
+    pub fn into_kind(self) -> ErrorKind {
+        *self.0
+    }
+
+    /// The position of the record that caused it, for input errors.
+    pub fn position(&self) -> Option<Position> {
+        use ErrorKind::*;
+        match *self.0 {
+            FieldCount { pos, .. }
+            | EmptyField { pos, .. }
+            | NotANumber { pos, .. }
+            | NonFinite { pos, .. }
+            | InvalidUtf8 { pos, .. }
+            | NotARow { pos, .. }
+            | InvalidJson { pos, .. }
+            | RecordTooLarge { pos, .. }
+            | UnterminatedQuote { pos }
+            | NonFinitePrediction { pos, .. } => Some(pos),
+            _ => None,
+        }
+    }
+
+    /// Whether decoding can go on after this error: true for an error
+    /// confined to one record (the `placeholder` policy then writes a marker
+    /// and continues), false when the stream itself is broken.
+    pub fn can_continue(&self) -> bool {
+        use ErrorKind::*;
+        matches!(
+            *self.0,
+            FieldCount { .. }
+                | EmptyField { .. }
+                | NotANumber { .. }
+                | NonFinite { .. }
+                | InvalidUtf8 { .. }
+                | NotARow { .. }
+                | InvalidJson { .. }
+                | RecordTooLarge { .. }
+                | NonFinitePrediction { .. }
+        )
+    }
+
+    /// A short stable name for the kind, used as `"error"` in JSON error
+    /// bodies, in placeholder markers, and as a metrics label.
+    pub fn code(&self) -> &'static str {
+        use ErrorKind::*;
+        match *self.0 {
+            FieldCount { .. } => "field_count",
+            EmptyField { .. } => "empty_field",
+            NotANumber { .. } => "not_a_number",
+            NonFinite { .. } => "non_finite",
+            InvalidUtf8 { .. } => "invalid_utf8",
+            NotARow { .. } => "not_a_row",
+            InvalidJson { .. } => "invalid_json",
+            RecordTooLarge { .. } => "record_too_large",
+            DocumentTooLarge { .. } => "document_too_large",
+            InvalidDocument { .. } => "invalid_document",
+            UnterminatedQuote { .. } => "unterminated_quote",
+            NonFinitePrediction { .. } => "non_finite_prediction",
+            UnsupportedMediaType { .. } => "unsupported_media_type",
+            NotAcceptable { .. } => "not_acceptable",
+            BodyTooLarge { .. } => "body_too_large",
+            Model(_) => "model_error",
+            ModelLoad { .. } => "model_load",
+            Io { .. } => "io",
+            Config(_) => "config",
+        }
+    }
+
+    /// The HTTP status this error maps to while no response byte is sent.
+    pub fn status(&self) -> u16 {
+        use ErrorKind::*;
+        match *self.0 {
+            RecordTooLarge { .. } | DocumentTooLarge { .. } | BodyTooLarge { .. } => 413,
+            UnsupportedMediaType { .. } => 415,
+            NotAcceptable { .. } => 406,
+            Model(_) | ModelLoad { .. } | Config(_) => 500,
+            // Reading the request body failed: the client sent a broken body.
+            Io { .. } => 400,
+            _ => 400,
+        }
+    }
+
+    /// The process exit code for this error (BSD `sysexits` values): 64 bad
+    /// usage or configuration, 65 bad input data, 66 model not loadable, 70
+    /// model failure, 74 I/O.
+    pub fn exit_code(&self) -> u8 {
+        use ErrorKind::*;
+        match *self.0 {
+            Config(_) => 64,
+            ModelLoad { .. } => 66,
+            Model(_) => 70,
+            Io { .. } => 74,
+            _ => 65,
+        }
+    }
+
+    /// Whether the error is the reader of our output going away (a closed
+    /// pipe), which a CLI treats as a normal end (ripgrep's convention).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(&*self.0, Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+use ErrorKind::Io;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.0 {
+            Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<ErrorKind> for Error {
+    fn from(kind: ErrorKind) -> Error {
+        Error::new(kind)
+    }
+}
+
+/// Cut a field to a length that fits an error message, on a char boundary.
+pub(crate) fn snippet(bytes: &[u8]) -> String {
+    const MAX: usize = 40;
+    let text = String::from_utf8_lossy(bytes);
+    if text.chars().count() <= MAX {
+        text.into_owned()
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_says_what_and_where() {
+        let e = Error::new(ErrorKind::FieldCount {
+            pos: Position {
+                record: 12,
+                line: 13,
+                byte: 311,
+            },
+            expected: 16,
+            found: 3,
+        });
+        assert_eq!(
+            e.to_string(),
+            "record 12 (line 13, byte 311): expected 16 fields, found 3"
+        );
+        assert_eq!(e.status(), 400);
+        assert!(e.can_continue());
+        assert_eq!(e.code(), "field_count");
+    }
+
+    #[test]
+    fn snippet_cuts_long_fields_on_char_boundaries() {
+        let long = "é".repeat(100);
+        let s = snippet(long.as_bytes());
+        assert_eq!(s.chars().count(), 41);
+        assert!(s.ends_with('…'));
+    }
+}

@@ -1,0 +1,36 @@
+//! mock-model-pipeline: a streaming SageMaker bring-your-own-algorithm
+//! container in one binary, `mmp`.
+//!
+//! # Layout
+//!
+//! The data path is bytes → [`record::Batch`] → [`model::Model`] →
+//! predictions → bytes. Codecs never see the model and the model never sees
+//! bytes; everything below `serve` is synchronous and runtime-free.
+//!
+//! - [`error`]: the one error type, with kinds, record positions, HTTP
+//!   statuses and exit codes.
+//! - [`media`]: `Content-Type`/`Accept` parsing and negotiation into a
+//!   [`media::Format`].
+//! - [`record`]: the intermediate representation, a batch of records packed
+//!   into one flat buffer, with bad records kept in their places.
+//! - [`codec`]: incremental decoders (CSV on csv-core with a fast path, JSON
+//!   lines, bounded JSON documents) and encoders (Linear Learner's formats).
+//! - [`model`]: the `Model` trait, the seam for your own algorithm.
+//! - [`predictor`]: the model served here, a linear mock read from
+//!   `model.json`; the one file to edit to serve another algorithm.
+//! - [`pipeline`]: decoder → model → encoder for one stream, with the error
+//!   policy (`fail` or `placeholder`).
+//! - [`score`]: `mmp score`, the offline file/stdin scorer.
+//! - [`cli`]: the command line.
+
+pub mod cli;
+pub mod codec;
+pub mod error;
+pub mod media;
+pub mod model;
+pub mod pipeline;
+pub mod predictor;
+pub mod record;
+pub mod score;
+
+pub use error::{Error, ErrorKind, Position, Result};

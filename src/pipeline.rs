@@ -1,0 +1,251 @@
+//! The record pipeline: bytes in → records → model → predictions → bytes out.
+//!
+//! A [`Pipeline`] is made per request (or per file) and fed the input in
+//! whatever slices it arrives in. Records are decoded into a reused batch of
+//! at most `batch_records`; each full batch, and whatever is decoded when a
+//! slice is used up, is scored and encoded at once, so a prediction leaves as
+//! soon as its record is complete and memory stays at one record plus one
+//! batch plus the output the caller has not yet taken. The server, `score`,
+//! `transform` and `train` all run this same code, which is why their answers
+//! are byte-identical.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::codec::{DecodeOptions, Decoder, Encoder};
+use crate::error::{Error, ErrorKind};
+use crate::media::Format;
+use crate::model::{model_error, SharedModel};
+use crate::record::{Batch, Shape};
+
+/// What to do with a bad record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ErrorPolicy {
+    /// Stop at the first bad record with its error (HTTP 400 if nothing was
+    /// sent yet, else the response is cut off; CLI exit code 65).
+    #[default]
+    Fail,
+    /// Write an error marker in the bad record's place and go on, so outputs
+    /// still line up one-to-one with inputs (what AWS suggests for Batch
+    /// Transform). Errors that break the stream itself still stop it.
+    Placeholder,
+}
+
+impl std::str::FromStr for ErrorPolicy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<ErrorPolicy, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(ErrorPolicy::Fail),
+            "placeholder" => Ok(ErrorPolicy::Placeholder),
+            _ => Err(Error::config(format!(
+                "unknown error policy {s:?}: use fail or placeholder"
+            ))),
+        }
+    }
+}
+
+/// Options of a pipeline, shared by every request.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    /// Decoder limits and CSV header handling (`shape` comes from the model).
+    pub decode: DecodeOptions,
+    /// What to do with a bad record.
+    pub policy: ErrorPolicy,
+    /// Records scored per model call.
+    pub batch_records: usize,
+}
+
+/// Default records per model call: large enough to amortise the call, small
+/// enough that a batch of 16 features is 128 KiB.
+pub const DEFAULT_BATCH_RECORDS: usize = 1024;
+
+impl Default for PipelineOptions {
+    fn default() -> PipelineOptions {
+        PipelineOptions {
+            decode: DecodeOptions::default(),
+            policy: ErrorPolicy::Fail,
+            batch_records: DEFAULT_BATCH_RECORDS,
+        }
+    }
+}
+
+/// Counters of one run, for logs and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records decoded, good or bad.
+    pub records: u64,
+    /// Predictions written.
+    pub predictions: u64,
+    /// Bad records replaced by a placeholder.
+    pub placeholders: u64,
+}
+
+/// One input stream's run through decoder, model and encoder.
+pub struct Pipeline {
+    decoder: Decoder,
+    encoder: Encoder,
+    model: SharedModel,
+    policy: ErrorPolicy,
+    batch: Batch,
+    preds: Vec<f64>,
+    limit: usize,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("decoder", &self.decoder)
+            .field("encoder", &self.encoder)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline reading `input` and writing `output` with `model`.
+    pub fn new(
+        model: SharedModel,
+        input: Format,
+        output: Format,
+        opts: &PipelineOptions,
+    ) -> Pipeline {
+        let mut decode = opts.decode.clone();
+        decode.shape = model.num_features().map_or(Shape::Any, Shape::Features);
+        decode.stop_on_error = opts.policy == ErrorPolicy::Fail;
+        let limit = opts.batch_records.max(1);
+        let width = model.num_features().unwrap_or(16);
+        Pipeline {
+            decoder: Decoder::new(input, &decode),
+            encoder: Encoder::new(output),
+            model,
+            policy: opts.policy,
+            batch: Batch::with_capacity(limit, width),
+            preds: Vec::with_capacity(limit),
+            limit,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The output format.
+    pub fn output_format(&self) -> Format {
+        self.encoder.format()
+    }
+
+    /// Decode `input`, score every record completed by it, and append the
+    /// encoded predictions to `out`. An `Err` ends the run: a bad record
+    /// under the `fail` policy, or an error that breaks the stream.
+    pub fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
+        let mut at = 0;
+        while at < input.len() {
+            at += self
+                .decoder
+                .decode(&input[at..], &mut self.batch, self.limit)?;
+            if self.batch.len() >= self.limit || self.batch.has_errors() {
+                self.flush(out)?;
+            }
+        }
+        self.flush(out)
+    }
+
+    /// End of input: score what is left and close the output.
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        while !self.decoder.finish(&mut self.batch, self.limit)? {
+            self.flush(out)?;
+        }
+        self.flush(out)?;
+        self.encoder.end(out);
+        Ok(())
+    }
+
+    /// Score and encode the batch, then empty it.
+    fn flush(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        self.stats.records += self.batch.len() as u64;
+        let rows = self.batch.rows();
+        self.preds.clear();
+        self.model.predict(rows, &mut self.preds)?;
+        if self.preds.len() != rows.len() {
+            let msg = format!(
+                "the model returned {} predictions for {} records",
+                self.preds.len(),
+                rows.len()
+            );
+            self.batch.clear();
+            return Err(model_error(msg));
+        }
+        let result = if self.batch.has_errors() || self.preds.iter().any(|y| !y.is_finite()) {
+            self.encode_with_errors(out)
+        } else {
+            for &y in &self.preds {
+                self.encoder.prediction(y, out);
+            }
+            self.stats.predictions += self.preds.len() as u64;
+            Ok(())
+        };
+        self.batch.clear();
+        result
+    }
+
+    /// The slow path of `flush`: interleave predictions with bad records.
+    #[cold]
+    fn encode_with_errors(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        let mut errors = self.batch.take_errors().into_iter().peekable();
+        let positions = self.batch.positions();
+        let mut next = 0;
+        for slot in 0..self.batch.len() {
+            let err = if errors.peek().is_some_and(|(s, _)| *s == slot) {
+                errors.next().map(|(_, e)| e)
+            } else {
+                let y = self.preds[next];
+                let pos = positions[next];
+                next += 1;
+                if y.is_finite() {
+                    self.encoder.prediction(y, out);
+                    self.stats.predictions += 1;
+                    None
+                } else {
+                    Some(Error::new(ErrorKind::NonFinitePrediction { pos, value: y }))
+                }
+            };
+            if let Some(err) = err {
+                if self.policy == ErrorPolicy::Fail || !err.can_continue() {
+                    return Err(err);
+                }
+                tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
+                self.encoder.error(&err, out);
+                self.stats.placeholders += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Run a whole in-memory input through a pipeline; for tests and small jobs.
+pub fn run_all(
+    model: SharedModel,
+    input_format: Format,
+    output_format: Format,
+    opts: &PipelineOptions,
+    input: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let mut p = Pipeline::new(model, input_format, output_format, opts);
+    let mut out = BytesMut::new();
+    p.feed(input, &mut out)?;
+    p.finish(&mut out)?;
+    Ok(out.to_vec())
+}
+
+/// Shorthand for tests: a model behind an `Arc`.
+pub fn shared<M: crate::model::Model>(m: M) -> SharedModel {
+    Arc::new(m)
+}

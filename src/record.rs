@@ -1,0 +1,231 @@
+//! The intermediate representation between codecs and the model.
+//!
+//! Decoders turn bytes into a [`Batch`]: the features of good records packed
+//! into one flat `Vec<f64>` (like csv's `ByteRecord` packs fields), and, in
+//! their places in input order, the errors of bad records. The model sees
+//! only [`Rows`]; encoders see only predictions and errors. A batch is reused
+//! for a whole stream, so decoding a record allocates nothing.
+
+use crate::error::{Error, ErrorKind, Position};
+
+/// A view of the good records of a batch: row `i` is a slice of features.
+#[derive(Clone, Copy, Debug)]
+pub struct Rows<'a> {
+    values: &'a [f64],
+    ends: &'a [usize],
+}
+
+impl<'a> Rows<'a> {
+    /// Rows over a flat buffer and the end offset of each row in it.
+    pub fn new(values: &'a [f64], ends: &'a [usize]) -> Rows<'a> {
+        Rows { values, ends }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &'a [f64] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.values[start..self.ends[i]]
+    }
+
+    /// The rows in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [f64]> + 'a {
+        let values = self.values;
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let row = &values[start..end];
+            start = end;
+            row
+        })
+    }
+}
+
+/// How many fields a record must have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// Any number (the model checks, or takes any width).
+    Any,
+    /// Exactly this many features (not counting a label).
+    Features(usize),
+}
+
+/// Records decoded from a stream, ready for the model, in input order.
+#[derive(Debug, Default)]
+pub struct Batch {
+    values: Vec<f64>,
+    ends: Vec<usize>,
+    labels: Vec<f64>,
+    /// Positions of the good records, parallel to `ends`.
+    positions: Vec<Position>,
+    /// Bad records: (slot in input order, error).
+    errors: Vec<(usize, Error)>,
+    /// Records of either kind pushed since the last clear.
+    slots: usize,
+    /// Where the record being built started in `values`.
+    row_start: usize,
+}
+
+impl Batch {
+    /// An empty batch with room for `records` rows of `width` features.
+    pub fn with_capacity(records: usize, width: usize) -> Batch {
+        Batch {
+            values: Vec::with_capacity(records * width.max(1)),
+            ends: Vec::with_capacity(records),
+            positions: Vec::with_capacity(records),
+            ..Batch::default()
+        }
+    }
+
+    /// Records (good and bad) in the batch.
+    pub fn len(&self) -> usize {
+        self.slots
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.slots == 0
+    }
+
+    /// Forget all records, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.ends.clear();
+        self.labels.clear();
+        self.positions.clear();
+        self.errors.clear();
+        self.slots = 0;
+        self.row_start = 0;
+    }
+
+    /// The good records.
+    pub fn rows(&self) -> Rows<'_> {
+        Rows::new(&self.values, &self.ends)
+    }
+
+    /// Labels of the good records (training data only).
+    pub fn labels(&self) -> &[f64] {
+        &self.labels
+    }
+
+    /// Positions of the good records, parallel to [`Batch::rows`].
+    pub fn positions(&self) -> &[Position] {
+        &self.positions
+    }
+
+    /// Bad records: their slot in input order and their error.
+    pub fn errors(&self) -> &[(usize, Error)] {
+        &self.errors
+    }
+
+    /// Take the errors out (the batch must be cleared before reuse).
+    pub fn take_errors(&mut self) -> Vec<(usize, Error)> {
+        std::mem::take(&mut self.errors)
+    }
+
+    /// Whether any record of the batch is bad.
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// Start building a record.
+    #[inline]
+    pub(crate) fn begin_row(&mut self) {
+        self.row_start = self.values.len();
+    }
+
+    /// Add a feature to the record being built.
+    #[inline]
+    pub(crate) fn push_value(&mut self, v: f64) {
+        self.values.push(v);
+    }
+
+    /// Features pushed to the record being built so far.
+    #[inline]
+    pub(crate) fn row_width(&self) -> usize {
+        self.values.len() - self.row_start
+    }
+
+    /// Finish the record being built: check its width, then keep it (with
+    /// its label) or turn it into a `FieldCount` error.
+    #[inline]
+    pub(crate) fn end_row(&mut self, pos: Position, shape: Shape, label: Option<f64>) {
+        if let Shape::Features(n) = shape {
+            let width = self.row_width();
+            if width != n {
+                let extra = usize::from(label.is_some());
+                self.values.truncate(self.row_start);
+                self.push_error(Error::new(ErrorKind::FieldCount {
+                    pos,
+                    expected: n + extra,
+                    found: width + extra,
+                }));
+                return;
+            }
+        }
+        if let Some(y) = label {
+            self.labels.push(y);
+        }
+        self.ends.push(self.values.len());
+        self.positions.push(pos);
+        self.slots += 1;
+    }
+
+    /// Drop the record being built and put `err` in its place.
+    #[inline]
+    pub(crate) fn abandon_row(&mut self, err: Error) {
+        self.values.truncate(self.row_start);
+        self.push_error(err);
+    }
+
+    /// Put a bad record in the next slot.
+    pub(crate) fn push_error(&mut self, err: Error) {
+        self.errors.push((self.slots, err));
+        self.slots += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(record: u64) -> Position {
+        Position {
+            record,
+            line: record,
+            byte: 0,
+        }
+    }
+
+    #[test]
+    fn rows_and_errors_keep_input_order() {
+        let mut b = Batch::with_capacity(4, 2);
+        for (i, row) in [[1.0, 2.0], [3.0, 4.0]].iter().enumerate() {
+            b.begin_row();
+            row.iter().for_each(|&v| b.push_value(v));
+            b.end_row(pos(i as u64 + 1), Shape::Features(2), None);
+        }
+        b.begin_row();
+        b.push_value(5.0);
+        b.end_row(pos(3), Shape::Features(2), None);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.rows().len(), 2);
+        assert_eq!(b.rows().row(1), &[3.0, 4.0]);
+        assert_eq!(b.errors().len(), 1);
+        assert_eq!(b.errors()[0].0, 2);
+        assert_eq!(
+            b.errors()[0].1.to_string(),
+            "record 3 (line 3, byte 0): expected 2 fields, found 1"
+        );
+        let all: Vec<_> = b.rows().iter().collect();
+        assert_eq!(all, vec![&[1.0, 2.0][..], &[3.0, 4.0][..]]);
+    }
+}

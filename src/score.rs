@@ -1,0 +1,192 @@
+//! `mmp score`: run files or stdin through the pipeline offline.
+//!
+//! The same decoders, model and encoders as the server, so an offline answer
+//! is byte-identical to the online one. Input is read and output written in
+//! large buffers. With several inputs each gets its own output, and a failing
+//! input does not stop the others (its output is not left behind half
+//! written); the exit code reports the first failure.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+
+use crate::cli::ScoreArgs;
+use crate::error::Error;
+use crate::media::{ContentType, Format};
+use crate::model::{self, SharedModel};
+use crate::pipeline::{Pipeline, PipelineOptions, Stats};
+
+/// Bytes read per `read` call.
+pub const READ_BUF: usize = 1 << 20;
+/// Output is written once this much has accumulated.
+pub const WRITE_BUF: usize = 1 << 18;
+
+/// Run `mmp score`.
+pub fn run(args: &ScoreArgs) -> Result<(), Error> {
+    let model = model::load(&args.model_dir)?;
+    let mut opts = args.pipeline.options();
+    let explicit = args
+        .content_type
+        .as_deref()
+        .map(ContentType::parse)
+        .transpose()?;
+    if let Some(header) = explicit.and_then(|c| c.header) {
+        opts.decode.csv_header = header;
+    }
+    let accept = args.accept.as_deref().map(Format::parse).transpose()?;
+    let formats = |path: Option<&Path>| {
+        let input = explicit
+            .map(|c| c.format)
+            .or_else(|| path.and_then(Format::from_path))
+            .unwrap_or(Format::Csv);
+        (input, accept.unwrap_or(input))
+    };
+
+    let stdin_only = args.inputs.is_empty() || args.inputs.iter().all(|p| p.as_os_str() == "-");
+    if stdin_only {
+        let (input, output) = formats(None);
+        let job = Job {
+            model: &model,
+            opts: &opts,
+            input,
+            output,
+        };
+        return match &args.output {
+            None => job
+                .run(&mut io::stdin().lock(), &mut io::stdout().lock())
+                .map(drop),
+            Some(out) => job.to_file(&mut io::stdin().lock(), out),
+        };
+    }
+    if args.inputs.len() == 1 && args.output.as_ref().is_none_or(|o| !o.is_dir()) {
+        let path = &args.inputs[0];
+        let (input, output) = formats(Some(path));
+        let job = Job {
+            model: &model,
+            opts: &opts,
+            input,
+            output,
+        };
+        let mut reader = open(path)?;
+        return match &args.output {
+            None => job.run(&mut reader, &mut io::stdout().lock()).map(drop),
+            Some(out) => job.to_file(&mut reader, out),
+        };
+    }
+    if let Some(dir) = &args.output {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let mut first_error = None;
+    for path in &args.inputs {
+        let (input, output) = formats(Some(path));
+        let job = Job {
+            model: &model,
+            opts: &opts,
+            input,
+            output,
+        };
+        let out = out_path(path, args.output.as_deref());
+        let result = open(path).and_then(|mut r| job.to_file(&mut r, &out));
+        if let Err(e) = result {
+            eprintln!("mmp: {}: {e}", path.display());
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// `NAME.out`, in `dir` if given, else beside the input.
+fn out_path(input: &Path, dir: Option<&Path>) -> PathBuf {
+    let mut name = input.file_name().unwrap_or(input.as_os_str()).to_owned();
+    name.push(".out");
+    match dir {
+        Some(d) => d.join(name),
+        None => input.with_file_name(name),
+    }
+}
+
+fn open(path: &Path) -> Result<File, Error> {
+    File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
+}
+
+/// One input to score.
+pub struct Job<'a> {
+    /// The model.
+    pub model: &'a SharedModel,
+    /// Pipeline options.
+    pub opts: &'a PipelineOptions,
+    /// Input format.
+    pub input: Format,
+    /// Output format.
+    pub output: Format,
+}
+
+impl Job<'_> {
+    /// Score `reader` into `writer`. On a bad record the predictions before it
+    /// are written, then the error is returned.
+    pub fn run(&self, reader: &mut dyn Read, writer: &mut dyn Write) -> Result<Stats, Error> {
+        let mut pipeline = Pipeline::new(self.model.clone(), self.input, self.output, self.opts);
+        let mut buf = vec![0u8; READ_BUF];
+        let mut out = BytesMut::with_capacity(2 * WRITE_BUF);
+        let write = |out: &mut BytesMut, writer: &mut dyn Write| {
+            writer
+                .write_all(out)
+                .map_err(|e| Error::io("writing output", e))?;
+            out.clear();
+            Ok::<_, Error>(())
+        };
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading input", e)),
+            };
+            if let Err(e) = pipeline.feed(&buf[..n], &mut out) {
+                write(&mut out, writer)?;
+                return Err(e);
+            }
+            if out.len() >= WRITE_BUF {
+                write(&mut out, writer)?;
+            }
+        }
+        let finished = pipeline.finish(&mut out);
+        write(&mut out, writer)?;
+        finished?;
+        writer.flush().map_err(|e| Error::io("writing output", e))?;
+        Ok(pipeline.stats())
+    }
+
+    /// Score `reader` into the file `path`, which appears only if the whole
+    /// input succeeded (written under a temporary name, then renamed).
+    pub fn to_file(&self, reader: &mut dyn Read, path: &Path) -> Result<(), Error> {
+        let tmp = tmp_path(path);
+        let result = File::create(&tmp)
+            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))
+            .and_then(|mut f| {
+                self.run(reader, &mut f)?;
+                f.sync_all()
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
+            })
+            .and_then(|()| {
+                std::fs::rename(&tmp, path)
+                    .map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// `.NAME.tmp` beside `path`: hidden, and on the same file system for the
+/// rename.
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or(path.as_os_str()));
+    name.push(".tmp");
+    path.with_file_name(name)
+}
