@@ -22,8 +22,19 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train the model: SageMaker's training contract under /opt/ml.
+    Train(TrainArgs),
     /// Score files or stdin offline, exactly as the server would answer.
     Score(ScoreArgs),
+}
+
+/// `mmp train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Root of SageMaker's training tree (input/config, input/data, model,
+    /// output).
+    #[arg(long, default_value = "/opt/ml")]
+    pub opt_ml: PathBuf,
 }
 
 /// `mmp score`.

@@ -21,6 +21,8 @@
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
+//! - [`train`]: `mmp train`, SageMaker's training contract for the linear
+//!   model.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -32,5 +34,6 @@ pub mod pipeline;
 pub mod predictor;
 pub mod record;
 pub mod score;
+pub mod train;
 
 pub use error::{Error, ErrorKind, Position, Result};

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Score(args) => mmp::score::run(&args),
+        Command::Train(args) => return mmp::train::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
