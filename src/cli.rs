@@ -22,10 +22,29 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the model over HTTP: SageMaker's inference contract.
+    Serve(ServeArgs),
     /// Train the model: SageMaker's training contract under /opt/ml.
     Train(TrainArgs),
     /// Score files or stdin offline, exactly as the server would answer.
     Score(ScoreArgs),
+}
+
+/// `mmp serve`. Everything else is read from the environment (see the
+/// README's table); these flags win over it.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: 0.0.0.0:$SAGEMAKER_BIND_TO_PORT, port
+    /// 8080).
+    #[arg(long)]
+    pub bind: Option<std::net::SocketAddr>,
+    /// Directory holding model.json (default: $SM_MODEL_DIR, else
+    /// /opt/ml/model).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// What to do with a bad record (default: $MMP_ON_ERROR, else fail).
+    #[arg(long, value_enum)]
+    pub on_error: Option<ErrorPolicy>,
 }
 
 /// `mmp train`.

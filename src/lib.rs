@@ -20,6 +20,9 @@
 //!   `model.json`; the one file to edit to serve another algorithm.
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
+//! - [`config`]: the server's configuration, from the environment.
+//! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes),
+//!   with [`shutdown`] for SIGTERM and [`logging`] for `tracing` setup.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract for the linear
 //!   model.
@@ -27,13 +30,17 @@
 
 pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod error;
+pub mod logging;
 pub mod media;
 pub mod model;
 pub mod pipeline;
 pub mod predictor;
 pub mod record;
 pub mod score;
+pub mod serve;
+pub mod shutdown;
 pub mod train;
 
 pub use error::{Error, ErrorKind, Position, Result};

@@ -8,9 +8,15 @@ use mmp::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     let result = match cli.command {
-        Command::Score(args) => mmp::score::run(&args),
+        Command::Serve(args) => {
+            mmp::logging::init("info");
+            return mmp::serve::main(&args);
+        }
+        Command::Score(args) => {
+            mmp::logging::init("warn");
+            mmp::score::run(&args)
+        }
         Command::Train(args) => return mmp::train::main(&args),
     };
     match result {
@@ -22,14 +28,4 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// Human-readable logs on stderr; `RUST_LOG` sets the level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }

@@ -1,0 +1,439 @@
+//! The server's configuration, parsed once from the environment (and the
+//! command line, which wins) into types, with a clear error for a bad value.
+//!
+//! The environment is read through the [`Env`] trait, so tests pass a map
+//! instead of mutating the process environment (linkerd's `env.rs` does the
+//! same, and bans `set_var` for the data races it causes in tests).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::codec::DecodeOptions;
+use crate::error::Error;
+use crate::media::Format;
+use crate::pipeline::{ErrorPolicy, PipelineOptions, DEFAULT_BATCH_RECORDS};
+
+/// Where configuration values come from.
+pub trait Env {
+    /// The value of `key`, if set.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Env for HashMap<&str, &str, S> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).map(|v| v.to_string())
+    }
+}
+
+/// How SageMaker should batch records for Batch Transform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchStrategy {
+    /// One record per request.
+    SingleRecord,
+    /// As many records per request as fit in `MaxPayloadInMB`.
+    MultiRecord,
+}
+
+impl BatchStrategy {
+    /// The spelling `/execution-parameters` uses (AWS's docs: `MULTI_RECORD`).
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            BatchStrategy::SingleRecord => "SINGLE_RECORD",
+            BatchStrategy::MultiRecord => "MULTI_RECORD",
+        }
+    }
+
+    /// Parse either spelling, `MULTI_RECORD` or `MultiRecord`, any case.
+    pub fn parse(s: &str) -> Option<BatchStrategy> {
+        match s.trim().replace('_', "").to_ascii_lowercase().as_str() {
+            "singlerecord" => Some(BatchStrategy::SingleRecord),
+            "multirecord" => Some(BatchStrategy::MultiRecord),
+            _ => None,
+        }
+    }
+}
+
+/// Everything `mmp serve` needs to know, validated.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub bind: SocketAddr,
+    /// Directory holding the model.
+    pub model_dir: PathBuf,
+    /// Tokio worker threads.
+    pub workers: usize,
+    /// A request that makes no progress for this long is ended.
+    pub timeout: Duration,
+    /// Running under Batch Transform (`SAGEMAKER_BATCH`).
+    pub batch: bool,
+    /// Body cap in bytes (`SAGEMAKER_MAX_PAYLOAD_IN_MB` when set and non-zero).
+    pub max_body_bytes: Option<u64>,
+    /// `MaxPayloadInMB` advertised by `/execution-parameters`.
+    pub advertised_max_payload_mb: u64,
+    /// `BatchStrategy` advertised by `/execution-parameters`.
+    pub batch_strategy: BatchStrategy,
+    /// `MaxConcurrentTransforms` advertised by `/execution-parameters`.
+    pub max_concurrent_transforms: usize,
+    /// Output format when `Accept` is missing or `*/*`; `None`: the input's.
+    pub default_accept: Option<Format>,
+    /// Decoding limits and the error policy.
+    pub pipeline: PipelineOptions,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// Overrides from the command line (each wins over its variable).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--bind`.
+    pub bind: Option<SocketAddr>,
+    /// `--model-dir`.
+    pub model_dir: Option<PathBuf>,
+    /// `--on-error`.
+    pub on_error: Option<ErrorPolicy>,
+}
+
+/// Every variable the server reads, with its default, for the README and
+/// the startup log.
+pub const VARIABLES: &[(&str, &str, &str)] = &[
+    ("SAGEMAKER_BIND_TO_PORT", "8080", "port to listen on (all interfaces)"),
+    ("SM_MODEL_DIR", "/opt/ml/model", "directory holding model.json"),
+    (
+        "MODEL_SERVER_WORKERS",
+        "CPUs available",
+        "tokio worker threads (also SAGEMAKER_MODEL_SERVER_WORKERS)",
+    ),
+    (
+        "MODEL_SERVER_TIMEOUT",
+        "60",
+        "seconds a request may make no progress before it is ended (also SAGEMAKER_MODEL_SERVER_TIMEOUT)",
+    ),
+    ("SAGEMAKER_BATCH", "false", "set by Batch Transform; logged"),
+    (
+        "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+        "unset",
+        "when set and non-zero, bodies over this many MiB get 413; also advertised",
+    ),
+    (
+        "MMP_MAX_PAYLOAD_IN_MB",
+        "6",
+        "MaxPayloadInMB advertised when SAGEMAKER_MAX_PAYLOAD_IN_MB is unset (0 = chunked streaming)",
+    ),
+    ("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", "BatchStrategy advertised"),
+    (
+        "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
+        "CPUs available",
+        "MaxConcurrentTransforms advertised",
+    ),
+    (
+        "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+        "the request's Content-Type",
+        "output type when Accept is missing or */*",
+    ),
+    ("MMP_ON_ERROR", "fail", "bad record policy: fail or placeholder"),
+    ("MMP_CSV_HEADER", "false", "skip the first CSV record of each request"),
+    ("MMP_MAX_RECORD_BYTES", "1048576", "largest record"),
+    ("MMP_MAX_DOCUMENT_BYTES", "6291456", "largest application/json document"),
+    (
+        "MMP_SHUTDOWN_GRACE_SECONDS",
+        "25",
+        "time in-flight requests get after SIGTERM (SageMaker kills at 30)",
+    ),
+];
+
+/// Default grace period: below SageMaker's SIGKILL, 30 s after SIGTERM.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
+
+/// CPUs this process may use: `available_parallelism` honours affinity
+/// masks and cgroup v1/v2 CPU quotas.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl ServeConfig {
+    /// Read the configuration from `env`, then apply `over`.
+    pub fn from_env(env: &impl Env, over: &Overrides) -> Result<ServeConfig, Error> {
+        let r = Reader(env);
+        let cpus = available_cpus();
+        let port: u16 = r.parse("SAGEMAKER_BIND_TO_PORT")?.unwrap_or(8080);
+        let sagemaker_payload: Option<u64> = r.parse("SAGEMAKER_MAX_PAYLOAD_IN_MB")?;
+        let advertised = match sagemaker_payload {
+            Some(mb) => mb,
+            None => r.parse("MMP_MAX_PAYLOAD_IN_MB")?.unwrap_or(6),
+        };
+        if advertised > 100 {
+            return Err(r.invalid(
+                "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+                &advertised.to_string(),
+                "Batch Transform allows at most 100",
+            ));
+        }
+        let workers = r
+            .first(&["MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"])
+            .map(|(k, v)| r.positive(k, &v))
+            .transpose()?
+            .unwrap_or(cpus);
+        let timeout = r
+            .first(&["MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT"])
+            .map(|(k, v)| r.positive(k, &v))
+            .transpose()?
+            .unwrap_or(60);
+        let batch_strategy = match r.get("SAGEMAKER_BATCH_STRATEGY") {
+            None => BatchStrategy::MultiRecord,
+            Some(v) => BatchStrategy::parse(&v).ok_or_else(|| {
+                r.invalid(
+                    "SAGEMAKER_BATCH_STRATEGY",
+                    &v,
+                    "use MULTI_RECORD or SINGLE_RECORD",
+                )
+            })?,
+        };
+        let default_accept = r
+            .get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                Format::parse(&v).map_err(|e| {
+                    r.invalid("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", &v, &e.to_string())
+                })
+            })
+            .transpose()?;
+        let policy = match r.get("MMP_ON_ERROR") {
+            None => ErrorPolicy::Fail,
+            Some(v) => v
+                .parse()
+                .map_err(|e: Error| r.invalid("MMP_ON_ERROR", &v, &e.to_string()))?,
+        };
+        let decode = DecodeOptions {
+            csv_header: r.boolean("MMP_CSV_HEADER")?.unwrap_or(false),
+            max_record_bytes: r
+                .get("MMP_MAX_RECORD_BYTES")
+                .map(|v| r.positive("MMP_MAX_RECORD_BYTES", &v))
+                .transpose()?
+                .unwrap_or(crate::codec::DEFAULT_MAX_RECORD_BYTES),
+            max_document_bytes: r
+                .get("MMP_MAX_DOCUMENT_BYTES")
+                .map(|v| r.positive("MMP_MAX_DOCUMENT_BYTES", &v))
+                .transpose()?
+                .unwrap_or(crate::codec::DEFAULT_MAX_DOCUMENT_BYTES),
+            ..DecodeOptions::default()
+        };
+        let grace = r
+            .parse::<u64>("MMP_SHUTDOWN_GRACE_SECONDS")?
+            .map_or(DEFAULT_GRACE, Duration::from_secs);
+        let mut cfg = ServeConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], port)),
+            model_dir: r
+                .get("SM_MODEL_DIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/opt/ml/model"), PathBuf::from),
+            workers,
+            timeout: Duration::from_secs(timeout as u64),
+            batch: r.boolean("SAGEMAKER_BATCH")?.unwrap_or(false),
+            max_body_bytes: sagemaker_payload
+                .filter(|&mb| mb > 0)
+                .map(|mb| mb * 1024 * 1024),
+            advertised_max_payload_mb: advertised,
+            batch_strategy,
+            max_concurrent_transforms: r
+                .get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
+                .map(|v| r.positive("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", &v))
+                .transpose()?
+                .unwrap_or(cpus),
+            default_accept,
+            pipeline: PipelineOptions {
+                decode,
+                policy,
+                batch_records: DEFAULT_BATCH_RECORDS,
+            },
+            shutdown_grace: grace,
+        };
+        if let Some(bind) = over.bind {
+            cfg.bind = bind;
+        }
+        if let Some(dir) = &over.model_dir {
+            cfg.model_dir = dir.clone();
+        }
+        if let Some(policy) = over.on_error {
+            cfg.pipeline.policy = policy;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Typed reads from an [`Env`], with errors that name the variable.
+struct Reader<'a, E>(&'a E);
+
+impl<E: Env> Reader<'_, E> {
+    fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key)
+    }
+
+    /// The first of `keys` that is set, with its name.
+    fn first(&self, keys: &[&'static str]) -> Option<(&'static str, String)> {
+        keys.iter().find_map(|k| self.get(k).map(|v| (*k, v)))
+    }
+
+    fn invalid(&self, key: &str, value: &str, why: &str) -> Error {
+        Error::config(format!(
+            "invalid configuration: {key}={value:?} is not valid: {why}"
+        ))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, Error>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|e: T::Err| self.invalid(key, &v, &e.to_string())),
+        }
+    }
+
+    fn positive(&self, key: &str, v: &str) -> Result<usize, Error> {
+        match v.trim().parse::<usize>() {
+            Ok(0) => Err(self.invalid(key, v, "must be at least 1")),
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.invalid(key, v, &e.to_string())),
+        }
+    }
+
+    /// `true/false`, `1/0`, `yes/no`, any case (local mode writes `True`).
+    fn boolean(&self, key: &str) -> Result<Option<bool>, Error> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Some(true)),
+                "false" | "0" | "no" | "" => Ok(Some(false)),
+                _ => Err(self.invalid(key, &v, "use true or false")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<ServeConfig, Error> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
+        ServeConfig::from_env(&env, &Overrides::default())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.model_dir, PathBuf::from("/opt/ml/model"));
+        assert_eq!(c.timeout, Duration::from_secs(60));
+        assert_eq!(c.max_body_bytes, None);
+        assert_eq!(c.advertised_max_payload_mb, 6);
+        assert_eq!(c.batch_strategy, BatchStrategy::MultiRecord);
+        assert_eq!(c.workers, available_cpus());
+        assert_eq!(c.max_concurrent_transforms, available_cpus());
+        assert_eq!(c.default_accept, None);
+        assert_eq!(c.pipeline.policy, ErrorPolicy::Fail);
+        assert_eq!(c.shutdown_grace, DEFAULT_GRACE);
+        assert!(!c.batch);
+    }
+
+    #[test]
+    fn sagemaker_variables() {
+        let c = cfg(&[
+            ("SAGEMAKER_BIND_TO_PORT", "9090"),
+            ("SAGEMAKER_BATCH", "True"),
+            ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "2"),
+            ("SAGEMAKER_BATCH_STRATEGY", "SingleRecord"),
+            ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "3"),
+            (
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+                "application/jsonlines",
+            ),
+            ("SAGEMAKER_MODEL_SERVER_WORKERS", "5"),
+            ("MODEL_SERVER_TIMEOUT", "7"),
+            ("SM_MODEL_DIR", "/models/m"),
+            ("MMP_ON_ERROR", "placeholder"),
+        ])
+        .unwrap();
+        assert_eq!(c.bind.port(), 9090);
+        assert!(c.batch);
+        assert_eq!(c.max_body_bytes, Some(2 * 1024 * 1024));
+        assert_eq!(c.advertised_max_payload_mb, 2);
+        assert_eq!(c.batch_strategy, BatchStrategy::SingleRecord);
+        assert_eq!(c.max_concurrent_transforms, 3);
+        assert_eq!(c.default_accept, Some(Format::JsonLines));
+        assert_eq!(c.workers, 5);
+        assert_eq!(c.timeout, Duration::from_secs(7));
+        assert_eq!(c.model_dir, PathBuf::from("/models/m"));
+        assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    #[test]
+    fn zero_payload_means_streaming_and_no_cap() {
+        let c = cfg(&[("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0")]).unwrap();
+        assert_eq!(c.max_body_bytes, None);
+        assert_eq!(c.advertised_max_payload_mb, 0);
+        let c = cfg(&[("MMP_MAX_PAYLOAD_IN_MB", "0")]).unwrap();
+        assert_eq!(c.advertised_max_payload_mb, 0);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (k, v, why) in [
+            ("SAGEMAKER_BIND_TO_PORT", "80a", "invalid digit"),
+            ("SAGEMAKER_BIND_TO_PORT", "70000", "too large"),
+            ("MODEL_SERVER_WORKERS", "0", "at least 1"),
+            ("MODEL_SERVER_TIMEOUT", "-1", "invalid digit"),
+            ("SAGEMAKER_BATCH", "maybe", "true or false"),
+            ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "at most 100"),
+            ("SAGEMAKER_BATCH_STRATEGY", "ALL", "MULTI_RECORD"),
+            (
+                "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT",
+                "text/html",
+                "unsupported",
+            ),
+            ("MMP_ON_ERROR", "ignore", "fail or placeholder"),
+        ] {
+            let e = cfg(&[(k, v)]).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{k}={v:?}")), "{msg}");
+            assert!(msg.contains(why), "{msg}");
+            assert_eq!(e.exit_code(), 64);
+        }
+    }
+
+    #[test]
+    fn overrides_win() {
+        let env: HashMap<&str, &str> = [("SAGEMAKER_BIND_TO_PORT", "9090")].into_iter().collect();
+        let over = Overrides {
+            bind: Some("127.0.0.1:1234".parse().unwrap()),
+            model_dir: Some("/tmp/m".into()),
+            on_error: Some(ErrorPolicy::Placeholder),
+        };
+        let c = ServeConfig::from_env(&env, &over).unwrap();
+        assert_eq!(c.bind, "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(c.model_dir, PathBuf::from("/tmp/m"));
+        assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+}

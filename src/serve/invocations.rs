@@ -1,0 +1,415 @@
+//! `POST /invocations`: negotiate, then stream the body through the pipeline
+//! and the predictions back.
+//!
+//! The response body is an [`Invocation`] stream that hyper pulls as the
+//! socket drains; each pull reads the request body only as far as it needs.
+//! There is no task or queue in between, so backpressure is end to end: a
+//! client that stops reading stops the server reading its body, and memory
+//! per request is one partial record, one batch and one output buffer.
+//!
+//! When to commit the status line: the handler pulls the first output chunk
+//! before answering. That chunk is ready when the output buffer reaches
+//! [`FIRST_FLUSH`], when the body ends, or when the first prediction has
+//! waited [`FIRST_DEADLINE`]. So a small realtime request gets an exact status
+//! (400 for a bad record, with the error as JSON), a whole small answer goes
+//! out with a `Content-Length`, and a slow producer still sees its first
+//! predictions promptly. After that, output is flushed whenever it reaches
+//! [`FLUSH`] or the input is momentarily idle. An error after the status went
+//! out ends the stream with `Err`, which makes hyper cut the connection with
+//! no terminating chunk, so no client mistakes a truncated answer for a
+//! complete one (hyper's `h1/dispatch.rs`; the style guide's "never write an
+//! error inside a 200 that ends cleanly").
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use http::{HeaderMap, HeaderValue};
+use tokio::time::Sleep;
+use warp::reply::Response;
+use warp::Reply;
+
+use super::reply::{error_response, CUSTOM_ATTRIBUTES};
+use super::State;
+use crate::error::{Error, ErrorKind};
+use crate::media::{negotiate, ContentType, Format};
+use crate::pipeline::{Pipeline, Stats};
+
+/// Output size that commits the status line before the body ends.
+pub const FIRST_FLUSH: usize = 64 * 1024;
+/// How long the first prediction may wait for more before it is sent.
+pub const FIRST_DEADLINE: Duration = Duration::from_millis(20);
+/// Output size worth a write once the response has started.
+pub const FLUSH: usize = 64 * 1024;
+
+/// Handle `POST /invocations`.
+pub async fn invoke<S, B>(
+    state: Arc<State>,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response, std::convert::Infallible>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    let started = Instant::now();
+    let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
+    let mut response = match start(&state, &headers, body, started).await {
+        Ok(r) => r,
+        Err(e) => {
+            let log = RequestLog::new(&headers, started);
+            log.finish(e.status(), &Stats::default(), 0, 0, Some(&e));
+            error_response(&e)
+        }
+    };
+    if let Some(v) = attributes {
+        response.headers_mut().insert(CUSTOM_ATTRIBUTES, v);
+    }
+    Ok(response)
+}
+
+/// Negotiate, pull the first output chunk, and build the response.
+async fn start<S, B>(
+    state: &Arc<State>,
+    headers: &HeaderMap,
+    body: S,
+    started: Instant,
+) -> Result<Response, Error>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    let Some(model) = state.model.get().cloned() else {
+        return Err(Error::new(ErrorKind::Model(
+            "the model is still loading".into(),
+        )));
+    };
+    let cfg = &state.cfg;
+    // Both media types are settled before any body byte is read.
+    let content_type = match header_str(headers, http::header::CONTENT_TYPE)? {
+        Some(v) => ContentType::parse(v)?,
+        None => ContentType {
+            format: Format::Csv,
+            header: None,
+        },
+    };
+    let default = cfg.default_accept.unwrap_or(content_type.format);
+    let output = negotiate(header_str(headers, http::header::ACCEPT)?, default)?;
+    if let (Some(limit), Some(len)) = (cfg.max_body_bytes, content_length(headers)) {
+        if len > limit {
+            return Err(Error::new(ErrorKind::BodyTooLarge { limit }));
+        }
+    }
+    let mut opts = cfg.pipeline.clone();
+    if let Some(h) = content_type.header {
+        opts.decode.csv_header = h;
+    }
+    let pipeline = Pipeline::new(model, content_type.format, output, &opts);
+    let mut inv = Invocation {
+        body: Some(Box::pin(body)),
+        pipeline,
+        out: BytesMut::new(),
+        committed: false,
+        ended: false,
+        done: false,
+        deadline: None,
+        idle: Box::pin(tokio::time::sleep(cfg.timeout)),
+        timeout: cfg.timeout,
+        max_body: cfg.max_body_bytes,
+        bytes_in: 0,
+        bytes_out: 0,
+        log: Some(RequestLog::new(headers, started)),
+    };
+    let first = match inv.next().await {
+        Some(Ok(chunk)) => chunk,
+        Some(Err(e)) => {
+            // Not committed, so not logged yet: the caller logs it with the
+            // status it answers.
+            inv.log = None;
+            return Err(e);
+        }
+        None => Bytes::new(),
+    };
+    inv.committed = true;
+    let content_type = HeaderValue::from_static(output.mime());
+    let mut response = if inv.done || inv.ended && inv.out.is_empty() {
+        // The whole answer is here: send it with a Content-Length.
+        inv.bytes_out += first.len() as u64;
+        inv.done = true;
+        http::Response::new(first).into_response()
+    } else {
+        inv.bytes_out += first.len() as u64;
+        let rest = futures::stream::iter(Some(Ok::<_, Error>(first))).chain(inv);
+        warp::reply::stream(rest).into_response()
+    };
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, content_type);
+    Ok(response)
+}
+
+/// A header as text; a non-ASCII value is a client error.
+fn header_str(headers: &HeaderMap, name: http::header::HeaderName) -> Result<Option<&str>, Error> {
+    match headers.get(&name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(Some).map_err(|_| {
+            let given = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            if name == http::header::ACCEPT {
+                Error::new(ErrorKind::NotAcceptable { given })
+            } else {
+                Error::new(ErrorKind::UnsupportedMediaType { given })
+            }
+        }),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The response body: the request body run through the pipeline.
+struct Invocation<S> {
+    /// The request body; `None` once it has ended.
+    body: Option<Pin<Box<S>>>,
+    pipeline: Pipeline,
+    /// Encoded predictions not yet handed to hyper.
+    out: BytesMut,
+    /// The status line has gone out.
+    committed: bool,
+    /// The pipeline has finished (all output is in `out`).
+    ended: bool,
+    /// Nothing more will be produced.
+    done: bool,
+    /// Armed when the first output waits before the commit.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// Fires when the request makes no progress for `timeout`.
+    idle: Pin<Box<Sleep>>,
+    timeout: Duration,
+    max_body: Option<u64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Written once, when the stream ends or is dropped.
+    log: Option<RequestLog>,
+}
+
+impl<S, B> Invocation<S>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    /// Take the output buffer as a chunk.
+    fn take(&mut self) -> Bytes {
+        let chunk = self.out.split().freeze();
+        if self.committed {
+            self.bytes_out += chunk.len() as u64;
+        }
+        chunk
+    }
+
+    /// Run one body chunk through the pipeline.
+    fn feed(&mut self, mut buf: B) -> Result<(), Error> {
+        self.bytes_in += buf.remaining() as u64;
+        if let Some(limit) = self.max_body {
+            if self.bytes_in > limit {
+                return Err(Error::new(ErrorKind::BodyTooLarge { limit }));
+            }
+        }
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            let n = chunk.len();
+            self.pipeline.feed(chunk, &mut self.out)?;
+            buf.advance(n);
+        }
+        Ok(())
+    }
+
+    /// The error that ends the stream. Once the status went out, log it
+    /// here; before, the handler turns it into the response and logs that.
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes, Error>>> {
+        self.done = true;
+        if self.committed {
+            if let Some(log) = self.log.take() {
+                let stats = self.pipeline.stats();
+                log.finish(200, &stats, self.bytes_in, self.bytes_out, Some(&e));
+            }
+        }
+        Poll::Ready(Some(Err(e)))
+    }
+
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        loop {
+            let threshold = if self.committed { FLUSH } else { FIRST_FLUSH };
+            if self.out.len() >= threshold {
+                return Poll::Ready(Some(Ok(self.take())));
+            }
+            if self.ended {
+                self.done = true;
+                if let Some(log) = self.log.take() {
+                    let out = self.bytes_out + self.out.len() as u64;
+                    log.finish(200, &self.pipeline.stats(), self.bytes_in, out, None);
+                }
+                if self.out.is_empty() {
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(Ok(self.take())));
+            }
+            let Some(body) = self.body.as_mut() else {
+                if let Err(e) = self.pipeline.finish(&mut self.out) {
+                    return self.fail(e);
+                }
+                self.ended = true;
+                continue;
+            };
+            match body.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(buf))) => {
+                    if let Err(e) = self.feed(buf) {
+                        return self.fail(e);
+                    }
+                    let at = tokio::time::Instant::now() + self.timeout;
+                    self.idle.as_mut().reset(at);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let e = Error::io(
+                        "reading the request body",
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    );
+                    return self.fail(e);
+                }
+                Poll::Ready(None) => self.body = None,
+                Poll::Pending => return self.poll_idle(cx),
+            }
+        }
+    }
+
+    /// The body has nothing for now: flush, wait for the first-output
+    /// deadline, or time out.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
+        if !self.out.is_empty() {
+            if self.committed {
+                return Poll::Ready(Some(Ok(self.take())));
+            }
+            let deadline = self
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(FIRST_DEADLINE)));
+            if deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Some(Ok(self.take())));
+            }
+        }
+        if self.idle.as_mut().poll(cx).is_ready() {
+            let secs = self.timeout.as_secs();
+            let e = Error::io(
+                "reading the request body",
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no data for {secs} s (MODEL_SERVER_TIMEOUT)"),
+                ),
+            );
+            return self.fail(e);
+        }
+        Poll::Pending
+    }
+}
+
+impl<S, B> Stream for Invocation<S>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let item = ready!(this.poll_step(cx));
+        Poll::Ready(item)
+    }
+}
+
+impl<S> Drop for Invocation<S> {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away, or shutdown cut it.
+        if let Some(log) = self.log.take() {
+            let stats = self.pipeline.stats();
+            log.aborted(&stats, self.bytes_in, self.bytes_out);
+        }
+    }
+}
+
+/// The one log line per request.
+pub(crate) struct RequestLog {
+    started: Instant,
+    inference_id: Option<String>,
+    variant: Option<String>,
+}
+
+impl RequestLog {
+    pub(crate) fn new(headers: &HeaderMap, started: Instant) -> RequestLog {
+        let get = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        RequestLog {
+            started,
+            inference_id: get("x-amzn-sagemaker-inference-id"),
+            variant: get("x-amzn-sagemaker-target-variant"),
+        }
+    }
+
+    fn finish(
+        self,
+        status: u16,
+        stats: &Stats,
+        bytes_in: u64,
+        bytes_out: u64,
+        err: Option<&Error>,
+    ) {
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let id = self.inference_id.as_deref().unwrap_or("");
+        let variant = self.variant.as_deref().unwrap_or("");
+        match err {
+            None => tracing::info!(
+                target: "mmp::request",
+                method = "POST", path = "/invocations", status,
+                records = stats.records, predictions = stats.predictions,
+                placeholders = stats.placeholders, bytes_in, bytes_out,
+                duration_ms = ms, inference_id = id, target_variant = variant,
+                "request"
+            ),
+            Some(e) => tracing::warn!(
+                target: "mmp::request",
+                method = "POST", path = "/invocations", status,
+                records = stats.records, predictions = stats.predictions,
+                placeholders = stats.placeholders, bytes_in, bytes_out,
+                duration_ms = ms, inference_id = id, target_variant = variant,
+                error = %e, kind = e.code(),
+                "request failed"
+            ),
+        }
+    }
+
+    fn aborted(self, stats: &Stats, bytes_in: u64, bytes_out: u64) {
+        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        tracing::warn!(
+            target: "mmp::request",
+            method = "POST", path = "/invocations",
+            records = stats.records, predictions = stats.predictions,
+            bytes_in, bytes_out, duration_ms = ms,
+            inference_id = self.inference_id.as_deref().unwrap_or(""),
+            "request aborted before its end (client gone or shutdown)"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `mmp serve`: the SageMaker inference server.
+//!
+//! One process replaces the sample's nginx → gunicorn → Flask stack: a tokio
+//! runtime, our accept loop ([`listener`]) and warp routes ([`routes`]):
+//! `GET /ping`, `POST /invocations` (streaming, [`invocations`]) and
+//! `GET /execution-parameters`. The socket is bound before the model loads,
+//! so connections are accepted at once (SageMaker wants that within 250 ms);
+//! `/ping` answers 503 until the model is ready, and a model that cannot be
+//! loaded ends the process with its reason.
+
+pub mod invocations;
+pub mod listener;
+pub mod reply;
+pub mod routes;
+
+use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::config::{Overrides, ProcessEnv, ServeConfig};
+use crate::error::Error;
+use crate::model::SharedModel;
+
+/// What every request handler shares.
+pub struct State {
+    /// The validated configuration.
+    pub cfg: ServeConfig,
+    /// The model, once loaded.
+    pub model: OnceLock<SharedModel>,
+}
+
+/// Time a client gets to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Run `mmp serve` and return the process exit code.
+pub fn main(args: &ServeArgs) -> ExitCode {
+    let started = Instant::now();
+    let over = Overrides {
+        bind: args.bind,
+        model_dir: args.model_dir.clone(),
+        on_error: args.on_error,
+    };
+    let cfg = match ServeConfig::from_env(&ProcessEnv, &over) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("mmp serve: {e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cfg.workers)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mmp serve: cannot start the runtime: {e}");
+            return ExitCode::from(71);
+        }
+    };
+    let code = runtime.block_on(async move {
+        match run(cfg, started, crate::shutdown::signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "mmp serve failed");
+                eprintln!("mmp serve: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        }
+    });
+    // In-flight requests cut by the grace period are dropped with the
+    // runtime; don't wait on blocking tasks that might linger.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+/// Bind, load the model, serve until `shutdown`, drain.
+pub async fn run(
+    cfg: ServeConfig,
+    started: Instant,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let listener = TcpListener::bind(cfg.bind)
+        .await
+        .map_err(|e| Error::io(format!("cannot listen on {}", cfg.bind), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    log_config(&cfg, addr);
+    let state = Arc::new(State {
+        cfg,
+        model: OnceLock::new(),
+    });
+    let service = warp::service(routes::routes(state.clone()));
+    let limits = listener::Limits {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        grace: state.cfg.shutdown_grace,
+    };
+    let server = tokio::spawn(listener::serve(listener, service, limits, shutdown));
+
+    let dir = state.cfg.model_dir.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::model::load(&dir))
+        .await
+        .map_err(|e| Error::config(format!("model loading panicked: {e}")))?;
+    let model = loaded?;
+    tracing::info!(
+        target: "mmp::startup",
+        model_dir = %state.cfg.model_dir.display(),
+        features = model.num_features(),
+        ready_ms = started.elapsed().as_secs_f64() * 1e3,
+        "model loaded; ready"
+    );
+    let _ = state.model.set(model);
+    server
+        .await
+        .map_err(|e| Error::config(format!("the server task failed: {e}")))?;
+    Ok(())
+}
+
+fn log_config(cfg: &ServeConfig, addr: std::net::SocketAddr) {
+    tracing::info!(
+        target: "mmp::startup",
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        model_dir = %cfg.model_dir.display(),
+        workers = cfg.workers,
+        timeout_s = cfg.timeout.as_secs(),
+        batch = cfg.batch,
+        max_body_bytes = ?cfg.max_body_bytes,
+        max_payload_mb = cfg.advertised_max_payload_mb,
+        batch_strategy = cfg.batch_strategy.as_aws(),
+        max_concurrent_transforms = cfg.max_concurrent_transforms,
+        default_accept = ?cfg.default_accept.map(|f| f.mime()),
+        on_error = ?cfg.pipeline.policy,
+        csv_header = cfg.pipeline.decode.csv_header,
+        max_record_bytes = cfg.pipeline.decode.max_record_bytes,
+        max_document_bytes = cfg.pipeline.decode.max_document_bytes,
+        shutdown_grace_s = cfg.shutdown_grace.as_secs(),
+        "listening"
+    );
+}
