@@ -1,11 +1,309 @@
-//! `mmp train`: SageMaker's training contract (being built; see issue 5).
+//! `mmp train`: SageMaker's training contract for the linear model.
+//!
+//! Reads the configuration under `<root>/input/config`, streams the
+//! `training` channel (and `validation`, if configured) once through the
+//! same decoders `serve` uses, fits least squares with an optional L2
+//! penalty, and writes `<root>/model/model.json`, which `serve` and `score`
+//! load. Metrics are printed as `train:rmse=…;` lines for `MetricDefinitions`.
+//! On any failure the reason goes to `<root>/output/failure` (cause first:
+//! its first 1024 characters become the job's `FailureReason`) and to
+//! stderr, no model is written, and the exit code is non-zero.
+//!
+//! # Layout
+//!
+//! - [`config`]: the JSON files under `input/config`, and the
+//!   hyperparameters.
+//! - [`channels`]: which files (or which FIFO) make up a channel, and
+//!   opening them, gzip included.
+//! - [`ingest`]: bytes → decoder → batches → sums, with progress lines.
+//! - [`fit`]: the streaming sums, the solver, and RMSE from the sums.
+//! - [`failure`]: the error type, the failure file, the exit codes.
+//! - [`stop`]: running the work so that SIGTERM is answered at once.
 
+pub mod channels;
+pub mod config;
+pub mod failure;
+pub mod fit;
+pub mod ingest;
+pub mod stop;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
+use self::channels::Channel;
+use self::config::{ChannelConfig, Hyperparameters, InputMode};
+use self::failure::TrainError;
+use self::ingest::{Ingest, Progress, Stream, Sums};
+use self::stop::Outcome;
 use crate::cli::TrainArgs;
+use crate::predictor::{LinearModel, MODEL_FILE};
 
-/// Run `mmp train` and return the process exit code.
+/// The channel the fit reads (required).
+pub const TRAINING: &str = "training";
+/// The channel the fit is evaluated on (optional).
+pub const VALIDATION: &str = "validation";
+
+/// The paths of SageMaker's training tree under one root.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// `input/config`: hyperparameters.json, inputdataconfig.json,
+    /// resourceconfig.json.
+    pub config: PathBuf,
+    /// `input/data`: one directory (File mode) or FIFO (Pipe mode) per
+    /// channel.
+    pub data: PathBuf,
+    /// `model`: where model.json is written; SageMaker uploads it.
+    pub model: PathBuf,
+    /// `output`: where the failure file is written.
+    pub output: PathBuf,
+}
+
+impl Layout {
+    /// The tree under `root` (`/opt/ml` in SageMaker).
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            config: root.join("input/config"),
+            data: root.join("input/data"),
+            model: root.join("model"),
+            output: root.join("output"),
+        }
+    }
+}
+
+/// What a successful run produced.
+#[derive(Debug)]
+pub struct Trained {
+    /// The fitted model (not yet written).
+    pub model: LinearModel,
+    /// RMSE and record count of the training channel.
+    pub train: (f64, u64),
+    /// RMSE and record count of the validation channel, if configured.
+    pub validation: Option<(f64, u64)>,
+    /// Counters of the whole run.
+    pub progress: Progress,
+}
+
+/// Run `mmp train` and return the process exit code: 0 on success, 255 on
+/// a failure, 128 + the signal's number when stopped by SIGTERM or SIGINT.
 pub fn main(args: &TrainArgs) -> ExitCode {
-    eprintln!("mmp train: not available yet in this build ({})", args.opt_ml.display());
-    ExitCode::from(70)
+    let layout = Layout::new(&args.opt_ml);
+    let every = Duration::from_secs_f64(args.progress_interval);
+    remove_stale_outputs(&layout);
+    let work_layout = layout.clone();
+    let result = match stop::run_until_signal(move || train(&work_layout, every)) {
+        Ok(Outcome::Done(result)) => result,
+        Ok(Outcome::Signal(name)) => Err(TrainError::Stopped(name)),
+        Ok(Outcome::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
+        Err(e) => Err(TrainError::io("cannot start the training thread", e)),
+    };
+    // The model is written here, on the main thread, only after a
+    // successful fit, so a stop signal can never leave one behind.
+    match result.and_then(|t| finish(&layout, t)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            failure::report(&layout.output, &e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Remove a `model.json` and a failure file left by an earlier run in the
+/// same tree (a local re-run; SageMaker starts each job empty), so what is
+/// there at the end is this run's outcome alone.
+fn remove_stale_outputs(layout: &Layout) {
+    for path in [layout.model.join(MODEL_FILE), layout.output.join("failure")] {
+        if std::fs::remove_file(&path).is_ok() {
+            println!("mmp train: removed {} from an earlier run", path.display());
+        }
+    }
+}
+
+/// Write the model, then print the metrics and the summary.
+fn finish(layout: &Layout, t: Trained) -> Result<(), TrainError> {
+    std::fs::create_dir_all(&layout.model)
+        .map_err(|e| TrainError::io(format!("cannot create {}", layout.model.display()), e))?;
+    t.model.save(&layout.model).map_err(TrainError::Save)?;
+    println!("train:rmse={};", t.train.0);
+    if let Some((rmse, _)) = t.validation {
+        println!("validation:rmse={rmse};");
+    }
+    let p = &t.progress;
+    let validation = t
+        .validation
+        .map_or(String::new(), |(_, n)| format!(", validation {n}"));
+    println!(
+        "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; model written to {}",
+        p.records,
+        t.train.1,
+        p.bytes as f64 / 1e6,
+        p.elapsed().as_secs_f64(),
+        p.mb_per_s(),
+        layout.model.join(MODEL_FILE).display()
+    );
+    Ok(())
+}
+
+/// Everything but writing the model: configuration, reading, fitting.
+pub fn train(layout: &Layout, every: Duration) -> Result<Trained, TrainError> {
+    let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
+    if let Some(rc) = config::read_resource_config(&layout.config.join("resourceconfig.json"))? {
+        println!(
+            "mmp train: host {} of {} ({})",
+            rc.current_host,
+            rc.hosts.len(),
+            rc.hosts.join(", ")
+        );
+        if rc.hosts.len() > 1 {
+            println!("mmp train: warning: this algorithm does not distribute: each host fits on the data it is given and writes its own model.json");
+        }
+    }
+    println!("mmp train: hyperparameters: l2={}", hp.l2);
+    let channels = channel_configs(layout)?;
+    let train_cfg = channels
+        .get(TRAINING)
+        .ok_or_else(|| missing_training(&channels))?;
+    for name in channels
+        .keys()
+        .filter(|n| *n != TRAINING && *n != VALIDATION)
+    {
+        println!("mmp train: ignoring channel {name:?} (this algorithm reads {TRAINING} and {VALIDATION})");
+    }
+    let mut progress = Progress::new(every);
+    let mut ingest = Ingest::new();
+    let training = Channel::new(TRAINING, train_cfg)?;
+    let sums = read_channel(
+        &training,
+        layout,
+        Sums::default(),
+        &mut ingest,
+        &mut progress,
+    )?;
+    let Some(moments) = sums.moments.as_ref() else {
+        return Err(TrainError::channel(TRAINING, "has no records"));
+    };
+    let model = moments.solve(hp.l2).map_err(TrainError::Singular)?;
+    let train = (moments.rmse(&model), moments.count());
+    let validation = match channels.get(VALIDATION) {
+        None => None,
+        Some(cfg) => {
+            let channel = Channel::new(VALIDATION, cfg)?;
+            let fixed = Sums::fixed(moments.features(), &sums.origin);
+            let v = read_channel(&channel, layout, fixed, &mut ingest, &mut progress)?;
+            match v.moments.as_ref() {
+                Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
+                _ => return Err(TrainError::channel(VALIDATION, "has no records")),
+            }
+        }
+    };
+    Ok(Trained {
+        model,
+        train,
+        validation,
+        progress,
+    })
+}
+
+/// The channels to read: `inputdataconfig.json`, or, when it is missing (a
+/// local run), `training` and `validation` in File mode if their
+/// directories exist.
+fn channel_configs(layout: &Layout) -> Result<BTreeMap<String, ChannelConfig>, TrainError> {
+    let path = layout.config.join("inputdataconfig.json");
+    if let Some(map) = config::read_input_data_config(&path)? {
+        return Ok(map);
+    }
+    println!(
+        "mmp train: no {}: reading channel directories in File mode",
+        path.display()
+    );
+    Ok([TRAINING, VALIDATION]
+        .into_iter()
+        .filter(|name| *name == TRAINING || layout.data.join(name).is_dir())
+        .map(|name| (name.to_string(), ChannelConfig::default()))
+        .collect())
+}
+
+fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> TrainError {
+    let listed: Vec<&str> = channels.keys().map(String::as_str).collect();
+    TrainError::channel(
+        TRAINING,
+        format!(
+            "required, but inputdataconfig.json does not list it (it lists: {})",
+            if listed.is_empty() {
+                "no channels".to_string()
+            } else {
+                listed.join(", ")
+            }
+        ),
+    )
+}
+
+/// Read every source of a channel into `sums`.
+fn read_channel(
+    channel: &Channel,
+    layout: &Layout,
+    mut sums: Sums,
+    ingest: &mut Ingest,
+    progress: &mut Progress,
+) -> Result<Sums, TrainError> {
+    let sources = channel.sources(&layout.data)?;
+    let mode = match channel.mode {
+        InputMode::File => "File",
+        InputMode::FastFile => "FastFile",
+        InputMode::Pipe => "Pipe",
+    };
+    let skipped = match sources.skipped.len() {
+        0 => String::new(),
+        n => format!(
+            "; skipped {n} hidden or non-regular: {}",
+            sources
+                .skipped
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    println!(
+        "mmp train: channel {}: {mode} mode, reading {} ({} source{}){skipped}",
+        channel.name,
+        sources.files[0].display(),
+        sources.files.len(),
+        if sources.files.len() == 1 { "" } else { "s" },
+    );
+    for path in &sources.files {
+        let file = path.display().to_string();
+        let mut reader = channels::open(path).map_err(|e| match e {
+            TrainError::Io { source, .. }
+                if channel.mode == InputMode::Pipe
+                    && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                TrainError::channel(
+                    &channel.name,
+                    format!("Pipe mode, but there is no FIFO {file}"),
+                )
+            }
+            e => e,
+        })?;
+        let (format, csv_header) = channel.format_of(path);
+        let stream = Stream {
+            channel: &channel.name,
+            file: &file,
+            format,
+            csv_header,
+        };
+        ingest.read(&mut reader, &stream, &mut sums, progress)?;
+    }
+    if sums.count() == 0 {
+        return Err(TrainError::channel(
+            &channel.name,
+            format!(
+                "has no records ({} source{} read)",
+                sources.files.len(),
+                if sources.files.len() == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    Ok(sums)
 }

@@ -1,0 +1,236 @@
+//! The JSON files SageMaker writes under `/opt/ml/input/config` before it
+//! starts `train`: hyperparameters, the channels' configuration, and the
+//! cluster's layout.
+//!
+//! Each is parsed once, up front, into types, so a bad file fails the job
+//! before any data is read, with the file's name and serde_json's line and
+//! column in the message.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::failure::TrainError;
+
+/// The hyperparameters this algorithm takes, with their defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyperparameters {
+    /// L2 penalty on the weights (not the bias): the fit minimises
+    /// `Σ (y − b − w·x)² + l2 · ‖w‖²`, scikit-learn's `Ridge(alpha=l2)`.
+    pub l2: f64,
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Hyperparameters {
+        Hyperparameters { l2: 0.0 }
+    }
+}
+
+/// The keys [`Hyperparameters`] understands, for "unknown key" messages.
+pub const KNOWN_HYPERPARAMETERS: &[&str] = &["l2"];
+
+impl Hyperparameters {
+    /// Read `hyperparameters.json`. A missing file means no hyperparameters
+    /// (SageMaker always writes one, but a local run need not).
+    pub fn read(path: &Path) -> Result<Hyperparameters, TrainError> {
+        match read_json::<BTreeMap<String, Value>>(path)? {
+            Some(map) => Hyperparameters::from_map(&map),
+            None => Ok(Hyperparameters::default()),
+        }
+    }
+
+    /// Validate a hyperparameter map.
+    ///
+    /// SageMaker's map is string → string, and the Python SDK JSON-encodes
+    /// each value first (`"\"0.1\""`), so a value is decoded as JSON when it
+    /// parses and taken as written when it does not, as the training toolkit
+    /// does. Keys the SDK and the platform inject (`sagemaker_*`, and
+    /// `_tuning_objective_metric` and other `_*`) are ignored.
+    pub fn from_map(map: &BTreeMap<String, Value>) -> Result<Hyperparameters, TrainError> {
+        let mut hp = Hyperparameters::default();
+        for (key, raw) in map {
+            if key.starts_with("sagemaker_") || key.starts_with('_') {
+                continue;
+            }
+            let text = value_text(key, raw)?;
+            match key.as_str() {
+                "l2" => hp.l2 = parse_l2(&text)?,
+                _ => {
+                    return Err(TrainError::Hyperparameter(format!(
+                        "unknown hyperparameter {key:?}: known hyperparameters are {} \
+                         (keys starting with sagemaker_ or _ are ignored)",
+                        KNOWN_HYPERPARAMETERS.join(", ")
+                    )))
+                }
+            }
+        }
+        Ok(hp)
+    }
+}
+
+/// A hyperparameter's value as text, with one layer of JSON encoding
+/// removed.
+fn value_text(key: &str, raw: &Value) -> Result<String, TrainError> {
+    match raw {
+        Value::String(s) => Ok(match serde_json::from_str::<Value>(s) {
+            Ok(Value::String(inner)) => inner,
+            Ok(Value::Number(n)) => n.to_string(),
+            _ => s.clone(),
+        }),
+        // Not SageMaker's format, but unambiguous (a hand-written file).
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(TrainError::Hyperparameter(format!(
+            "hyperparameter {key:?} has the value {other}, which is not a string \
+             (SageMaker passes hyperparameters as strings)"
+        ))),
+    }
+}
+
+fn parse_l2(text: &str) -> Result<f64, TrainError> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(TrainError::Hyperparameter(format!(
+            "hyperparameter \"l2\" has the value {text:?}: expected a finite number >= 0 \
+             (the L2 penalty on the weights; 0, the default, means none)"
+        ))),
+    }
+}
+
+/// How a channel's data reaches the container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum InputMode {
+    /// Files under `input/data/<channel>/`, downloaded before `train` starts.
+    #[default]
+    File,
+    /// The same files, lazily mounted (read-only); read like `File`.
+    FastFile,
+    /// A FIFO per epoch, `input/data/<channel>_<epoch>`, streamed from S3.
+    Pipe,
+}
+
+/// One channel's entry in `inputdataconfig.json`. Only the keys we act on
+/// are read; SageMaker writes others (`S3DistributionType`, ...).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ChannelConfig {
+    /// The channel's media type, if the job set one.
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// File, FastFile or Pipe.
+    #[serde(default)]
+    pub training_input_mode: InputMode,
+    /// `None` or `RecordIO`; we read only unwrapped records.
+    #[serde(default)]
+    pub record_wrapper_type: Option<String>,
+}
+
+/// `inputdataconfig.json`: channel name → its configuration. `None` when the
+/// file is missing (a local run); the caller then looks for channel
+/// directories in File mode.
+pub fn read_input_data_config(
+    path: &Path,
+) -> Result<Option<BTreeMap<String, ChannelConfig>>, TrainError> {
+    read_json(path)
+}
+
+/// `resourceconfig.json`: where this container sits in the cluster.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ResourceConfig {
+    /// This host's name (`algo-1`).
+    #[serde(default)]
+    pub current_host: String,
+    /// All hosts of the job, sorted.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+}
+
+/// Read `resourceconfig.json` when present.
+pub fn read_resource_config(path: &Path) -> Result<Option<ResourceConfig>, TrainError> {
+    read_json(path)
+}
+
+/// Read and parse a JSON file; `None` if it does not exist.
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, TrainError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::io(format!("cannot read {}", path.display()), e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| TrainError::ConfigFile {
+            file: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hp(json: &str) -> Result<Hyperparameters, String> {
+        let map: BTreeMap<String, Value> = serde_json::from_str(json).unwrap();
+        Hyperparameters::from_map(&map).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn values_may_be_json_encoded_or_plain() {
+        assert_eq!(hp(r#"{}"#).unwrap().l2, 0.0);
+        assert_eq!(hp(r#"{"l2": "0.5"}"#).unwrap().l2, 0.5);
+        assert_eq!(hp(r#"{"l2": "\"0.5\""}"#).unwrap().l2, 0.5);
+        assert_eq!(hp(r#"{"l2": " 2 "}"#).unwrap().l2, 2.0);
+        assert_eq!(hp(r#"{"l2": 3}"#).unwrap().l2, 3.0);
+    }
+
+    #[test]
+    fn injected_keys_are_ignored() {
+        let h = hp(
+            r#"{"sagemaker_program": "\"train.py\"", "_tuning_objective_metric": "validation:rmse",
+                       "sagemaker_region": "\"eu-west-1\"", "l2": "1"}"#,
+        );
+        assert_eq!(h.unwrap().l2, 1.0);
+    }
+
+    #[test]
+    fn bad_keys_and_values_are_named() {
+        let e = hp(r#"{"l3": "1"}"#).unwrap_err();
+        assert!(
+            e.starts_with("unknown hyperparameter \"l3\": known hyperparameters are l2"),
+            "{e}"
+        );
+        for bad in [r#""abc""#, r#""-1""#, r#""NaN""#, r#""inf""#, r#""\"\"""#] {
+            let e = hp(&format!(r#"{{"l2": {bad}}}"#)).unwrap_err();
+            assert!(e.starts_with("hyperparameter \"l2\" has the value"), "{e}");
+        }
+        let e = hp(r#"{"l2": true}"#).unwrap_err();
+        assert!(e.contains("not a string"), "{e}");
+    }
+
+    #[test]
+    fn channel_config_reads_sagemaker_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inputdataconfig.json");
+        std::fs::write(
+            &path,
+            r#"{"training": {"ContentType": "text/csv", "TrainingInputMode": "Pipe",
+                "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"},
+                "validation": {"TrainingInputMode": "FastFile"}}"#,
+        )
+        .unwrap();
+        let c = read_input_data_config(&path).unwrap().unwrap();
+        assert_eq!(c["training"].training_input_mode, InputMode::Pipe);
+        assert_eq!(c["training"].content_type.as_deref(), Some("text/csv"));
+        assert_eq!(c["validation"].training_input_mode, InputMode::FastFile);
+        assert!(read_input_data_config(&dir.path().join("none"))
+            .unwrap()
+            .is_none());
+        std::fs::write(&path, r#"{"training": {"TrainingInputMode": "Tape"}}"#).unwrap();
+        let e = read_input_data_config(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("inputdataconfig.json") && e.contains("Tape"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Streaming records into the fit: bytes → decoder → batch → [`Moments`].
+//!
+//! Input is read 1 MiB at a time into one reused buffer and decoded into one
+//! reused batch of [`BATCH_RECORDS`] records, so memory is the same for a
+//! kilobyte or a terabyte: the buffer, the batch, a decoder's partial
+//! record, and the O(D²) sums. The first record of the training channel
+//! fixes the number of features D; every later record (in any file, and in
+//! validation) must have the same, and one that does not fails the job with
+//! its file, record, line and byte.
+
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use super::failure::TrainError;
+use super::fit::Moments;
+use crate::codec::{DecodeOptions, Decoder};
+use crate::error::{Error, ErrorKind, Position};
+use crate::media::Format;
+use crate::record::{Batch, Shape};
+
+/// Bytes per `read` call: large enough that syscalls and decoder calls cost
+/// nothing next to parsing.
+pub const READ_BUF: usize = 1 << 20;
+
+/// Records decoded before they are added to the sums: amortises the decoder
+/// call; 1024 records of 16 features is a 128 KiB batch.
+pub const BATCH_RECORDS: usize = 1024;
+
+/// Sums of one channel, and where its number of features came from.
+#[derive(Debug, Default)]
+pub struct Sums {
+    /// `None` until the first record (of training) fixes D.
+    pub moments: Option<Moments>,
+    /// "the first training record (FILE, line L)": quoted when a later
+    /// record has another width.
+    pub origin: String,
+}
+
+impl Sums {
+    /// Sums whose D is already fixed (validation, by training).
+    pub fn fixed(features: usize, origin: &str) -> Sums {
+        Sums {
+            moments: Some(Moments::new(features)),
+            origin: origin.to_string(),
+        }
+    }
+
+    /// Records added.
+    pub fn count(&self) -> u64 {
+        self.moments.as_ref().map_or(0, Moments::count)
+    }
+}
+
+/// One input stream: which channel, which file, which format.
+#[derive(Clone, Copy, Debug)]
+pub struct Stream<'a> {
+    /// The channel's name.
+    pub channel: &'a str,
+    /// The file or FIFO, as shown in messages.
+    pub file: &'a str,
+    /// How its records are written.
+    pub format: Format,
+    /// CSV with a header row to skip.
+    pub csv_header: bool,
+}
+
+/// Progress of the whole run, printed every `every` on long inputs.
+#[derive(Debug)]
+pub struct Progress {
+    start: Instant,
+    last: Instant,
+    every: Duration,
+    /// Bytes decoded (after decompression).
+    pub bytes: u64,
+    /// Records added to the sums.
+    pub records: u64,
+}
+
+impl Progress {
+    /// Start the clock; print at most once per `every`.
+    pub fn new(every: Duration) -> Progress {
+        let now = Instant::now();
+        Progress {
+            start: now,
+            last: now,
+            every,
+            bytes: 0,
+            records: 0,
+        }
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Decoded megabytes (10⁶ bytes) per second so far.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed().as_secs_f64().max(1e-9)
+    }
+
+    /// Print a progress line if `every` has passed since the last one.
+    fn tick(&mut self, channel: &str) {
+        let now = Instant::now();
+        if now.duration_since(self.last) >= self.every {
+            self.last = now;
+            println!(
+                "mmp train: progress: {channel}: {} records, {:.1} MB, {:.1} MB/s",
+                self.records,
+                self.bytes as f64 / 1e6,
+                self.mb_per_s()
+            );
+        }
+    }
+}
+
+/// Reads streams into sums, reusing its buffer and batch across them.
+#[derive(Debug)]
+pub struct Ingest {
+    buf: Vec<u8>,
+    batch: Batch,
+}
+
+impl Default for Ingest {
+    fn default() -> Ingest {
+        Ingest::new()
+    }
+}
+
+impl Ingest {
+    /// A reader with its buffers allocated.
+    pub fn new() -> Ingest {
+        Ingest {
+            buf: vec![0; READ_BUF],
+            batch: Batch::with_capacity(BATCH_RECORDS, 16),
+        }
+    }
+
+    /// Read `src` to its end, adding every record to `sums`.
+    pub fn read(
+        &mut self,
+        src: &mut dyn Read,
+        stream: &Stream<'_>,
+        sums: &mut Sums,
+        progress: &mut Progress,
+    ) -> Result<(), TrainError> {
+        let opts = DecodeOptions {
+            shape: sums
+                .moments
+                .as_ref()
+                .map_or(Shape::Any, |m| Shape::Features(m.features())),
+            label: true,
+            csv_header: stream.csv_header,
+            stop_on_error: true,
+            ..DecodeOptions::default()
+        };
+        let mut decoder = Decoder::new(stream.format, &opts);
+        self.batch.clear();
+        loop {
+            let n = match src.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(TrainError::io(format!("error reading {}", stream.file), e)),
+            };
+            progress.bytes += n as u64;
+            let mut at = 0;
+            while at < n {
+                let used = decoder
+                    .decode(&self.buf[at..n], &mut self.batch, BATCH_RECORDS)
+                    .map_err(|e| record_error(stream, e, String::new()))?;
+                if used == 0 && self.batch.is_empty() {
+                    return Err(TrainError::Internal(format!(
+                        "the decoder made no progress in {}",
+                        stream.file
+                    )));
+                }
+                at += used;
+                progress.records += add_batch(&mut self.batch, stream, sums)?;
+                self.batch.clear();
+            }
+            progress.tick(stream.channel);
+        }
+        loop {
+            let done = decoder
+                .finish(&mut self.batch, BATCH_RECORDS)
+                .map_err(|e| record_error(stream, e, String::new()))?;
+            progress.records += add_batch(&mut self.batch, stream, sums)?;
+            self.batch.clear();
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Add a batch's records to `sums`; fail on its first bad record. Returns
+/// the records added.
+#[inline]
+fn add_batch(batch: &mut Batch, stream: &Stream<'_>, sums: &mut Sums) -> Result<u64, TrainError> {
+    // With `stop_on_error` a bad record is the batch's last: the good ones
+    // before it do not matter, the job fails.
+    if batch.has_errors() {
+        if let Some((_, e)) = batch.take_errors().into_iter().next() {
+            let hint = hint(&e, sums);
+            return Err(record_error(stream, e, hint));
+        }
+    }
+    let rows = batch.rows();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let moments = match &mut sums.moments {
+        Some(m) => m,
+        None => {
+            let first = rows.row(0);
+            let pos = batch.positions()[0];
+            if first.is_empty() {
+                let e = Error::new(ErrorKind::NotARow {
+                    pos,
+                    reason: "a training record needs at least one feature after its label".into(),
+                });
+                return Err(record_error(stream, e, String::new()));
+            }
+            sums.origin = format!(
+                "the first {} record ({}, line {}) has {} features",
+                stream.channel,
+                stream.file,
+                pos.line,
+                first.len()
+            );
+            sums.moments.insert(Moments::new(first.len()))
+        }
+    };
+    let d = moments.features();
+    for ((x, &y), pos) in rows.iter().zip(batch.labels()).zip(batch.positions()) {
+        if x.len() != d {
+            return Err(width_error(stream, *pos, d, x.len(), &sums.origin));
+        }
+        moments.push(x, y);
+    }
+    Ok(rows.len() as u64)
+}
+
+/// A record whose width differs from the first record's. Cold: bad input.
+#[cold]
+fn width_error(
+    stream: &Stream<'_>,
+    pos: Position,
+    d: usize,
+    found: usize,
+    origin: &str,
+) -> TrainError {
+    let e = Error::new(ErrorKind::FieldCount {
+        pos,
+        expected: d + 1,
+        found: found + 1,
+    });
+    record_error(stream, e, format!("; {origin}"))
+}
+
+/// The context for a decoder's field-count error: where D came from.
+fn hint(e: &Error, sums: &Sums) -> String {
+    match e.kind() {
+        ErrorKind::FieldCount { .. } if !sums.origin.is_empty() => format!("; {}", sums.origin),
+        _ => String::new(),
+    }
+}
+
+fn record_error(stream: &Stream<'_>, source: Error, hint: String) -> TrainError {
+    TrainError::Record {
+        channel: stream.channel.to_string(),
+        file: stream.file.to_string(),
+        source,
+        hint,
+    }
+}
