@@ -56,15 +56,8 @@ pub struct TrainArgs {
     pub opt_ml: PathBuf,
     /// Seconds between progress lines while reading (0: after every
     /// 1 MiB read).
-    #[arg(long, default_value_t = 5.0, value_parser = seconds)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::train::parse_seconds)]
     pub progress_interval: f64,
-}
-
-fn seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
-        _ => Err("must be a number of seconds >= 0".into()),
-    }
 }
 
 /// `mmp score`.

@@ -109,6 +109,14 @@ pub fn main(args: &TrainArgs) -> ExitCode {
     }
 }
 
+/// Parse `--progress-interval`: seconds, at least 0.
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err("must be a number of seconds >= 0".into()),
+    }
+}
+
 /// Remove a `model.json` and a failure file left by an earlier run in the
 /// same tree (a local re-run; SageMaker starts each job empty), so what is
 /// there at the end is this run's outcome alone.
