@@ -60,9 +60,10 @@ impl Format {
         }
     }
 
-    /// A type given on a command line or in an environment variable.
+    /// A type given on a command line or in an environment variable: a
+    /// media type, or a short name (`csv`, `jsonl`/`jsonlines`, `json`).
     pub fn parse(s: &str) -> Result<Format, Error> {
-        ContentType::parse(s).map(|ct| ct.format)
+        ContentType::parse_option(s).map(|ct| ct.format)
     }
 }
 
@@ -116,6 +117,27 @@ impl ContentType {
             }
         }
         Ok(ContentType { format, header })
+    }
+}
+
+impl ContentType {
+    /// A content type given as an option: a media type or a short name. A
+    /// bad value is a usage error (exit 64), not bad input data.
+    pub fn parse_option(s: &str) -> Result<ContentType, Error> {
+        let format = match s.trim().to_ascii_lowercase().as_str() {
+            "csv" => Format::Csv,
+            "jsonl" | "jsonlines" | "ndjson" => Format::JsonLines,
+            "json" => Format::Json,
+            _ => {
+                return ContentType::parse(s).map_err(|e| {
+                    Error::config(format!("{e} (or use a short name: csv, jsonl, json)"))
+                })
+            }
+        };
+        Ok(ContentType {
+            format,
+            header: None,
+        })
     }
 }
 
@@ -284,6 +306,18 @@ mod tests {
             let e = negotiate(Some(a), Format::Csv).unwrap_err();
             assert_eq!(e.status(), 406, "{a}");
         }
+    }
+
+    #[test]
+    fn options_take_short_names() {
+        assert_eq!(Format::parse("csv").unwrap(), Format::Csv);
+        assert_eq!(Format::parse("JSONL").unwrap(), Format::JsonLines);
+        assert_eq!(Format::parse("json").unwrap(), Format::Json);
+        assert_eq!(
+            Format::parse("text/csv; charset=utf-8").unwrap(),
+            Format::Csv
+        );
+        assert_eq!(Format::parse("xml").unwrap_err().exit_code(), 64);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
     let explicit = args
         .content_type
         .as_deref()
-        .map(ContentType::parse)
+        .map(ContentType::parse_option)
         .transpose()?;
     if let Some(header) = explicit.and_then(|c| c.header) {
         opts.decode.csv_header = header;

@@ -1,0 +1,341 @@
+//! `mmp score` as a real process: golden fixtures, stdin/stdout, several
+//! files, bad input, a closed stdout, and memory on a large generated input.
+
+mod util;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+
+use util::*;
+
+fn score(args: &[&str]) -> std::process::Output {
+    mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn golden_fixtures_in_every_output_format() {
+    for input in golden_inputs() {
+        for out in ["csv", "jsonl", "json"] {
+            let o = score(&["--accept", out, input.to_str().unwrap()]);
+            assert!(
+                o.status.success(),
+                "{input:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let expected = golden_expected(&input, out);
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&expected),
+                "{input:?} as {out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn stdin_to_stdout_with_media_types() {
+    let input = fixtures().join("golden/basic.jsonl");
+    let mut child = mmp()
+        .args([
+            "score",
+            "--content-type",
+            "application/jsonlines; charset=utf-8",
+            "-a",
+            "text/csv",
+        ])
+        .arg("--model-dir")
+        .arg(model_dir())
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(out, golden_expected(&input, "csv"));
+}
+
+#[test]
+fn model_dir_defaults_to_sm_model_dir() {
+    let input = fixtures().join("golden/basic.csv");
+    let o = mmp()
+        .args(["score", input.to_str().unwrap()])
+        .env("SM_MODEL_DIR", model_dir())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(o.stdout, golden_expected(&input, "csv"));
+}
+
+#[test]
+fn csv_header_option_and_parameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("h.csv");
+    std::fs::write(&f, "a,b,c\n1,2,3\n").unwrap();
+    let o = score(&["--csv-header", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"-1.75\n");
+    let o = score(&["-t", "text/csv; header=present", f.to_str().unwrap()]);
+    assert_eq!(o.stdout, b"-1.75\n");
+    let o = score(&[f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(65), "a header is data unless asked");
+}
+
+#[test]
+fn several_inputs_give_one_output_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.csv");
+    let b = dir.path().join("b.jsonl");
+    std::fs::copy(fixtures().join("golden/basic.csv"), &a).unwrap();
+    std::fs::copy(fixtures().join("golden/basic.jsonl"), &b).unwrap();
+    // Beside the inputs...
+    let o = score(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.is_empty());
+    let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
+    assert_eq!(
+        read(dir.path().join("a.csv.out")),
+        golden_expected(&fixtures().join("golden/basic.csv"), "csv")
+    );
+    assert_eq!(
+        read(dir.path().join("b.jsonl.out")),
+        golden_expected(&fixtures().join("golden/basic.jsonl"), "jsonl")
+    );
+    // ...or in -o DIR, created if needed.
+    let out = dir.path().join("out/nested");
+    let o = score(&[
+        "-a",
+        "json",
+        "-o",
+        out.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(
+        read(out.join("a.csv.out")),
+        golden_expected(&fixtures().join("golden/basic.csv"), "json")
+    );
+    assert_eq!(
+        read(out.join("b.jsonl.out")),
+        golden_expected(&fixtures().join("golden/basic.jsonl"), "json")
+    );
+}
+
+#[test]
+fn a_failing_input_leaves_no_output_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.csv");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&good, "1,2,3\n").unwrap();
+    std::fs::write(&bad, "1,2,3\n1,2\n").unwrap();
+    let out = dir.path().join("out");
+    let o = score(&[
+        "-o",
+        out.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("bad.csv: record 2 (line 2, byte 6): expected 3 fields, found 2"),
+        "{stderr}"
+    );
+    assert!(!out.join("bad.csv.out").exists());
+    assert_eq!(std::fs::read(out.join("good.csv.out")).unwrap(), b"-1.75\n");
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn bad_fixtures_exit_65_with_the_position() {
+    for case in bad_cases() {
+        let mut args = vec![];
+        if let Some(n) = &case.max_record_bytes {
+            args.extend(["--max-record-bytes", n.as_str()]);
+        }
+        if let Some(n) = &case.max_document_bytes {
+            args.extend(["--max-document-bytes", n.as_str()]);
+        }
+        args.push(case.input.to_str().unwrap());
+        let o = score(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(65), "{case:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("mmp: {}", case.message),
+            "{case:?}"
+        );
+    }
+}
+
+#[test]
+fn predictions_before_a_bad_record_are_written() {
+    let o = score(&[fixtures().join("bad/field_count.csv").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.stdout, b"-1.75\n");
+}
+
+#[test]
+fn placeholder_policy_keeps_one_line_per_record() {
+    let input = fixtures().join("bad/not_a_number.csv");
+    let o = score(&["--on-error", "placeholder", input.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "-1.75\n\"ERROR: record 2 (line 3, byte 7): field 2 is not a number: \"\"abc\"\"\"\n"
+    );
+    let o = score(&[
+        "--on-error",
+        "placeholder",
+        "-a",
+        "jsonl",
+        input.to_str().unwrap(),
+    ]);
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["score"], -1.75);
+    assert_eq!(lines[1]["error"], "not_a_number");
+}
+
+#[test]
+fn model_that_cannot_load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mmp()
+        .args(["score", "--model-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(66));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("model.json") && stderr.contains("No such file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_option_values_are_usage_errors() {
+    let o = score(&["--content-type", "text/html", "-"]);
+    assert_eq!(o.status.code(), Some(64));
+    let o = score(&["--max-record-bytes", "0"]);
+    assert_eq!(o.status.code(), Some(2), "clap rejects it");
+}
+
+/// Rows of 3 features, about 20 bytes each.
+fn rows(n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n * 20);
+    for i in 0..n {
+        writeln!(v, "{}.25,-{}.5,{}", i % 1000, i % 7, i % 13).unwrap();
+    }
+    v
+}
+
+#[test]
+fn closed_stdout_exits_zero_quietly() {
+    let mut child = mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let block = rows(50_000);
+        // Until mmp stops reading (it exits once its stdout is closed).
+        for _ in 0..1000 {
+            if stdin.write_all(&block).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // 0.5 + 0.25 - 2 * -0.5 + 0.25 * 0
+    assert_eq!(first, "1.75\n");
+    // The reader is dropped here, as `| head -1` would.
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Peak RSS of a child, from the kernel's accounting at exit.
+fn wait_peak_rss_kib(child: std::process::Child) -> (i32, i64) {
+    let pid = child.id() as libc::pid_t;
+    std::mem::forget(child);
+    let mut status = 0;
+    // SAFETY: plain FFI call with pointers to locals; `child` is forgotten so
+    // std never waits on the same pid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    (status, usage.ru_maxrss)
+}
+
+#[test]
+fn half_a_gigabyte_through_in_bounded_memory() {
+    const TOTAL: usize = 500 * 1000 * 1000;
+    let mut child = mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let block = rows(100_000);
+    let blocks = TOTAL / block.len() + 1;
+    let feeder = std::thread::spawn(move || {
+        for _ in 0..blocks {
+            stdin.write_all(&block).unwrap();
+        }
+    });
+    let counter = std::thread::spawn(move || {
+        let mut lines = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut r = stdout;
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                break lines;
+            }
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+        }
+    });
+    feeder.join().unwrap();
+    let lines = counter.join().unwrap();
+    let (status, peak_kib) = wait_peak_rss_kib(child);
+    assert_eq!(status, 0);
+    assert_eq!(lines, blocks * 100_000, "one prediction per record");
+    assert!(
+        peak_kib < 64 * 1024,
+        "peak RSS {peak_kib} KiB for {TOTAL} bytes"
+    );
+}

@@ -1,0 +1,413 @@
+//! Helpers shared by the black-box tests: the real `mmp` binary, fixtures,
+//! a server process on a free loopback port, and a raw HTTP/1.1 client that
+//! can tell a complete chunked response from a cut one.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn mmp() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mmp"))
+}
+
+/// `fixtures/` in the source tree.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The fixtures' model directory (D = 3).
+pub fn model_dir() -> PathBuf {
+    fixtures().join("model")
+}
+
+/// Golden inputs: `fixtures/golden/NAME.{csv,jsonl,json}`.
+pub fn golden_inputs() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures().join("golden"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().contains(".expected."))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "golden fixtures missing");
+    v
+}
+
+/// The expected output of a golden input in an output format
+/// (`csv`, `jsonl`, `json`), written by scripts/gen_golden.py.
+pub fn golden_expected(input: &Path, out: &str) -> Vec<u8> {
+    let mut name = input.file_name().unwrap().to_owned();
+    name.push(format!(".expected.{out}"));
+    std::fs::read(input.with_file_name(name)).unwrap()
+}
+
+/// Media type of a short format name.
+pub fn mime(short: &str) -> &'static str {
+    match short {
+        "csv" => "text/csv",
+        "jsonl" => "application/jsonlines",
+        "json" => "application/json",
+        other => panic!("unknown format {other}"),
+    }
+}
+
+/// Short format name of a path's extension.
+pub fn short_of(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => "csv",
+        Some("jsonl") => "jsonl",
+        Some("json") => "json",
+        other => panic!("unknown extension {other:?}"),
+    }
+}
+
+/// One case of `fixtures/bad/`: an input and what it must produce.
+#[derive(Debug)]
+pub struct BadCase {
+    pub input: PathBuf,
+    pub status: u16,
+    pub error: String,
+    pub message: String,
+    pub max_record_bytes: Option<String>,
+    pub max_document_bytes: Option<String>,
+}
+
+/// Every case of `fixtures/bad/`.
+pub fn bad_cases() -> Vec<BadCase> {
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(fixtures().join("bad")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("expect") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .map(str::to_string)
+        };
+        cases.push(BadCase {
+            input: path.with_extension(""),
+            status: field("status").unwrap().parse().unwrap(),
+            error: field("error").unwrap(),
+            message: field("message").unwrap(),
+            max_record_bytes: field("max-record-bytes"),
+            max_document_bytes: field("max-document-bytes"),
+        });
+    }
+    cases.sort_by(|a, b| a.input.cmp(&b.input));
+    assert!(cases.len() >= 20, "bad fixtures missing");
+    cases
+}
+
+/// A `mmp serve` process on a free loopback port.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Start with the fixtures' model and these extra environment variables;
+    /// returns once `/ping` answers 200.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::start_with(env, &["--model-dir", model_dir().to_str().unwrap()])
+    }
+
+    /// Start with these arguments after `serve --bind 127.0.0.1:0`.
+    pub fn start_with(env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut cmd = mmp();
+        cmd.args(["serve", "--bind", "127.0.0.1:0"])
+            .args(args)
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn mmp serve");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                {
+                    let _ = tx.send(addr.trim_matches('"').to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start: {:?}", logs.lock().unwrap());
+            }
+        };
+        let server = Server { child, addr, logs };
+        server.wait_ready();
+        server
+    }
+
+    /// Poll `/ping` until it answers 200 (the model is loaded).
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(r) = self.try_request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n") {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            std::thread::yield_now();
+        }
+        panic!("server never became ready: {:?}", self.logs());
+    }
+
+    /// A new connection, with generous timeouts so a hang fails the test.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+        s
+    }
+
+    fn try_request(&self, raw: &[u8]) -> io::Result<Response> {
+        let mut s = TcpStream::connect(self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(raw)?;
+        read_response(&mut BufReader::new(s))
+    }
+
+    /// Send one raw request on a new connection and read the response.
+    pub fn request(&self, raw: &[u8]) -> Response {
+        self.try_request(raw).expect("request")
+    }
+
+    /// POST a body with a Content-Length.
+    pub fn post(&self, content_type: &str, accept: Option<&str>, body: &[u8]) -> Response {
+        self.request(&post_request(content_type, accept, body))
+    }
+
+    /// Log lines so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Wait until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.logs().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:?}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Peak and current resident memory, KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let get = |k: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        (get("VmHWM:"), get("VmRSS:"))
+    }
+
+    /// Send a signal by name (`TERM`, `INT`).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Wait for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within {timeout:?}: {:?}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw POST /invocations with a Content-Length.
+pub fn post_request(content_type: &str, accept: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(a) = accept {
+        raw.push_str(&format!("Accept: {a}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// Headers of a chunked POST /invocations (the chunks follow).
+pub fn chunked_head(content_type: &str, accept: Option<&str>) -> Vec<u8> {
+    let mut raw = format!(
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n"
+    );
+    if let Some(a) = accept {
+        raw.push_str(&format!("Accept: {a}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
+}
+
+/// One chunk in chunked encoding.
+pub fn chunk(data: &[u8]) -> Vec<u8> {
+    let mut v = format!("{:x}\r\n", data.len()).into_bytes();
+    v.extend_from_slice(data);
+    v.extend_from_slice(b"\r\n");
+    v
+}
+
+/// The last chunk.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The body ended properly: the terminating chunk arrived, or all of a
+    /// Content-Length.
+    pub complete: bool,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as a JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+/// Read one response; a body cut short is returned with `complete: false`.
+pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    if line.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no response"));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    let complete;
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        loop {
+            line.clear();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                complete = false;
+                break;
+            }
+            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("bad chunk size {line:?}"),
+                    )
+                })?;
+            if size == 0 {
+                line.clear();
+                r.read_line(&mut line)?;
+                complete = true;
+                break;
+            }
+            let mut data = vec![0; size + 2];
+            if r.read_exact(&mut data).is_err() {
+                complete = false;
+                break;
+            }
+            body.extend_from_slice(&data[..size]);
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().unwrap();
+        body.resize(len, 0);
+        complete = r.read_exact(&mut body).is_ok();
+    } else {
+        complete = r.read_to_end(&mut body).is_ok();
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+        complete,
+    })
+}
