@@ -273,12 +273,18 @@ fn read_channel(
                 .join(", ")
         ),
     };
+    let what = match channel.mode {
+        InputMode::Pipe => format!("reading the FIFO {}", sources.files[0].display()),
+        _ => format!(
+            "reading {} file{} under {}",
+            sources.files.len(),
+            if sources.files.len() == 1 { "" } else { "s" },
+            layout.data.join(&channel.name).display()
+        ),
+    };
     println!(
-        "mmp train: channel {}: {mode} mode, reading {} ({} source{}){skipped}",
-        channel.name,
-        sources.files[0].display(),
-        sources.files.len(),
-        if sources.files.len() == 1 { "" } else { "s" },
+        "mmp train: channel {}: {mode} mode, {what}{skipped}",
+        channel.name
     );
     for path in &sources.files {
         let file = path.display().to_string();

@@ -1,0 +1,976 @@
+//! `mmp train` as SageMaker runs it: the real binary on a temporary
+//! `/opt/ml` tree (`--opt-ml`), with datasets generated here from known
+//! weights. Nothing sleeps to synchronise: the FIFO tests wait on the
+//! binary's own actions (opening the FIFO, printing a line), each with a
+//! time limit so a regression fails instead of hanging.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use mmp::predictor::{self, LinearModel};
+
+const MMP: &str = env!("CARGO_BIN_EXE_mmp");
+/// Generous: a debug build on a busy 2-core machine.
+const LIMIT: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------- data
+
+/// splitmix64: a fixed-seed generator, so every dataset is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+
+    /// Standard normal (Box–Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.uniform(f64::MIN_POSITIVE, 1.0);
+        let u2 = self.uniform(0.0, 1.0);
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    }
+}
+
+/// Rows `(label, features)` of `y = bias + w·x + noise·N(0,1)`.
+#[derive(Clone)]
+struct Data {
+    rows: Vec<(f64, Vec<f64>)>,
+}
+
+/// The weights every dataset here is generated from (D = 16).
+fn true_model() -> LinearModel {
+    LinearModel {
+        bias: 2.5,
+        weights: (0..16).map(|i| (i as f64 - 7.5) / 3.0).collect(),
+    }
+}
+
+fn generate(model: &LinearModel, n: usize, noise: f64, seed: u64) -> Data {
+    let mut rng = Rng(seed);
+    let rows = (0..n)
+        .map(|_| {
+            let x: Vec<f64> = model
+                .weights
+                .iter()
+                .map(|_| rng.uniform(-10.0, 10.0))
+                .collect();
+            let y = model.predict_one(&x) + noise * rng.normal();
+            (y, x)
+        })
+        .collect();
+    Data { rows }
+}
+
+impl Data {
+    fn slice(&self, from: usize, to: usize) -> Data {
+        Data {
+            rows: self.rows[from..to].to_vec(),
+        }
+    }
+
+    /// CSV, label first. `{}` prints the shortest text that reads back as
+    /// the same f64, so the binary sees exactly these numbers.
+    fn csv(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for (y, x) in &self.rows {
+            out.push_str(&y.to_string());
+            for v in x {
+                out.push(',');
+                out.push_str(&v.to_string());
+            }
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// JSON lines: objects, or arrays with the label first, alternately.
+    fn jsonl(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for (i, (y, x)) in self.rows.iter().enumerate() {
+            let line = if i % 2 == 0 {
+                serde_json::json!({"label": y, "features": x, "id": i})
+            } else {
+                let mut arr = vec![*y];
+                arr.extend(x);
+                serde_json::json!(arr)
+            };
+            out.push_str(&line.to_string());
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// RMSE of `model` on these rows, computed directly.
+    fn rmse(&self, model: &LinearModel) -> f64 {
+        let sse: f64 = self
+            .rows
+            .iter()
+            .map(|(y, x)| (y - model.predict_one(x)).powi(2))
+            .sum();
+        (sse / self.rows.len() as f64).sqrt()
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+// ---------------------------------------------------------------- tree
+
+/// A temporary `/opt/ml`.
+struct Tree {
+    dir: tempfile::TempDir,
+}
+
+impl Tree {
+    /// A tree with these hyperparameters and channel configuration
+    /// (`inputdataconfig.json`), and a resourceconfig.json.
+    fn new(hyperparameters: &str, channels: &str) -> Tree {
+        let tree = Tree {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        tree.write(
+            "input/config/hyperparameters.json",
+            hyperparameters.as_bytes(),
+        );
+        tree.write("input/config/inputdataconfig.json", channels.as_bytes());
+        tree.write(
+            "input/config/resourceconfig.json",
+            br#"{"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"}"#,
+        );
+        tree
+    }
+
+    /// File-mode `training` (and `validation` if `validation`).
+    fn file_mode(hyperparameters: &str, validation: bool) -> Tree {
+        let channels = if validation {
+            r#"{"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"},
+                "validation": {"TrainingInputMode": "File"}}"#
+        } else {
+            r#"{"training": {"TrainingInputMode": "File"}}"#
+        };
+        Tree::new(hyperparameters, channels)
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    fn write(&self, rel: &str, bytes: &[u8]) {
+        let path = self.path(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(MMP);
+        cmd.arg("train").arg("--opt-ml").arg(self.root());
+        cmd
+    }
+
+    fn train(&self) -> Run {
+        Run::from(self.command().output().unwrap())
+    }
+
+    fn model(&self) -> LinearModel {
+        predictor::load(&self.path("model")).unwrap()
+    }
+
+    /// The failure file's first line.
+    fn failure(&self) -> String {
+        let text = fs::read_to_string(self.path("output/failure")).expect("no output/failure");
+        text.lines().next().unwrap_or("").to_string()
+    }
+
+    /// Whatever is in model/ (nothing, after a failure).
+    fn model_dir_entries(&self) -> Vec<String> {
+        match fs::read_dir(self.path("model")) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Run, expect failure: exit 255, the failure file's first line and
+    /// stderr containing every piece of `expected`, and no model written.
+    fn expect_failure(&self, expected: &[&str]) -> String {
+        let run = self.train();
+        assert_eq!(
+            run.status.code(),
+            Some(255),
+            "stdout:\n{}\nstderr:\n{}",
+            run.stdout,
+            run.stderr
+        );
+        let first = self.failure();
+        for piece in expected {
+            assert!(
+                first.contains(piece),
+                "failure file lacks {piece:?}:\n{first}"
+            );
+        }
+        assert!(
+            run.stderr.contains(&first),
+            "stderr lacks the reason:\n{}",
+            run.stderr
+        );
+        assert_eq!(
+            self.model_dir_entries(),
+            Vec::<String>::new(),
+            "model/ is not empty"
+        );
+        first
+    }
+}
+
+struct Run {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    fn ok(self) -> Run {
+        assert!(
+            self.status.success(),
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// The value of a `NAME=VALUE;` metric line.
+    fn metric(&self, name: &str) -> f64 {
+        let prefix = format!("{name}=");
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {name} line in:\n{}", self.stdout));
+        let value = line[prefix.len()..]
+            .strip_suffix(';')
+            .expect("metric ends with ;");
+        value.parse().unwrap()
+    }
+}
+
+fn assert_close(got: &LinearModel, want: &LinearModel, tol: f64) {
+    assert_eq!(got.weights.len(), want.weights.len());
+    assert!(
+        (got.bias - want.bias).abs() < tol,
+        "bias {} vs {}",
+        got.bias,
+        want.bias
+    );
+    for (i, (g, w)) in got.weights.iter().zip(&want.weights).enumerate() {
+        assert!((g - w).abs() < tol, "weight {i}: {g} vs {w}");
+    }
+}
+
+// ---------------------------------------------------------------- fitting
+
+#[test]
+fn noiseless_data_in_nested_and_gzipped_files_recovers_the_weights() {
+    let want = true_model();
+    let data = generate(&want, 3000, 0.0, 1);
+    // SDK-style JSON-encoded values, and keys the SDK and tuner inject.
+    let tree = Tree::file_mode(
+        r#"{"l2": "\"0\"", "sagemaker_program": "\"train.py\"", "sagemaker_submit_directory": "\"s3://b/k\"",
+            "_tuning_objective_metric": "validation:rmse"}"#,
+        false,
+    );
+    tree.write("input/data/training/part-0.csv", &data.slice(0, 1000).csv());
+    tree.write(
+        "input/data/training/sub/part-1.csv.gz",
+        &gzip(&data.slice(1000, 2000).csv()),
+    );
+    tree.write(
+        "input/data/training/sub/deeper/part-2.csv",
+        &data.slice(2000, 2800).csv(),
+    );
+    // No extension and no ContentType: CSV.
+    tree.write("input/data/training/part-3", &data.slice(2800, 3000).csv());
+    // Hidden files and directories are not data; reading them would fail.
+    tree.write("input/data/training/.DS_Store", b"\x00\x01binary junk");
+    tree.write(
+        "input/data/training/.ipynb_checkpoints/part-0.csv",
+        b"label,a,b\n",
+    );
+    let run = tree.train().ok();
+    assert_close(&tree.model(), &want, 1e-6);
+    // RMSE comes from the sums, not the residuals, so an exact fit shows the
+    // sums' rounding: about 1e-8 of the labels' spread, not 0.
+    let n = data.rows.len() as f64;
+    let mean_y = data.rows.iter().map(|r| r.0).sum::<f64>() / n;
+    let std_y = (data
+        .rows
+        .iter()
+        .map(|r| (r.0 - mean_y).powi(2))
+        .sum::<f64>()
+        / n)
+        .sqrt();
+    let rmse = run.metric("train:rmse");
+    assert!(rmse < 1e-7 * std_y, "rmse {rmse}, label std {std_y}");
+    assert!(
+        !run.stdout.contains("validation:rmse"),
+        "no validation channel"
+    );
+    let done = run.stdout.lines().last().unwrap();
+    assert!(
+        done.starts_with("mmp train: done: 3000 records (training 3000)")
+            && done.contains(" s, ")
+            && done.ends_with(&format!(
+                "model written to {}",
+                tree.path("model/model.json").display()
+            )),
+        "{done}"
+    );
+    assert!(done.contains("MB/s"), "{done}");
+    assert!(run.stdout.contains("host algo-1 of 1"), "{}", run.stdout);
+    assert!(!tree.path("output/failure").exists());
+    assert_eq!(tree.model_dir_entries(), ["model.json"]);
+}
+
+#[test]
+fn noisy_rmse_is_the_rmse_of_the_fitted_model_on_each_channel() {
+    let want = true_model();
+    let sigma = 0.5;
+    let train = generate(&want, 4000, sigma, 2);
+    let valid = generate(&want, 1000, sigma, 3);
+    let tree = Tree::file_mode("{}", true);
+    tree.write("input/data/training/a.csv", &train.slice(0, 2500).csv());
+    tree.write(
+        "input/data/training/b.csv.gz",
+        &gzip(&train.slice(2500, 4000).csv()),
+    );
+    tree.write("input/data/validation/v.csv", &valid.csv());
+    let run = tree.train().ok();
+    let model = tree.model();
+    // The printed figures come from the sums; these from the rows.
+    let (train_rmse, valid_rmse) = (run.metric("train:rmse"), run.metric("validation:rmse"));
+    let (direct_train, direct_valid) = (train.rmse(&model), valid.rmse(&model));
+    assert!(
+        (train_rmse - direct_train).abs() < 1e-9 * direct_train,
+        "{train_rmse} vs {direct_train}"
+    );
+    assert!(
+        (valid_rmse - direct_valid).abs() < 1e-9 * direct_valid,
+        "{valid_rmse} vs {direct_valid}"
+    );
+    // And both are the noise level: least squares fits a little of the
+    // training noise (about D/n of its variance), none of validation's.
+    assert!((train_rmse / sigma - 1.0).abs() < 0.05, "{train_rmse}");
+    assert!((valid_rmse / sigma - 1.0).abs() < 0.08, "{valid_rmse}");
+    assert!(train_rmse < direct_valid + 0.05);
+    assert_close(&model, &want, 0.05);
+    assert!(
+        run.stdout
+            .contains("done: 5000 records (training 4000, validation 1000)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn json_lines_channels_by_content_type_and_by_extension() {
+    let want = true_model();
+    let data = generate(&want, 600, 0.0, 4);
+    // ContentType with parameters; the files' names say nothing.
+    let tree = Tree::new(
+        "{}",
+        r#"{"training": {"ContentType": "application/jsonlines; charset=utf-8", "TrainingInputMode": "File"}}"#,
+    );
+    tree.write("input/data/training/a.data", &data.slice(0, 300).jsonl());
+    tree.write(
+        "input/data/training/b.data",
+        &gzip(&data.slice(300, 600).jsonl()),
+    );
+    tree.train().ok();
+    assert_close(&tree.model(), &want, 1e-6);
+
+    // No ContentType: each file's extension decides, CSV and JSON lines mixed.
+    let tree = Tree::file_mode("{}", false);
+    tree.write(
+        "input/data/training/a.jsonl.gz",
+        &gzip(&data.slice(0, 300).jsonl()),
+    );
+    tree.write("input/data/training/b.csv", &data.slice(300, 600).csv());
+    tree.train().ok();
+    assert_close(&tree.model(), &want, 1e-6);
+}
+
+/// Ridge regression with an unpenalised intercept, solved directly from
+/// the rows (two passes, Gaussian elimination): an independent check.
+fn ridge(data: &Data, l2: f64) -> LinearModel {
+    let n = data.rows.len() as f64;
+    let d = data.rows[0].1.len();
+    let mean_x: Vec<f64> = (0..d)
+        .map(|j| data.rows.iter().map(|r| r.1[j]).sum::<f64>() / n)
+        .collect();
+    let mean_y = data.rows.iter().map(|r| r.0).sum::<f64>() / n;
+    let mut a = vec![vec![0.0; d + 1]; d];
+    for (y, x) in &data.rows {
+        for i in 0..d {
+            for j in 0..d {
+                a[i][j] += (x[i] - mean_x[i]) * (x[j] - mean_x[j]);
+            }
+            a[i][d] += (x[i] - mean_x[i]) * (y - mean_y);
+        }
+    }
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] += l2;
+    }
+    for c in 0..d {
+        let p = (c..d)
+            .max_by(|&i, &j| a[i][c].abs().total_cmp(&a[j][c].abs()))
+            .unwrap();
+        a.swap(c, p);
+        for r in 0..d {
+            if r != c {
+                let f = a[r][c] / a[c][c];
+                let pivot_row = a[c].clone();
+                for (v, pv) in a[r].iter_mut().zip(&pivot_row) {
+                    *v -= f * pv;
+                }
+            }
+        }
+    }
+    let weights: Vec<f64> = (0..d).map(|i| a[i][d] / a[i][i]).collect();
+    let bias = mean_y - weights.iter().zip(&mean_x).map(|(w, m)| w * m).sum::<f64>();
+    LinearModel { bias, weights }
+}
+
+#[test]
+fn l2_shrinks_the_weights_and_spares_the_intercept() {
+    let mut want = true_model();
+    want.bias = 40.0;
+    let data = generate(&want, 500, 1.0, 5);
+    let norm = |m: &LinearModel| m.weights.iter().map(|w| w * w).sum::<f64>();
+    let mut fits = Vec::new();
+    for l2 in ["\"0\"", "\"20000\"", "1e12"] {
+        let tree = Tree::file_mode(&format!(r#"{{"l2": {}}}"#, serde_json::json!(l2)), false);
+        tree.write("input/data/training/a.csv", &data.csv());
+        let run = tree.train().ok();
+        assert!(
+            run.stdout.contains("hyperparameters: l2="),
+            "{}",
+            run.stdout
+        );
+        fits.push(tree.model());
+    }
+    assert!(
+        norm(&fits[1]) < 0.9 * norm(&fits[0]),
+        "{} vs {}",
+        norm(&fits[1]),
+        norm(&fits[0])
+    );
+    assert_close(&fits[0], &ridge(&data, 0.0), 1e-8);
+    assert_close(&fits[1], &ridge(&data, 20000.0), 1e-8);
+    // Weights crushed to ~0, but the intercept is the label's mean, not 0.
+    assert!(norm(&fits[2]) < 1e-6, "{:?}", fits[2].weights);
+    let mean_y = data.rows.iter().map(|r| r.0).sum::<f64>() / data.rows.len() as f64;
+    assert!(
+        (fits[2].bias - mean_y).abs() < 1e-3,
+        "{} vs {mean_y}",
+        fits[2].bias
+    );
+}
+
+#[test]
+fn score_with_the_trained_model_predicts_bias_plus_w_dot_x() {
+    let want = true_model();
+    let tree = Tree::file_mode("{}", false);
+    tree.write(
+        "input/data/training/a.csv",
+        &generate(&want, 400, 0.3, 6).csv(),
+    );
+    tree.train().ok();
+    let model = tree.model();
+    // Features only: what an endpoint or `score` receives.
+    let fresh = generate(&want, 50, 0.0, 7);
+    let input: String = fresh
+        .rows
+        .iter()
+        .map(|(_, x)| x.iter().map(f64::to_string).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    tree.write("score.csv", input.as_bytes());
+    let out = Command::new(MMP)
+        .arg("score")
+        .arg("--model-dir")
+        .arg(tree.path("model"))
+        .arg(tree.path("score.csv"))
+        .output()
+        .unwrap();
+    let run = Run::from(out).ok();
+    let preds: Vec<f64> = run.stdout.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(preds.len(), 50);
+    for (p, (_, x)) in preds.iter().zip(&fresh.rows) {
+        let dot: f64 = model.weights.iter().zip(x).map(|(w, v)| w * v).sum();
+        let expected = model.bias + dot;
+        assert!(
+            (p - expected).abs() <= 1e-12 * expected.abs().max(1.0),
+            "{p} vs {expected}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- failures
+
+#[test]
+fn bad_hyperparameters_fail_naming_key_and_value() {
+    let tree = Tree::file_mode(r#"{"l2": "\"abc\""}"#, false);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&[
+        "hyperparameter \"l2\" has the value \"abc\"",
+        "expected a finite number >= 0",
+    ]);
+
+    let tree = Tree::file_mode(r#"{"l2": "-1"}"#, false);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&["hyperparameter \"l2\" has the value \"-1\""]);
+
+    let tree = Tree::file_mode(
+        r#"{"alpha": "1", "sagemaker_region": "\"eu-west-1\""}"#,
+        false,
+    );
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    let msg =
+        tree.expect_failure(&["unknown hyperparameter \"alpha\": known hyperparameters are l2"]);
+    assert!(
+        msg.starts_with("unknown hyperparameter"),
+        "cause first: {msg}"
+    );
+}
+
+#[test]
+fn bad_json_configuration_fails_naming_the_file_and_position() {
+    let tree = Tree::new("{}", r#"{"training": {"TrainingInputMode": "File"}"#);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&[
+        "bad configuration file",
+        "input/config/inputdataconfig.json",
+        "EOF while parsing an object at line 1 column",
+    ]);
+
+    let tree = Tree::file_mode(r#"["l2", "1"]"#, false);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&[
+        "input/config/hyperparameters.json",
+        "invalid type: sequence, expected a map",
+    ]);
+
+    let tree = Tree::new("{}", r#"{"training": {"TrainingInputMode": "Tape"}}"#);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&["inputdataconfig.json", "unknown variant `Tape`"]);
+}
+
+#[test]
+fn missing_or_empty_channels_fail() {
+    let tree = Tree::new("{}", r#"{"validation": {"TrainingInputMode": "File"}}"#);
+    tree.write("input/data/validation/a.csv", b"1,2\n");
+    tree.expect_failure(&["channel \"training\": required, but inputdataconfig.json does not list it (it lists: validation)"]);
+
+    let tree = Tree::file_mode("{}", false);
+    tree.expect_failure(&[
+        "channel \"training\": its directory",
+        "input/data/training does not exist",
+    ]);
+
+    let tree = Tree::file_mode("{}", false);
+    tree.write("input/data/training/a.csv", b"\n\n");
+    tree.expect_failure(&["channel \"training\": has no records (1 source read)"]);
+
+    let tree = Tree::file_mode("{}", true);
+    tree.write(
+        "input/data/training/a.csv",
+        &generate(&true_model(), 40, 0.0, 8).csv(),
+    );
+    tree.write("input/data/validation/.hidden", b"1,2\n");
+    tree.expect_failure(&["channel \"validation\": no data files in"]);
+
+    let tree = Tree::new(
+        "{}",
+        r#"{"training": {"ContentType": "application/x-recordio-protobuf", "TrainingInputMode": "File"}}"#,
+    );
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.expect_failure(&[
+        "channel \"training\": unsupported content type \"application/x-recordio-protobuf\"",
+    ]);
+}
+
+#[test]
+fn a_bad_record_fails_with_its_file_line_and_byte() {
+    let tree = Tree::file_mode("{}", false);
+    let good = "1.5,2,3\n2.5,3,4\n";
+    tree.write("input/data/training/a.csv", good.as_bytes());
+    let lines = ["4,5,6", "", "7,8,9", "10,abc,12"];
+    let text = lines.join("\n") + "\n";
+    tree.write("input/data/training/sub/b.csv", text.as_bytes());
+    // Line 4 is record 3 (blank lines are not records); it starts after
+    // "4,5,6\n\n7,8,9\n", 13 bytes.
+    let msg = tree.expect_failure(&[
+        "bad record in training file",
+        "training/sub/b.csv: record 3 (line 4, byte 13): field 2 is not a number: \"abc\"",
+    ]);
+    assert!(msg.starts_with("bad record in training file"), "{msg}");
+
+    // Inside a gzip file the position is in the decompressed text.
+    let tree = Tree::file_mode("{}", false);
+    tree.write("input/data/training/a.csv.gz", &gzip(b"1,2,3\n1,2,NaN\n"));
+    tree.expect_failure(&[
+        "training/a.csv.gz: record 2 (line 2, byte 6): field 3 is not a finite number: \"NaN\"",
+    ]);
+
+    let tree = Tree::new(
+        "{}",
+        r#"{"training": {"ContentType": "application/jsonlines"}}"#,
+    );
+    tree.write(
+        "input/data/training/a",
+        b"{\"label\": 1, \"features\": [1, 2]}\n{\"features\": [1, 2]}\n",
+    );
+    tree.expect_failure(&[
+        "training/a: record 2 (line 2, byte 33): not a row: a training record needs a \"label\"",
+    ]);
+}
+
+#[test]
+fn records_of_another_width_fail_naming_where_the_width_was_set() {
+    let tree = Tree::file_mode("{}", true);
+    let data = generate(&true_model(), 100, 0.0, 9);
+    tree.write("input/data/training/a.csv", &data.csv());
+    // 15 features instead of 16, in the second file.
+    tree.write(
+        "input/data/training/b.csv",
+        b"1,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15\n",
+    );
+    let a = tree.path("input/data/training/a.csv");
+    tree.expect_failure(&[
+        "training/b.csv: record 1 (line 1, byte 0): expected 17 fields, found 16",
+        &format!(
+            "the first training record ({}, line 1) has 16 features",
+            a.display()
+        ),
+    ]);
+
+    // Validation must match training's width too.
+    let tree = Tree::file_mode("{}", true);
+    tree.write("input/data/training/a.csv", &data.csv());
+    tree.write("input/data/validation/v.csv", &data.slice(0, 3).csv());
+    tree.write("input/data/validation/w.csv", b"1,2,3\n");
+    tree.expect_failure(&[
+        "bad record in validation file",
+        "validation/w.csv: record 1 (line 1, byte 0): expected 17 fields, found 3",
+    ]);
+
+    // A row with a label but no feature cannot fix D.
+    let tree = Tree::file_mode("{}", false);
+    tree.write("input/data/training/a.csv", b"1\n2\n");
+    tree.expect_failure(&[
+        "record 1 (line 1, byte 0): not a row: a training record needs at least one feature",
+    ]);
+}
+
+#[test]
+fn singular_systems_fail_naming_the_likely_cause() {
+    let data = generate(&true_model(), 200, 0.1, 10);
+    let with = |f: &dyn Fn(&mut Vec<f64>)| {
+        let mut d = data.clone();
+        d.rows.iter_mut().for_each(|(_, x)| f(x));
+        d
+    };
+    let cases: Vec<(Data, &str)> = vec![
+        (
+            with(&|x| x[4] = 3.0),
+            "feature 5 (CSV column 6) is constant",
+        ),
+        (
+            with(&|x| x[9] = 2.0 * x[2] + 1.0),
+            "feature 10 (CSV column 11) duplicates feature 3 (CSV column 4)",
+        ),
+        (
+            data.slice(0, 10),
+            "fewer records than features + 1 (need at least 17)",
+        ),
+    ];
+    for (d, cause) in cases {
+        let tree = Tree::file_mode("{}", false);
+        tree.write("input/data/training/a.csv", &d.csv());
+        let msg =
+            tree.expect_failure(&["singular system: cannot fit 16 weights and a bias", cause]);
+        assert!(msg.starts_with("singular system"), "{msg}");
+    }
+}
+
+#[test]
+fn an_unreadable_gzip_file_fails_as_an_io_error_naming_it() {
+    let tree = Tree::file_mode("{}", false);
+    // Cut short, as an interrupted copy leaves it: the stream ends inside
+    // a deflate block.
+    let bytes = gzip(&generate(&true_model(), 50, 0.0, 11).csv());
+    let bytes = &bytes[..bytes.len() / 2];
+    tree.write("input/data/training/broken.csv.gz", bytes);
+    tree.expect_failure(&["error reading", "training/broken.csv.gz: "]);
+}
+
+#[test]
+fn a_failed_run_leaves_no_model_from_an_earlier_run() {
+    let tree = Tree::file_mode(r#"{"l2": "x"}"#, false);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.write("model/model.json", br#"{"bias": 1, "weights": [1]}"#);
+    tree.expect_failure(&["hyperparameter \"l2\""]);
+}
+
+// ---------------------------------------------------------------- Pipe mode
+
+fn mkfifo(path: &Path) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Open `fifo` for writing on a thread. The open returns when the reader
+/// (`mmp`) opens the other end, so the receiver learns exactly that.
+fn open_writer(fifo: &Path) -> mpsc::Receiver<File> {
+    let (tx, rx) = mpsc::channel();
+    let fifo = fifo.to_path_buf();
+    thread::spawn(move || {
+        let file = OpenOptions::new().write(true).open(&fifo).unwrap();
+        let _ = tx.send(file);
+    });
+    rx
+}
+
+/// Spawn `mmp train` with stdout piped into a channel of lines.
+fn spawn(cmd: &mut Command) -> (Child, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Wait for a stdout line containing `needle`.
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(e) => panic!("no line with {needle:?}: {e}"),
+        }
+    }
+}
+
+/// Wait for the child to exit, up to `limit` (then kill it and fail).
+fn wait_exit(mut child: Child, limit: Duration) -> ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(status) => status.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            panic!("mmp train did not exit within {limit:?}");
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn pipe_tree() -> Tree {
+    Tree::new(
+        "{}",
+        r#"{"training": {"TrainingInputMode": "Pipe", "ContentType": "text/csv"},
+            "validation": {"TrainingInputMode": "Pipe"}}"#,
+    )
+}
+
+#[test]
+fn pipe_mode_reads_the_fifos_to_their_end() {
+    let want = true_model();
+    let data = generate(&want, 20_000, 0.0, 12);
+    let valid = generate(&want, 500, 0.2, 13);
+    let tree = pipe_tree();
+    let (train_fifo, valid_fifo) = (
+        tree.path("input/data/training_0"),
+        tree.path("input/data/validation_0"),
+    );
+    mkfifo(&train_fifo);
+    mkfifo(&valid_fifo);
+    let train_w = open_writer(&train_fifo);
+    let valid_w = open_writer(&valid_fifo);
+    let (child, lines) = spawn(&mut tree.command());
+    // Several MB in small writes, so reads see partial records; validation
+    // arrives gzipped (CompressionType: Gzip) and is detected by its magic.
+    let feeder = thread::spawn(move || {
+        let mut w = train_w
+            .recv_timeout(LIMIT)
+            .expect("mmp never opened training_0");
+        for chunk in data.csv().chunks(4093) {
+            w.write_all(chunk).unwrap();
+        }
+        drop(w);
+        let mut w = valid_w
+            .recv_timeout(LIMIT)
+            .expect("mmp never opened validation_0");
+        w.write_all(&gzip(&valid.csv())).unwrap();
+        valid
+    });
+    let status = wait_exit(child, LIMIT);
+    let stdout: Vec<String> = lines.iter().collect();
+    assert!(status.success(), "{status:?}\n{}", stdout.join("\n"));
+    let valid = feeder.join().unwrap();
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.contains("channel training: Pipe mode, reading the FIFO")),
+        "{stdout:?}"
+    );
+    assert_close(&tree.model(), &want, 1e-6);
+    let line = stdout
+        .iter()
+        .find(|l| l.starts_with("validation:rmse="))
+        .expect("validation metric");
+    let printed: f64 = line["validation:rmse=".len()..]
+        .trim_end_matches(';')
+        .parse()
+        .unwrap();
+    let direct = valid.rmse(&tree.model());
+    assert!(
+        (printed - direct).abs() < 1e-9 * direct,
+        "{printed} vs {direct}"
+    );
+}
+
+#[test]
+fn pipe_mode_without_its_fifo_fails() {
+    let tree = pipe_tree();
+    tree.expect_failure(&[
+        "channel \"training\": Pipe mode, but there is no FIFO",
+        "input/data/training_0",
+    ]);
+}
+
+/// SIGTERM, then: the stop exit code promptly, the failure file, no model.
+fn expect_stopped(tree: &Tree, child: Child) {
+    let sent = Instant::now();
+    sigterm(&child);
+    let status = wait_exit(child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143), "{status:?}");
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    let first = tree.failure();
+    assert!(first.starts_with("training stopped by SIGTERM"), "{first}");
+    assert!(tree.model_dir_entries().is_empty());
+}
+
+#[test]
+fn sigterm_while_blocked_reading_an_empty_fifo_stops_at_once() {
+    let tree = pipe_tree();
+    let fifo = tree.path("input/data/training_0");
+    mkfifo(&fifo);
+    let writer = open_writer(&fifo);
+    let (child, _lines) = spawn(&mut tree.command());
+    // Held open with nothing written: mmp is blocked in read, not at EOF.
+    let held = writer
+        .recv_timeout(LIMIT)
+        .expect("mmp never opened the FIFO");
+    expect_stopped(&tree, child);
+    drop(held);
+}
+
+#[test]
+fn sigterm_while_blocked_opening_a_fifo_with_no_writer_stops_at_once() {
+    let tree = pipe_tree();
+    mkfifo(&tree.path("input/data/training_0"));
+    let (child, lines) = spawn(&mut tree.command());
+    // Printed just before the open, which blocks: no writer ever comes.
+    wait_for_line(&lines, "channel training: Pipe mode");
+    expect_stopped(&tree, child);
+}
+
+#[test]
+fn progress_lines_while_streaming_then_sigterm_mid_stream() {
+    let tree = pipe_tree();
+    let fifo = tree.path("input/data/training_0");
+    mkfifo(&fifo);
+    let writer = open_writer(&fifo);
+    let (child, lines) = spawn(tree.command().arg("--progress-interval").arg("0"));
+    let mut w = writer
+        .recv_timeout(LIMIT)
+        .expect("mmp never opened the FIFO");
+    // About 3 MB, and the FIFO stays open: mmp has data, then waits.
+    w.write_all(&generate(&true_model(), 10_000, 0.0, 14).csv())
+        .unwrap();
+    let line = wait_for_line(&lines, "mmp train: progress: training: ");
+    assert!(
+        line.contains(" records, ") && line.ends_with(" MB/s"),
+        "{line}"
+    );
+    expect_stopped(&tree, child);
+    drop(w);
+}
