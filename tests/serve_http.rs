@@ -1,0 +1,404 @@
+//! `mmp serve` over a real socket: the SageMaker endpoints, streaming in both
+//! directions, chunk borders at awkward places, keep-alive, backpressure,
+//! every error status, the error policies mid-stream, parity with
+//! `mmp score`, and SIGTERM.
+
+mod util;
+
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+#[test]
+fn ping_and_execution_parameters() {
+    let s = Server::start(&[
+        ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "3"),
+        ("MMP_MAX_PAYLOAD_IN_MB", "0"),
+    ]);
+    let r = s.request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty());
+    let r = s.request(b"GET /execution-parameters HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"MaxConcurrentTransforms": 3, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 0})
+    );
+    let r = s.request(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"], "not_found");
+}
+
+#[test]
+fn parity_with_score_for_every_fixture_and_format() {
+    let s = Server::start(&[]);
+    for input in golden_inputs() {
+        let body = std::fs::read(&input).unwrap();
+        for out in ["csv", "jsonl", "json"] {
+            let r = s.post(mime(short_of(&input)), Some(mime(out)), &body);
+            assert_eq!(r.status, 200, "{input:?}: {}", r.text());
+            assert!(r.complete);
+            assert_eq!(r.header("content-type"), Some(mime(out)));
+            let scored = mmp()
+                .args([
+                    "score",
+                    "--model-dir",
+                    model_dir().to_str().unwrap(),
+                    "-a",
+                    out,
+                ])
+                .arg(&input)
+                .output()
+                .unwrap();
+            assert_eq!(
+                r.text(),
+                String::from_utf8_lossy(&scored.stdout),
+                "{input:?} as {out}"
+            );
+            assert_eq!(r.body, golden_expected(&input, out), "{input:?} as {out}");
+        }
+    }
+}
+
+#[test]
+fn chunk_borders_anywhere_give_the_same_answer() {
+    let s = Server::start(&[]);
+    // Quotes, a quoted newline, CRLF and a BOM, split at every offset.
+    let mut body = b"\xEF\xBB\xBF\"1\",2,3\r\n\"4\n\",5,\"6\"\r\n7,8,9".to_vec();
+    body.extend_from_slice(b"\n");
+    let expected = s.post("text/csv", None, &body);
+    assert_eq!(expected.status, 200);
+    assert_eq!(expected.text(), "-1.75\n-4.0\n-6.25\n");
+    let mut conn = s.connect();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for i in 0..=body.len() {
+        let mut raw = chunked_head("text/csv; charset=utf-8", Some("text/csv"));
+        for part in [&body[..i], &body[i..]] {
+            if !part.is_empty() {
+                raw.extend(chunk(part));
+            }
+        }
+        raw.extend_from_slice(LAST_CHUNK);
+        conn.write_all(&raw).unwrap();
+        let r = read_response(&mut reader).unwrap();
+        assert_eq!(r.status, 200, "split at {i}");
+        assert!(r.complete);
+        assert_eq!(r.body, expected.body, "split at {i}");
+    }
+    // One byte per chunk, and chunk-size lines with extensions.
+    let mut raw = chunked_head("text/csv", None);
+    for b in &body {
+        raw.extend_from_slice(b"1;ext=x\r\n");
+        raw.push(*b);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(LAST_CHUNK);
+    conn.write_all(&raw).unwrap();
+    let r = read_response(&mut reader).unwrap();
+    assert_eq!(r.body, expected.body);
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let s = Server::start(&[]);
+    let mut conn = s.connect();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut raw = post_request("text/csv", None, b"1,2,3\n");
+    raw.extend(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw.extend(chunked_head(
+        "application/jsonlines",
+        Some("application/jsonlines"),
+    ));
+    raw.extend(chunk(b"[4,5,6]\n"));
+    raw.extend_from_slice(LAST_CHUNK);
+    raw.extend(post_request("application/json", None, b"[[1,2,3]]"));
+    conn.write_all(&raw).unwrap();
+    let answers: Vec<_> = (0..4)
+        .map(|_| read_response(&mut reader).unwrap())
+        .collect();
+    assert_eq!(answers[0].text(), "-1.75\n");
+    assert_eq!(answers[1].status, 200);
+    assert_eq!(answers[2].text(), "{\"score\":-4.0}\n");
+    assert_eq!(answers[3].text(), "{\"predictions\":[{\"score\":-1.75}]}\n");
+}
+
+#[test]
+fn first_prediction_arrives_before_the_body_ends() {
+    let s = Server::start(&[]);
+    let mut conn = s.connect();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2,3\n4,5"));
+    conn.write_all(&raw).unwrap();
+    // The body is not finished, yet the status and the first prediction come.
+    let mut head = Vec::new();
+    while !head.ends_with(b"-1.75\n") {
+        let mut b = [0u8; 1];
+        reader
+            .read_exact(&mut b)
+            .expect("first prediction before the body ended");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    // The rest of the record, and the end.
+    let mut rest = chunk(b",6\n");
+    rest.extend_from_slice(LAST_CHUNK);
+    conn.write_all(&rest).unwrap();
+    let mut tail = Vec::new();
+    while !tail.ends_with(b"0\r\n\r\n") {
+        let mut b = [0u8; 1];
+        reader.read_exact(&mut b).unwrap();
+        tail.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&tail).contains("-4.0\n"));
+}
+
+#[test]
+fn a_client_that_stops_reading_stops_the_server_reading() {
+    let s = Server::start(&[]);
+    let conn = s.connect();
+    conn.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let block = {
+        let mut v = Vec::new();
+        for i in 0..20_000 {
+            writeln!(v, "{i},1,2").unwrap();
+        }
+        chunk(&v)
+    };
+    writer.write_all(&chunked_head("text/csv", None)).unwrap();
+    // Never read the response: the server's writes block, so it stops reading
+    // our body, and our writes block in turn (the write timeout ends them).
+    let mut sent = 0usize;
+    let limit = 2usize << 30;
+    while sent < limit {
+        match writer.write_all(&block) {
+            Ok(()) => sent += block.len(),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent < 256 << 20,
+        "the server kept reading: {sent} bytes accepted"
+    );
+    let (peak, _) = s.memory_kib();
+    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
+    drop(conn);
+    // The server is still fine.
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+}
+
+#[test]
+fn bad_fixtures_get_their_status_and_message() {
+    let s = Server::start(&[]);
+    let limited = Server::start(&[
+        ("MMP_MAX_RECORD_BYTES", "64"),
+        ("MMP_MAX_DOCUMENT_BYTES", "10"),
+    ]);
+    for case in bad_cases() {
+        let server = if case.max_record_bytes.is_some() || case.max_document_bytes.is_some() {
+            &limited
+        } else {
+            &s
+        };
+        let body = std::fs::read(&case.input).unwrap();
+        let r = server.post(mime(short_of(&case.input)), None, &body);
+        assert_eq!(r.status, case.status, "{case:?}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["error"], case.error.as_str(), "{case:?}");
+        assert_eq!(v["message"], case.message.as_str(), "{case:?}");
+    }
+    // And the server still serves.
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+}
+
+#[test]
+fn media_type_errors_come_before_the_body_is_read() {
+    let s = Server::start(&[]);
+    let r = s.post("text/plain", None, b"1,2,3\n");
+    assert_eq!(r.status, 415);
+    assert_eq!(r.json()["error"], "unsupported_media_type");
+    let r = s.post("text/csv", Some("text/html"), b"1,2,3\n");
+    assert_eq!(r.status, 406);
+    assert_eq!(r.json()["error"], "not_acceptable");
+    // Headers only, with a body announced that never comes: the answer does
+    // not wait for it.
+    let mut conn = s.connect();
+    conn.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 415);
+}
+
+#[test]
+fn body_cap_from_sagemaker_max_payload() {
+    let s = Server::start(&[("SAGEMAKER_MAX_PAYLOAD_IN_MB", "1")]);
+    // Announced too large: refused before the body is read.
+    let mut conn = s.connect();
+    conn.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 2000000\r\n\r\n")
+        .unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "body_too_large");
+    // Chunked past the cap (a JSON document, so no output is committed first).
+    let mut doc = b"[".to_vec();
+    while doc.len() < 1_100_000 {
+        doc.extend_from_slice(b"[1,2,3],");
+    }
+    doc.extend_from_slice(b"[1,2,3]]");
+    let mut raw = chunked_head("application/json", None);
+    for part in doc.chunks(64 * 1024) {
+        raw.extend(chunk(part));
+    }
+    raw.extend_from_slice(LAST_CHUNK);
+    let r = s.request(&raw);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.json()["error"], "body_too_large");
+    // Under the cap is fine.
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").status, 200);
+}
+
+/// A body large enough that the response commits before its bad last record.
+fn big_then_bad() -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in 0..50_000 {
+        writeln!(v, "{i},1,2").unwrap();
+    }
+    v.extend_from_slice(b"1,2\n4,5,6\n");
+    v
+}
+
+#[test]
+fn bad_record_mid_stream_under_fail_cuts_the_response() {
+    let s = Server::start(&[]);
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(&big_then_bad()));
+    raw.extend_from_slice(LAST_CHUNK);
+    let r = s.request(&raw);
+    assert_eq!(r.status, 200, "committed before the bad record");
+    assert!(
+        !r.complete,
+        "no terminating chunk: the client can tell it was cut"
+    );
+    let lines = r.text().lines().count();
+    assert!(lines <= 50_000, "nothing past the bad record: {lines}");
+    s.wait_log("record 50001 (line 50001, byte", Duration::from_secs(10));
+}
+
+#[test]
+fn bad_record_mid_stream_under_placeholder_keeps_going() {
+    let s = Server::start(&[("MMP_ON_ERROR", "placeholder")]);
+    let body = big_then_bad();
+    let r = s.post("text/csv", None, &body);
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 50_002, "one line per record");
+    assert!(
+        lines[50_000].starts_with("\"ERROR: record 50001 (line 50001, byte "),
+        "{}",
+        lines[50_000]
+    );
+    assert_eq!(lines[50_001], "-4.0");
+    s.wait_log(
+        "bad record replaced by a placeholder",
+        Duration::from_secs(10),
+    );
+}
+
+#[test]
+fn custom_attributes_are_echoed() {
+    let s = Server::start(&[]);
+    let raw = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nX-Amzn-SageMaker-Custom-Attributes: trace=abc,v=2\r\nX-Unknown: ignored\r\nContent-Length: 6\r\n\r\n1,2,3\n";
+    let r = s.request(raw);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-amzn-sagemaker-custom-attributes"),
+        Some("trace=abc,v=2")
+    );
+    let r = s.post("text/plain", None, b"x");
+    assert_eq!(r.status, 415);
+}
+
+#[test]
+fn a_model_that_cannot_load_ends_the_process_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("model.json"), b"{\"bias\": 1}").unwrap();
+    let started = Instant::now();
+    let o = mmp()
+        .args(["serve", "--bind", "127.0.0.1:0", "--model-dir"])
+        .arg(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(66));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("model.json") && stderr.contains("missing field `weights`"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn bad_environment_exits_64_naming_the_variable() {
+    let o = mmp()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_clear()
+        .env("MODEL_SERVER_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("MODEL_SERVER_TIMEOUT=\"soon\" is not valid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
+    let mut s = Server::start(&[]);
+    let mut conn = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2,3\n"));
+    conn.write_all(&raw).unwrap();
+    s.signal("TERM");
+    s.wait_log("stopped accepting", Duration::from_secs(10));
+    // The in-flight request goes on to its end.
+    let mut rest = chunk(b"4,5,6\n");
+    rest.extend_from_slice(LAST_CHUNK);
+    conn.write_all(&rest).unwrap();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.complete);
+    assert_eq!(r.text(), "-1.75\n-4.0\n");
+    let status = s.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sigterm_cuts_a_request_slower_than_the_grace_period() {
+    let mut s = Server::start(&[("MMP_SHUTDOWN_GRACE_SECONDS", "1")]);
+    let mut conn = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2,3\n"));
+    conn.write_all(&raw).unwrap();
+    s.signal("TERM");
+    let started = Instant::now();
+    let status = s.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(5), "exit is prompt");
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert!(!r.complete, "the cut response is visibly incomplete");
+    assert!(s.logs().iter().any(|l| l.contains("grace period over")));
+}
