@@ -167,6 +167,9 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The model is still loading (the server answers 503).
+    #[error("the model is still loading; retry shortly")]
+    NotReady,
     /// The model failed.
     #[error("model failure: {0}")]
     Model(String),
@@ -277,6 +280,7 @@ impl Error {
             UnsupportedMediaType { .. } => "unsupported_media_type",
             NotAcceptable { .. } => "not_acceptable",
             BodyTooLarge { .. } => "body_too_large",
+            NotReady => "loading",
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
@@ -291,6 +295,7 @@ impl Error {
             RecordTooLarge { .. } | DocumentTooLarge { .. } | BodyTooLarge { .. } => 413,
             UnsupportedMediaType { .. } => 415,
             NotAcceptable { .. } => 406,
+            NotReady => 503,
             Model(_) | ModelLoad { .. } | Config(_) => 500,
             // Reading the request body failed: the client sent a broken body.
             Io { .. } => 400,

@@ -84,9 +84,7 @@ where
     B: Buf,
 {
     let Some(model) = state.model.get().cloned() else {
-        return Err(Error::new(ErrorKind::Model(
-            "the model is still loading".into(),
-        )));
+        return Err(Error::new(ErrorKind::NotReady));
     };
     let cfg = &state.cfg;
     // Both media types are settled before any body byte is read.

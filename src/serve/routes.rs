@@ -90,3 +90,102 @@ pub fn invocations(
         .and(warp::body::stream())
         .and_then(invocations::invoke)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Overrides, ServeConfig};
+    use crate::error::Error;
+    use crate::model::{model_error, Model};
+    use crate::record::Rows;
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+
+    /// A model whose every call fails, as a broken user model would.
+    struct Broken;
+
+    impl Model for Broken {
+        fn num_features(&self) -> Option<usize> {
+            Some(2)
+        }
+        fn predict(&self, _: Rows<'_>, _: &mut Vec<f64>) -> Result<(), Error> {
+            Err(model_error("weights are corrupt"))
+        }
+    }
+
+    /// A model that returns too few predictions.
+    struct Short;
+
+    impl Model for Short {
+        fn num_features(&self) -> Option<usize> {
+            None
+        }
+        fn predict(&self, _: Rows<'_>, _: &mut Vec<f64>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    fn state(model: Option<crate::model::SharedModel>) -> Arc<State> {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let cfg = ServeConfig::from_env(&env, &Overrides::default()).unwrap();
+        let slot = OnceLock::new();
+        if let Some(m) = model {
+            let _ = slot.set(m);
+        }
+        Arc::new(State { cfg, model: slot })
+    }
+
+    async fn invoke(state: Arc<State>) -> warp::http::Response<bytes::Bytes> {
+        warp::test::request()
+            .method("POST")
+            .path("/invocations")
+            .header("content-type", "text/csv")
+            .body("1,2\n")
+            .reply(&routes(state))
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_failing_model_is_a_500_with_its_message() {
+        let res = invoke(state(Some(Arc::new(Broken)))).await;
+        assert_eq!(res.status(), 500);
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(v["error"], "model_error");
+        assert_eq!(v["message"], "model failure: weights are corrupt");
+    }
+
+    #[tokio::test]
+    async fn a_model_returning_too_few_predictions_is_a_500() {
+        let res = invoke(state(Some(Arc::new(Short)))).await;
+        assert_eq!(res.status(), 500);
+        let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+        assert_eq!(
+            v["message"],
+            "model failure: the model returned 0 predictions for 1 records"
+        );
+    }
+
+    #[tokio::test]
+    async fn before_the_model_loads_ping_and_invocations_are_503() {
+        let s = state(None);
+        let res = warp::test::request()
+            .path("/ping")
+            .reply(&routes(s.clone()))
+            .await;
+        assert_eq!(res.status(), 503);
+        assert_eq!(res.headers()["retry-after"], "1");
+        let res = invoke(s).await;
+        assert_eq!(res.status(), 503);
+    }
+
+    #[tokio::test]
+    async fn wrong_method_is_405() {
+        let s = state(Some(Arc::new(Broken)));
+        let res = warp::test::request()
+            .method("GET")
+            .path("/invocations")
+            .reply(&routes(s))
+            .await;
+        assert_eq!(res.status(), 405);
+    }
+}
