@@ -1,0 +1,104 @@
+//! Throughput of `mmp train`'s single pass on one thread, in memory: bytes →
+//! decoder → batches → centered least-squares sums, for rows of a label and
+//! 16 features like the shared bench's data (values in [-10, 10) with 6
+//! decimals), plus the sums' rank-1 update alone. The target is 150 MB/s of
+//! CSV on one core; reading from disk or a FIFO adds only the copy into the
+//! 1 MiB buffer.
+//!
+//! Run: `cargo bench --bench train`.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use mmp::media::Format;
+use mmp::train::fit::Moments;
+use mmp::train::ingest::{Ingest, Progress, Stream, Sums};
+
+const D: usize = 16;
+
+/// A deterministic pseudo-random generator (xorshift), so runs compare.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 20.0 - 10.0
+    }
+}
+
+/// About `bytes` of training rows (label first) in `format`, and how many
+/// rows that is.
+fn data(format: Format, bytes: usize) -> (Vec<u8>, u64) {
+    let mut rng = Rng(20240601);
+    let mut out = Vec::with_capacity(bytes + 256);
+    let mut rows = 0;
+    while out.len() < bytes {
+        let fields: Vec<String> = (0..=D).map(|_| format!("{:.6}", rng.next())).collect();
+        let line = fields.join(",");
+        match format {
+            Format::Csv => out.extend_from_slice(line.as_bytes()),
+            _ => {
+                out.push(b'[');
+                out.extend_from_slice(line.as_bytes());
+                out.push(b']');
+            }
+        }
+        out.push(b'\n');
+        rows += 1;
+    }
+    (out, rows)
+}
+
+fn ingest(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_ingest");
+    group.measurement_time(Duration::from_secs(10));
+    for (name, format) in [("csv", Format::Csv), ("jsonl", Format::JsonLines)] {
+        let (bytes, rows) = data(format, 16 << 20);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        let mut reader = Ingest::new();
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                let stream = Stream {
+                    channel: "training",
+                    file: "bench",
+                    format,
+                    csv_header: false,
+                };
+                let mut sums = Sums::default();
+                // Never prints: the interval does not pass.
+                let mut progress = Progress::new(Duration::MAX);
+                reader
+                    .read(&mut &bytes[..], &stream, &mut sums, &mut progress)
+                    .expect("bench data is valid");
+                assert_eq!(sums.count(), rows);
+                sums
+            })
+        });
+    }
+    group.finish();
+}
+
+fn push(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_moments");
+    let mut rng = Rng(7);
+    let rows: Vec<[f64; D + 1]> = (0..10_000)
+        .map(|_| std::array::from_fn(|_| rng.next()))
+        .collect();
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("push_d16", |b| {
+        b.iter(|| {
+            let mut m = Moments::new(D);
+            for r in &rows {
+                m.push(&r[1..], r[0]);
+            }
+            assert_eq!(m.count(), rows.len() as u64);
+            m
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, ingest, push);
+criterion_main!(benches);
