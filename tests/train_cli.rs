@@ -698,6 +698,19 @@ fn records_of_another_width_fail_naming_where_the_width_was_set() {
         "validation/w.csv: record 1 (line 1, byte 0): expected 17 fields, found 3",
     ]);
 
+    // Within the file that fixed D (the first record set it, so the decoder
+    // was not told D yet): line 3 has one feature too many.
+    let tree = Tree::file_mode("{}", false);
+    tree.write("input/data/training/a.csv", b"1,2,3\n4,5,6\n7,8,9,10\n");
+    let a = tree.path("input/data/training/a.csv");
+    tree.expect_failure(&[
+        "training/a.csv: record 3 (line 3, byte 12): expected 3 fields, found 4",
+        &format!(
+            "the first training record ({}, line 1) has 2 features",
+            a.display()
+        ),
+    ]);
+
     // A row with a label but no feature cannot fix D.
     let tree = Tree::file_mode("{}", false);
     tree.write("input/data/training/a.csv", b"1\n2\n");
