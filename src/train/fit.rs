@@ -14,7 +14,10 @@
 //! The residual sum of squares of *any* linear model over the records follows
 //! from the same sums, which is how RMSE is reported for training and
 //! validation without reading the data twice (a FIFO cannot be re-read):
-//! `Σr² = Cyy − 2wᵀCxy + wᵀCxx w + n(ȳ − b − w·x̄)²`.
+//! `Σr² = Cyy − 2wᵀCxy + wᵀCxx w + n(ȳ − b − w·x̄)²`. That difference of
+//! large terms costs digits: the RMSE is exact to about √ε·std(y) (some
+//! 1e-8 of the labels' spread), so a perfect fit reports a tiny RMSE, not 0.
+//! Noisy data, the case a metric is for, loses nothing visible.
 
 use crate::predictor::LinearModel;
 
