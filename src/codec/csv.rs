@@ -47,8 +47,10 @@ pub struct CsvDecoder {
 #[derive(Debug)]
 struct RowParser {
     opts: DecodeOptions,
-    /// Boxed: csv-core's DFA tables are most of a decoder's size.
-    core: Box<Reader>,
+    /// csv-core's reader, made on the first quoted record: most inputs have
+    /// none, and building its DFA costs more than a small request's parse.
+    /// Boxed: the DFA tables are most of a decoder's size.
+    core: Option<Box<Reader>>,
     /// Field bytes and field ends of the record on the quoted path.
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -79,11 +81,7 @@ impl CsvDecoder {
             framer: LineFramer::new(opts.max_record_bytes),
             bom: BomStripper::default(),
             rows: RowParser {
-                core: Box::new(
-                    ReaderBuilder::new()
-                        .terminator(Terminator::Any(b'\n'))
-                        .build(),
-                ),
+                core: None,
                 out: Vec::new(),
                 ends: Vec::new(),
                 quoted: None,
@@ -178,6 +176,46 @@ impl CsvDecoder {
     }
 }
 
+/// A csv-core reader in its start state: records end at `\n` only (a `\r`
+/// before it is trimmed as whitespace), RFC 4180 quoting.
+///
+/// Building its DFA costs more than parsing a small request, so readers are
+/// kept in a small per-thread pool and `reset()` between uses. (Cloning a
+/// built reader would be cheaper still, but csv-core 0.1.13's `Clone` for its
+/// DFA copies only the transition table and yields a broken parser.)
+fn take_reader() -> Box<Reader> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| {
+        Box::new(
+            ReaderBuilder::new()
+                .terminator(Terminator::Any(b'\n'))
+                .build(),
+        )
+    })
+}
+
+/// Readers kept per thread; a few are enough, since each decoder holds one
+/// only while it lives.
+const POOL_SIZE: usize = 8;
+
+thread_local! {
+    static POOL: std::cell::RefCell<Vec<Box<Reader>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for RowParser {
+    fn drop(&mut self) {
+        if let Some(mut reader) = self.core.take() {
+            reader.reset();
+            // During thread teardown the pool may be gone: then just free it.
+            let _ = POOL.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < POOL_SIZE {
+                    p.push(reader);
+                }
+            });
+        }
+    }
+}
+
 impl RowParser {
     /// Give a framer position its record number.
     fn number(&mut self, pos: Position) -> Position {
@@ -252,9 +290,9 @@ impl RowParser {
                 }
             }
             let inp = &input[consumed..];
+            let core = self.core.get_or_insert_with(take_reader);
             let (res, nin, nout, nends) =
-                self.core
-                    .read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
+                core.read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
             q.quotes += memchr_iter(b'"', &inp[..nin]).count();
             consumed += nin;
             q.nout += nout;

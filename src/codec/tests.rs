@@ -583,3 +583,20 @@ fn a_huge_line_without_newline_is_rejected_without_buffering_it() {
         assert!(format!("{c:?}").len() < 64 * 1024, "the carry stays small");
     }
 }
+
+#[test]
+fn a_reader_reused_after_a_request_dropped_mid_quote_starts_clean() {
+    // Drop a decoder inside a quoted field (a client gone mid-request): its
+    // csv-core reader goes back to the pool, and the next decoder on this
+    // thread reuses it.
+    for _ in 0..3 {
+        let mut d = Decoder::new(Csv, &width(2));
+        let mut batch = Batch::default();
+        d.decode(b"\"1,\"\"x\n2", &mut batch, 10).unwrap();
+        drop(d);
+    }
+    assert_eq!(
+        decode_chunks(Csv, &width(2), &[b"\"1\",\"2\"\n3,4\n"]),
+        ok(&[&[1., 2.], &[3., 4.]])
+    );
+}
