@@ -198,6 +198,9 @@ fn take_reader() -> Box<Reader> {
 const POOL_SIZE: usize = 8;
 
 thread_local! {
+    // Boxed so a reader moves in and out of the pool (and the decoder)
+    // without copying its DFA tables.
+    #[allow(clippy::vec_box)]
     static POOL: std::cell::RefCell<Vec<Box<Reader>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
