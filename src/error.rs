@@ -167,6 +167,12 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A request made no progress for the configured time.
+    #[error("no data received for {secs} s (MODEL_SERVER_TIMEOUT)")]
+    Timeout {
+        /// The timeout in seconds.
+        secs: u64,
+    },
     /// The model is still loading (the server answers 503).
     #[error("the model is still loading; retry shortly")]
     NotReady,
@@ -281,6 +287,7 @@ impl Error {
             NotAcceptable { .. } => "not_acceptable",
             BodyTooLarge { .. } => "body_too_large",
             NotReady => "loading",
+            Timeout { .. } => "timeout",
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
@@ -296,6 +303,7 @@ impl Error {
             UnsupportedMediaType { .. } => 415,
             NotAcceptable { .. } => 406,
             NotReady => 503,
+            Timeout { .. } => 408,
             Model(_) | ModelLoad { .. } | Config(_) => 500,
             // Reading the request body failed: the client sent a broken body.
             Io { .. } => 400,

@@ -117,13 +117,17 @@ impl Pipeline {
         decode.stop_on_error = opts.policy == ErrorPolicy::Fail;
         let limit = opts.batch_records.max(1);
         let width = model.num_features().unwrap_or(16);
+        // Room for a small request; a large one grows the batch to `limit`
+        // once and reuses it. (Reserving `limit` rows up front would cost
+        // every 1-row request a 128 KiB allocation.)
+        let initial = limit.min(32);
         Pipeline {
             decoder: Decoder::new(input, &decode),
             encoder: Encoder::new(output),
             model,
             policy: opts.policy,
-            batch: Batch::with_capacity(limit, width),
-            preds: Vec::with_capacity(limit),
+            batch: Batch::with_capacity(initial, width),
+            preds: Vec::with_capacity(initial),
             limit,
             stats: Stats::default(),
         }

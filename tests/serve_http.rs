@@ -402,3 +402,20 @@ fn sigterm_cuts_a_request_slower_than_the_grace_period() {
     assert!(!r.complete, "the cut response is visibly incomplete");
     assert!(s.logs().iter().any(|l| l.contains("grace period over")));
 }
+
+#[test]
+fn a_request_that_makes_no_progress_is_ended_with_408() {
+    let s = Server::start(&[("MODEL_SERVER_TIMEOUT", "1")]);
+    let mut conn = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2"));
+    conn.write_all(&raw).unwrap();
+    // Nothing more is sent: the server gives up after a second of silence.
+    let started = Instant::now();
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.json()["error"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Others are unaffected.
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+}

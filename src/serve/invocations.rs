@@ -305,14 +305,7 @@ where
         }
         if self.idle.as_mut().poll(cx).is_ready() {
             let secs = self.timeout.as_secs();
-            let e = Error::io(
-                "reading the request body",
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no data for {secs} s (MODEL_SERVER_TIMEOUT)"),
-                ),
-            );
-            return self.fail(e);
+            return self.fail(Error::new(ErrorKind::Timeout { secs }));
         }
         Poll::Pending
     }
