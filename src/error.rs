@@ -198,6 +198,14 @@ pub enum ErrorKind {
     /// A bad option or environment value.
     #[error("{0}")]
     Config(String),
+    /// Another error, with what was being worked on (a file name).
+    #[error("{context}: {source}")]
+    Context {
+        /// Where it happened.
+        context: String,
+        /// The error.
+        source: Error,
+    },
 }
 
 impl Error {
@@ -219,6 +227,15 @@ impl Error {
         Error::new(ErrorKind::Config(msg.into()))
     }
 
+    /// Say what was being worked on (a file name); status, kind and exit
+    /// code stay those of the error itself.
+    pub fn context(self, context: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Context {
+            context: context.into(),
+            source: self,
+        })
+    }
+
     /// The kind of error.
     pub fn kind(&self) -> &ErrorKind {
         &self.0
@@ -231,6 +248,9 @@ impl Error {
 
     /// The position of the record that caused it, for input errors.
     pub fn position(&self) -> Option<Position> {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.position();
+        }
         use ErrorKind::*;
         match *self.0 {
             FieldCount { pos, .. }
@@ -251,6 +271,9 @@ impl Error {
     /// confined to one record (the `placeholder` policy then writes a marker
     /// and continues), false when the stream itself is broken.
     pub fn can_continue(&self) -> bool {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.can_continue();
+        }
         use ErrorKind::*;
         matches!(
             *self.0,
@@ -269,6 +292,9 @@ impl Error {
     /// A short stable name for the kind, used as `"error"` in JSON error
     /// bodies, in placeholder markers, and as a metrics label.
     pub fn code(&self) -> &'static str {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.code();
+        }
         use ErrorKind::*;
         match *self.0 {
             FieldCount { .. } => "field_count",
@@ -292,11 +318,15 @@ impl Error {
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
             Config(_) => "config",
+            Context { .. } => "context",
         }
     }
 
     /// The HTTP status this error maps to while no response byte is sent.
     pub fn status(&self) -> u16 {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.status();
+        }
         use ErrorKind::*;
         match *self.0 {
             RecordTooLarge { .. } | DocumentTooLarge { .. } | BodyTooLarge { .. } => 413,
@@ -315,6 +345,9 @@ impl Error {
     /// usage or configuration, 65 bad input data, 66 model not loadable, 70
     /// model failure, 74 I/O.
     pub fn exit_code(&self) -> u8 {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.exit_code();
+        }
         use ErrorKind::*;
         match *self.0 {
             Config(_) => 64,
@@ -328,6 +361,9 @@ impl Error {
     /// Whether the error is the reader of our output going away (a closed
     /// pipe), which a CLI treats as a normal end (ripgrep's convention).
     pub fn is_broken_pipe(&self) -> bool {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.is_broken_pipe();
+        }
         matches!(&*self.0, Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
     }
 }

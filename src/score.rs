@@ -70,10 +70,11 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
             output,
         };
         let mut reader = open(path)?;
-        return match &args.output {
+        let result = match &args.output {
             None => job.run(&mut reader, &mut io::stdout().lock()).map(drop),
             Some(out) => job.to_file(&mut reader, out),
         };
+        return result.map_err(|e| e.context(path.display().to_string()));
     }
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir)
@@ -91,7 +92,8 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
         let out = out_path(path, args.output.as_deref());
         let result = open(path).and_then(|mut r| job.to_file(&mut r, &out));
         if let Err(e) = result {
-            eprintln!("mmp: {}: {e}", path.display());
+            let e = e.context(path.display().to_string());
+            eprintln!("mmp: {e}");
             first_error.get_or_insert(e);
         }
     }

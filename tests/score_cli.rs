@@ -171,11 +171,8 @@ fn bad_fixtures_exit_65_with_the_position() {
         let o = score(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(65), "{case:?}: {stderr}");
-        assert_eq!(
-            stderr.trim_end(),
-            format!("mmp: {}", case.message),
-            "{case:?}"
-        );
+        let expected = format!("mmp: {}: {}", case.input.display(), case.message);
+        assert_eq!(stderr.trim_end(), expected, "{case:?}");
     }
 }
 
