@@ -22,7 +22,8 @@
 //!   policy (`fail` or `placeholder`).
 //! - [`config`]: the server's configuration, from the environment.
 //! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes),
-//!   with [`shutdown`] for SIGTERM and [`logging`] for `tracing` setup.
+//!   with [`shutdown`] for SIGTERM, [`logging`] for `tracing` setup (text or
+//!   JSON lines) and [`metrics`] for the Prometheus registry.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract for the linear
 //!   model.
@@ -34,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod predictor;
@@ -44,3 +46,6 @@ pub mod shutdown;
 pub mod train;
 
 pub use error::{Error, ErrorKind, Position, Result};
+
+/// The git commit this binary was built from ("unknown" outside git).
+pub const GIT_COMMIT: &str = env!("MMP_GIT_COMMIT");

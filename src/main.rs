@@ -10,11 +10,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => {
-            mmp::logging::init("info");
+            if let Err(msg) = mmp::logging::init("info") {
+                eprintln!("mmp serve: {msg}");
+                return ExitCode::from(64);
+            }
             return mmp::serve::main(&args);
         }
         Command::Score(args) => {
-            mmp::logging::init("warn");
+            let _ = mmp::logging::init("warn");
             mmp::score::run(&args)
         }
         Command::Train(args) => return mmp::train::main(&args),

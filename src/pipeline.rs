@@ -226,6 +226,7 @@ impl Pipeline {
                     return Err(err);
                 }
                 tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
+                crate::metrics::metrics().error(err.code());
                 self.encoder.error(&err, out);
                 self.stats.placeholders += 1;
             }

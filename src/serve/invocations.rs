@@ -37,6 +37,7 @@ use super::reply::{error_response, CUSTOM_ATTRIBUTES};
 use super::State;
 use crate::error::{Error, ErrorKind};
 use crate::media::{negotiate, ContentType, Format};
+use crate::metrics::metrics;
 use crate::pipeline::{Pipeline, Stats};
 
 /// Output size that commits the status line before the body ends.
@@ -56,50 +57,65 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let started = Instant::now();
+    let mut log = Some(RequestLog::new(&headers));
+    let request_id = log.as_ref().map(|l| l.request_id.clone());
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
-    let mut response = match start(&state, &headers, body, started).await {
+    let mut response = match start(&state, &headers, body, &mut log).await {
         Ok(r) => r,
-        Err(e) => {
-            let log = RequestLog::new(&headers, started);
-            log.finish(e.status(), &Stats::default(), 0, 0, Some(&e));
+        Err((e, stats, bytes_in)) => {
+            // Not committed: the stream did not log it; log it with the
+            // status it gets.
+            if let Some(log) = log.take() {
+                log.finish(e.status(), &stats, bytes_in, 0, Some(&e));
+            }
             error_response(&e)
         }
     };
     if let Some(v) = attributes {
         response.headers_mut().insert(CUSTOM_ATTRIBUTES, v);
     }
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(REQUEST_ID, id);
+    }
     Ok(response)
 }
 
-/// Negotiate, pull the first output chunk, and build the response.
+/// The response header carrying the id of the request's log line.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Negotiate, pull the first output chunk, and build the response. The
+/// request's log moves into the response stream; on an error before the
+/// commit it is left in `log` for the caller, with the stats so far.
 async fn start<S, B>(
     state: &Arc<State>,
     headers: &HeaderMap,
     body: S,
-    started: Instant,
-) -> Result<Response, Error>
+    log: &mut Option<RequestLog>,
+) -> Result<Response, (Error, Stats, u64)>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
+    let fail = |e: Error| (e, Stats::default(), 0);
+    let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
     let Some(model) = state.model.get().cloned() else {
-        return Err(Error::new(ErrorKind::NotReady));
+        return Err(fail(Error::new(ErrorKind::NotReady)));
     };
     let cfg = &state.cfg;
     // Both media types are settled before any body byte is read.
-    let content_type = match header_str(headers, http::header::CONTENT_TYPE)? {
-        Some(v) => ContentType::parse(v)?,
+    let content_type = match header_str(headers, http::header::CONTENT_TYPE).map_err(fail)? {
+        Some(v) => ContentType::parse(v).map_err(fail)?,
         None => ContentType {
             format: Format::Csv,
             header: None,
         },
     };
     let default = cfg.default_accept.unwrap_or(content_type.format);
-    let output = negotiate(header_str(headers, http::header::ACCEPT)?, default)?;
+    let accept = header_str(headers, http::header::ACCEPT).map_err(fail)?;
+    let output = negotiate(accept, default).map_err(fail)?;
     if let (Some(limit), Some(len)) = (cfg.max_body_bytes, content_length(headers)) {
         if len > limit {
-            return Err(Error::new(ErrorKind::BodyTooLarge { limit }));
+            return Err(fail(Error::new(ErrorKind::BodyTooLarge { limit })));
         }
     }
     let mut opts = cfg.pipeline.clone();
@@ -120,19 +136,26 @@ where
         max_body: cfg.max_body_bytes,
         bytes_in: 0,
         bytes_out: 0,
-        log: Some(RequestLog::new(headers, started)),
+        log: log.take(),
     };
     let first = match inv.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(e)) => {
-            // Not committed, so not logged yet: the caller logs it with the
-            // status it answers.
-            inv.log = None;
-            return Err(e);
+            // Not committed, so not logged yet: hand the log back. The
+            // predictions made before the error were never sent.
+            *log = inv.log.take();
+            let stats = Stats {
+                predictions: 0,
+                ..inv.pipeline.stats()
+            };
+            return Err((e, stats, inv.bytes_in));
         }
         None => Bytes::new(),
     };
     inv.committed = true;
+    metrics()
+        .first_byte
+        .observe(started.elapsed().as_secs_f64());
     let content_type = HeaderValue::from_static(output.mime());
     let mut response = if inv.done || inv.ended && inv.out.is_empty() {
         // The whole answer is here: send it with a Content-Length.
@@ -333,33 +356,66 @@ impl<S> Drop for Invocation<S> {
         // Dropped before its end: the client went away, or shutdown cut it.
         if let Some(log) = self.log.take() {
             let stats = self.pipeline.stats();
-            log.aborted(&stats, self.bytes_in, self.bytes_out);
+            log.aborted(self.committed, &stats, self.bytes_in, self.bytes_out);
         }
     }
 }
 
-/// The one log line per request.
+/// One request's log line and metrics: created when the request arrives
+/// (counting it in flight), finished exactly once when its outcome is known.
 pub(crate) struct RequestLog {
     started: Instant,
+    request_id: String,
     inference_id: Option<String>,
     variant: Option<String>,
 }
 
+/// A process-unique request id: the start time of the process and a
+/// sequence number, in hex.
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static EPOCH: OnceLock<u64> = OnceLock::new();
+    static SEQ: AtomicU64 = AtomicU64::new(1);
+    let epoch = *EPOCH.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    format!("{epoch:x}-{:x}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
 impl RequestLog {
-    pub(crate) fn new(headers: &HeaderMap, started: Instant) -> RequestLog {
+    pub(crate) fn new(headers: &HeaderMap) -> RequestLog {
         let get = |name: &str| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        metrics().in_flight.inc();
         RequestLog {
-            started,
+            started: Instant::now(),
+            request_id: next_request_id(),
             inference_id: get("x-amzn-sagemaker-inference-id"),
             variant: get("x-amzn-sagemaker-target-variant"),
         }
     }
 
+    /// Count the request's totals.
+    fn account(&self, stats: &Stats, bytes_in: u64, bytes_out: u64) -> f64 {
+        let m = metrics();
+        m.records.inc_by(stats.records);
+        m.predictions.inc_by(stats.predictions);
+        m.request_bytes.inc_by(bytes_in);
+        m.response_bytes.inc_by(bytes_out);
+        let secs = self.started.elapsed().as_secs_f64();
+        m.duration.observe(secs);
+        secs * 1e3
+    }
+
+    /// The request ended with `status` (200 once committed, even if an error
+    /// cut the response later: that is `err`).
     fn finish(
         self,
         status: u16,
@@ -368,39 +424,59 @@ impl RequestLog {
         bytes_out: u64,
         err: Option<&Error>,
     ) {
-        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+        let ms = self.account(stats, bytes_in, bytes_out);
+        metrics().request("/invocations", status);
         let id = self.inference_id.as_deref().unwrap_or("");
         let variant = self.variant.as_deref().unwrap_or("");
+        let request_id = self.request_id.as_str();
         match err {
             None => tracing::info!(
                 target: "mmp::request",
                 method = "POST", path = "/invocations", status,
                 records = stats.records, predictions = stats.predictions,
                 placeholders = stats.placeholders, bytes_in, bytes_out,
-                duration_ms = ms, inference_id = id, target_variant = variant,
+                duration_ms = ms, request_id, inference_id = id, target_variant = variant,
                 "request"
             ),
-            Some(e) => tracing::warn!(
-                target: "mmp::request",
-                method = "POST", path = "/invocations", status,
-                records = stats.records, predictions = stats.predictions,
-                placeholders = stats.placeholders, bytes_in, bytes_out,
-                duration_ms = ms, inference_id = id, target_variant = variant,
-                error = %e, kind = e.code(),
-                "request failed"
-            ),
+            Some(e) => {
+                metrics().error(e.code());
+                if status == 200 {
+                    metrics().aborted.inc();
+                }
+                tracing::warn!(
+                    target: "mmp::request",
+                    method = "POST", path = "/invocations", status,
+                    records = stats.records, predictions = stats.predictions,
+                    placeholders = stats.placeholders, bytes_in, bytes_out,
+                    duration_ms = ms, request_id, inference_id = id, target_variant = variant,
+                    error = %e, kind = e.code(),
+                    "request failed"
+                )
+            }
         }
     }
 
-    fn aborted(self, stats: &Stats, bytes_in: u64, bytes_out: u64) {
-        let ms = self.started.elapsed().as_secs_f64() * 1e3;
+    /// The request was dropped before its end: the client went away, or
+    /// shutdown cut it. Counted as 200 if the status was sent, else as 499
+    /// (nginx's "client closed request").
+    fn aborted(self, committed: bool, stats: &Stats, bytes_in: u64, bytes_out: u64) {
+        let ms = self.account(stats, bytes_in, bytes_out);
+        metrics().request("/invocations", if committed { 200 } else { 499 });
+        metrics().aborted.inc();
         tracing::warn!(
             target: "mmp::request",
             method = "POST", path = "/invocations",
             records = stats.records, predictions = stats.predictions,
             bytes_in, bytes_out, duration_ms = ms,
+            request_id = self.request_id.as_str(),
             inference_id = self.inference_id.as_deref().unwrap_or(""),
             "request aborted before its end (client gone or shutdown)"
         );
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        metrics().in_flight.dec();
     }
 }

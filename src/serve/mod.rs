@@ -102,10 +102,14 @@ pub async fn run(
     let server = tokio::spawn(listener::serve(listener, service, limits, shutdown));
 
     let dir = state.cfg.model_dir.clone();
+    let load_started = Instant::now();
     let loaded = tokio::task::spawn_blocking(move || crate::model::load(&dir))
         .await
         .map_err(|e| Error::config(format!("model loading panicked: {e}")))?;
     let model = loaded?;
+    crate::metrics::metrics()
+        .model_load_seconds
+        .set(load_started.elapsed().as_secs_f64());
     tracing::info!(
         target: "mmp::startup",
         model_dir = %state.cfg.model_dir.display(),

@@ -74,5 +74,6 @@ pub async fn handle_rejection(err: Rejection) -> Result<Response, Infallible> {
             "internal error".to_string(),
         )
     };
+    crate::metrics::metrics().request("other", status.as_u16());
     Ok(json_error(status, kind, message))
 }

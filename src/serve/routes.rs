@@ -12,11 +12,14 @@ use warp::{Filter, Reply};
 use super::invocations;
 use super::reply::{handle_rejection, json_error};
 use super::State;
+use crate::metrics::metrics;
 
 /// All routes, with rejections mapped to JSON errors.
 pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     ping(state.clone())
         .or(execution_parameters(state.clone()))
+        .unify()
+        .or(metrics_route())
         .unify()
         .or(invocations(state))
         .unify()
@@ -39,7 +42,7 @@ pub fn ping(
         .and(warp::get().or(warp::head()).unify())
         .and(with_state(state))
         .map(|state: Arc<State>| {
-            if state.model.get().is_some() {
+            let res = if state.model.get().is_some() {
                 StatusCode::OK.into_response()
             } else {
                 json_error(
@@ -47,7 +50,8 @@ pub fn ping(
                     "loading",
                     "the model is still loading".into(),
                 )
-            }
+            };
+            counted("/ping", res)
         })
 }
 
@@ -70,13 +74,38 @@ pub fn execution_parameters(
         .and(with_state(state))
         .map(|state: Arc<State>| {
             let cfg = &state.cfg;
-            warp::reply::json(&ExecutionParameters {
+            let res = warp::reply::json(&ExecutionParameters {
                 max_concurrent_transforms: cfg.max_concurrent_transforms,
                 batch_strategy: cfg.batch_strategy.as_aws(),
                 max_payload_in_mb: cfg.advertised_max_payload_mb,
             })
-            .into_response()
+            .into_response();
+            counted("/execution-parameters", res)
         })
+}
+
+/// `GET /metrics`: the Prometheus exposition text.
+pub fn metrics_route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics").and(warp::get()).map(|| {
+        let m = metrics();
+        // Count this scrape before rendering, so it sees itself.
+        m.request("/metrics", 200);
+        let mut res = m.render().into_response();
+        res.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        res
+    })
+}
+
+/// Count a response of a simple route, and log it at debug level (health
+/// checks every few seconds would drown the info log).
+fn counted(route: &'static str, res: Response) -> Response {
+    let status = res.status().as_u16();
+    metrics().request(route, status);
+    tracing::debug!(target: "mmp::request", method = "GET", path = route, status, "request");
+    res
 }
 
 /// `POST /invocations`: stream records in, predictions out.

@@ -137,10 +137,16 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = line
+                // `addr=127.0.0.1:1234` in text logs, `"addr":"…"` in JSON.
+                let addr = line
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("addr="))
-                {
+                    .or_else(|| {
+                        line.split("\"addr\":\"")
+                            .nth(1)
+                            .and_then(|r| r.split('"').next())
+                    });
+                if let Some(addr) = addr {
                     let _ = tx.send(addr.trim_matches('"').to_string());
                 }
                 sink.lock().unwrap().push(line);

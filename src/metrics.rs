@@ -1,0 +1,180 @@
+//! Prometheus metrics, served at `GET /metrics` (SageMaker's
+//! `ContainerMetricsConfig` scrapes that path on the serving port).
+//!
+//! One process-wide registry of atomic counters, gauges and histograms from
+//! the `prometheus` crate: recording is an atomic add, so the hot path pays
+//! nanoseconds, and a scrape only reads. Routes are labelled by a fixed set
+//! of names (unknown paths are `other`), and error kinds by their fixed
+//! codes, so label cardinality is bounded whatever clients send.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by route and status.
+    pub requests: IntCounterVec,
+    /// Records decoded (good and bad).
+    pub records: IntCounter,
+    /// Predictions written.
+    pub predictions: IntCounter,
+    /// Bad records and failed requests, by error kind.
+    pub errors: IntCounterVec,
+    /// Request body bytes read by `/invocations`.
+    pub request_bytes: IntCounter,
+    /// Response body bytes written by `/invocations`.
+    pub response_bytes: IntCounter,
+    /// `/invocations` requests in progress.
+    pub in_flight: IntGauge,
+    /// `/invocations` duration, from headers read to the last byte.
+    pub duration: Histogram,
+    /// `/invocations` time to the first response byte (the status commit).
+    pub first_byte: Histogram,
+    /// Responses cut after their status was sent (client gone, fatal error,
+    /// shutdown).
+    pub aborted: IntCounter,
+    /// Seconds the model took to load.
+    pub model_load_seconds: Gauge,
+}
+
+/// Latency buckets, seconds: sub-millisecond requests to minute-long streams.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+];
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// The route label for a request path: the fixed routes, else `other`.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/ping" => "/ping",
+        "/invocations" => "/invocations",
+        "/execution-parameters" => "/execution-parameters",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("mmp".into()), None).expect("a valid prefix");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route and status",
+            ),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "errors_total",
+                "bad records (placeholders included) and failed requests, by error kind",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+                .expect("valid metric")
+        };
+        let m = Metrics {
+            requests,
+            records: IntCounter::new(
+                "records_total",
+                "records decoded by /invocations, good and bad",
+            )
+            .expect("valid metric"),
+            predictions: IntCounter::new(
+                "predictions_total",
+                "predictions written by /invocations",
+            )
+            .expect("valid metric"),
+            errors,
+            request_bytes: IntCounter::new(
+                "request_bytes_total",
+                "request body bytes read by /invocations",
+            )
+            .expect("valid metric"),
+            response_bytes: IntCounter::new(
+                "response_bytes_total",
+                "response body bytes written by /invocations",
+            )
+            .expect("valid metric"),
+            in_flight: IntGauge::new("invocations_in_flight", "/invocations requests in progress")
+                .expect("valid metric"),
+            duration: histogram(
+                "invocation_duration_seconds",
+                "/invocations duration, from its headers to its last byte",
+            ),
+            first_byte: histogram(
+                "invocation_first_byte_seconds",
+                "/invocations time to the first response byte",
+            ),
+            aborted: IntCounter::new(
+                "invocations_aborted_total",
+                "/invocations responses cut after their status was sent",
+            )
+            .expect("valid metric"),
+            model_load_seconds: Gauge::new("model_load_seconds", "seconds the model took to load")
+                .expect("valid metric"),
+            registry,
+        };
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "version and git commit of this build; always 1",
+            ),
+            &["version", "git_commit"],
+        )
+        .expect("valid metric");
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_COMMIT])
+            .set(1);
+        // Registering distinct names in a fresh registry cannot fail.
+        let r = &m.registry;
+        let _ = r.register(Box::new(m.requests.clone()));
+        let _ = r.register(Box::new(m.records.clone()));
+        let _ = r.register(Box::new(m.predictions.clone()));
+        let _ = r.register(Box::new(m.errors.clone()));
+        let _ = r.register(Box::new(m.request_bytes.clone()));
+        let _ = r.register(Box::new(m.response_bytes.clone()));
+        let _ = r.register(Box::new(m.in_flight.clone()));
+        let _ = r.register(Box::new(m.duration.clone()));
+        let _ = r.register(Box::new(m.first_byte.clone()));
+        let _ = r.register(Box::new(m.aborted.clone()));
+        let _ = r.register(Box::new(m.model_load_seconds.clone()));
+        let _ = r.register(Box::new(build));
+        m
+    }
+
+    /// Count a request answered on `route` with `status`.
+    pub fn request(&self, route: &str, status: u16) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+    }
+
+    /// Count an error of this kind (a record error code or request error).
+    pub fn error(&self, kind: &str) {
+        self.errors.with_label_values(&[kind]).inc();
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into memory cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
