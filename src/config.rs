@@ -98,6 +98,14 @@ pub struct ServeConfig {
     pub pipeline: PipelineOptions,
     /// How long in-flight requests may run on after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Connections served at once; more get a fast 503.
+    pub max_connections: usize,
+    /// `/invocations` in progress at once; more get a fast 503.
+    pub max_in_flight: usize,
+    /// Time to receive a request's headers, and the idle keep-alive timeout.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
 }
 
 /// Overrides from the command line (each wins over its variable).
@@ -157,7 +165,29 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "25",
         "time in-flight requests get after SIGTERM (SageMaker kills at 30)",
     ),
+    ("MMP_MAX_CONNECTIONS", "1024", "connections served at once"),
+    ("MMP_MAX_IN_FLIGHT", "256", "/invocations in progress at once"),
+    (
+        "MMP_HEADER_READ_TIMEOUT_SECONDS",
+        "60",
+        "time to send a request's headers; also the idle keep-alive timeout",
+    ),
+    ("MMP_MAX_HEADER_BYTES", "65536", "largest request head"),
 ];
+
+/// Default connection limit: far above what SageMaker's front end opens,
+/// low enough that file descriptors and per-connection buffers stay bounded.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default limit on invocations in progress: each holds at most one record
+/// and one output buffer, so 256 bound the worst case to a few hundred MiB
+/// even with 1 MiB records.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+/// Default header read (and keep-alive idle) timeout: the contract advises
+/// persistent connections with an idle timeout of at least 60 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default largest request head: InvokeEndpoint's headers are each at most
+/// 1 KiB, so 64 KiB is generous and still cheap to hold per connection.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Default grace period: below SageMaker's SIGKILL, 30 s after SIGTERM.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
@@ -264,6 +294,29 @@ impl ServeConfig {
                 batch_records: DEFAULT_BATCH_RECORDS,
             },
             shutdown_grace: grace,
+            max_connections: r
+                .get("MMP_MAX_CONNECTIONS")
+                .map(|v| r.positive("MMP_MAX_CONNECTIONS", &v))
+                .transpose()?
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_in_flight: r
+                .get("MMP_MAX_IN_FLIGHT")
+                .map(|v| r.positive("MMP_MAX_IN_FLIGHT", &v))
+                .transpose()?
+                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            header_read_timeout: r
+                .get("MMP_HEADER_READ_TIMEOUT_SECONDS")
+                .map(|v| r.positive("MMP_HEADER_READ_TIMEOUT_SECONDS", &v))
+                .transpose()?
+                .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| {
+                    Duration::from_secs(s as u64)
+                }),
+            max_header_bytes: r
+                .get("MMP_MAX_HEADER_BYTES")
+                .map(|v| r.positive("MMP_MAX_HEADER_BYTES", &v))
+                .transpose()?
+                .unwrap_or(DEFAULT_MAX_HEADER_BYTES)
+                .max(1024),
         };
         if let Some(bind) = over.bind {
             cfg.bind = bind;

@@ -173,6 +173,12 @@ pub enum ErrorKind {
         /// The timeout in seconds.
         secs: u64,
     },
+    /// Too many requests in progress (the server answers 503).
+    #[error("the server is at its limit of {limit} requests in progress; retry shortly")]
+    Overloaded {
+        /// The limit.
+        limit: usize,
+    },
     /// The model is still loading (the server answers 503).
     #[error("the model is still loading; retry shortly")]
     NotReady,
@@ -313,6 +319,7 @@ impl Error {
             NotAcceptable { .. } => "not_acceptable",
             BodyTooLarge { .. } => "body_too_large",
             NotReady => "loading",
+            Overloaded { .. } => "overloaded",
             Timeout { .. } => "timeout",
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
@@ -332,7 +339,7 @@ impl Error {
             RecordTooLarge { .. } | DocumentTooLarge { .. } | BodyTooLarge { .. } => 413,
             UnsupportedMediaType { .. } => 415,
             NotAcceptable { .. } => 406,
-            NotReady => 503,
+            NotReady | Overloaded { .. } => 503,
             Timeout { .. } => 408,
             Model(_) | ModelLoad { .. } | Config(_) => 500,
             // Reading the request body failed: the client sent a broken body.

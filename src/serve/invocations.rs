@@ -102,6 +102,12 @@ where
         return Err(fail(Error::new(ErrorKind::NotReady)));
     };
     let cfg = &state.cfg;
+    // Over the limit: a fast 503 with Retry-After, before reading anything.
+    let permit = state.in_flight.clone().try_acquire_owned().map_err(|_| {
+        fail(Error::new(ErrorKind::Overloaded {
+            limit: cfg.max_in_flight,
+        }))
+    })?;
     // Both media types are settled before any body byte is read.
     let content_type = match header_str(headers, http::header::CONTENT_TYPE).map_err(fail)? {
         Some(v) => ContentType::parse(v).map_err(fail)?,
@@ -137,6 +143,7 @@ where
         bytes_in: 0,
         bytes_out: 0,
         log: log.take(),
+        _permit: permit,
     };
     let first = match inv.next().await {
         Some(Ok(chunk)) => chunk,
@@ -221,6 +228,8 @@ struct Invocation<S> {
     bytes_out: u64,
     /// Written once, when the stream ends or is dropped.
     log: Option<RequestLog>,
+    /// This request's place among `max_in_flight`, released when it ends.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl<S, B> Invocation<S>

@@ -17,10 +17,44 @@ use tokio::net::TcpListener;
 /// Connection settings.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Time a client has to send a request's headers (slowloris guard).
+    /// Time a client has to send a request's headers (slowloris guard); hyper
+    /// also applies it while a keep-alive connection waits for its next
+    /// request, so it is the idle timeout too.
     pub header_read_timeout: Duration,
+    /// Largest request head; a larger one gets 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; more are answered 503 and closed, so an
+    /// excess of clients gets a fast answer instead of a hang.
+    pub max_connections: usize,
     /// Time in-flight requests get after the shutdown signal.
     pub grace: Duration,
+}
+
+/// The body a connection over the limit gets before it is closed.
+const OVER_LIMIT: &str =
+    r#"{"error":"overloaded","message":"the server is at its connection limit; retry shortly"}"#;
+
+/// Answer a connection over the limit with a 503 and close it, reading
+/// (and dropping) what the client sent meanwhile so the close does not
+/// reset the connection before the answer is read.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{OVER_LIMIT}",
+        OVER_LIMIT.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Serve `service` on `listener` until `shutdown` resolves, then stop
@@ -43,6 +77,7 @@ where
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = GracefulShutdown::new();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -59,9 +94,16 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = limits.max_connections, "connection limit reached: answering 503");
+            crate::metrics::metrics().request("other", 503);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_header_size(limits.max_header_bytes)
             .keep_alive(true);
         let conn = http.serve_connection(
             TokioIo::new(stream),
@@ -72,6 +114,7 @@ where
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(permit);
         });
     }
     drop(listener);

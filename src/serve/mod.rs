@@ -30,10 +30,20 @@ pub struct State {
     pub cfg: ServeConfig,
     /// The model, once loaded.
     pub model: OnceLock<SharedModel>,
+    /// Permits for `/invocations` in progress (`max_in_flight` of them).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
-/// Time a client gets to send a request's headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+impl State {
+    /// Shared state for `cfg`, with no model yet.
+    pub fn new(cfg: ServeConfig) -> State {
+        State {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
+            cfg,
+            model: OnceLock::new(),
+        }
+    }
+}
 
 /// Run `mmp serve` and return the process exit code.
 pub fn main(args: &ServeArgs) -> ExitCode {
@@ -90,13 +100,12 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     log_config(&cfg, addr);
-    let state = Arc::new(State {
-        cfg,
-        model: OnceLock::new(),
-    });
+    let state = Arc::new(State::new(cfg));
     let service = warp::service(routes::routes(state.clone()));
     let limits = listener::Limits {
-        header_read_timeout: HEADER_READ_TIMEOUT,
+        header_read_timeout: state.cfg.header_read_timeout,
+        max_header_bytes: state.cfg.max_header_bytes,
+        max_connections: state.cfg.max_connections,
         grace: state.cfg.shutdown_grace,
     };
     let server = tokio::spawn(listener::serve(listener, service, limits, shutdown));

@@ -128,7 +128,6 @@ mod tests {
     use crate::model::{model_error, Model};
     use crate::record::Rows;
     use std::collections::HashMap;
-    use std::sync::OnceLock;
 
     /// A model whose every call fails, as a broken user model would.
     struct Broken;
@@ -157,11 +156,11 @@ mod tests {
     fn state(model: Option<crate::model::SharedModel>) -> Arc<State> {
         let env: HashMap<&str, &str> = HashMap::new();
         let cfg = ServeConfig::from_env(&env, &Overrides::default()).unwrap();
-        let slot = OnceLock::new();
+        let state = State::new(cfg);
         if let Some(m) = model {
-            let _ = slot.set(m);
+            let _ = state.model.set(m);
         }
-        Arc::new(State { cfg, model: slot })
+        Arc::new(state)
     }
 
     async fn invoke(state: Arc<State>) -> warp::http::Response<bytes::Bytes> {

@@ -1,0 +1,150 @@
+//! Resource limits that hold under attack, each with its test: connections,
+//! invocations in flight (a fast 503 with Retry-After, not a hang), header
+//! size, a slowloris client, and a huge line without a newline. (The
+//! no-progress timeout and the record and document caps are in
+//! serve_http.rs and the bad-input corpus.)
+
+mod util;
+
+use std::io::{BufReader, Read, Write};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+#[test]
+fn invocations_over_the_in_flight_limit_get_a_fast_503() {
+    let s = Server::start(&[("MMP_MAX_IN_FLIGHT", "1")]);
+    // One invocation in progress: its body is still open.
+    let mut a = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2,3\n"));
+    a.write_all(&raw).unwrap();
+    let mut a_reader = BufReader::new(a.try_clone().unwrap());
+    let mut status = [0u8; 12];
+    a_reader.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    // A second is refused at once.
+    let started = Instant::now();
+    let r = s.post("text/csv", None, b"1,2,3\n");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"], "overloaded");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Pings still answer.
+    assert_eq!(
+        s.request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").status,
+        200
+    );
+    // Once the first ends, the next is served.
+    a.write_all(LAST_CHUNK).unwrap();
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"0\r\n\r\n") {
+        let mut b = [0u8; 1];
+        a_reader.read_exact(&mut b).unwrap();
+        rest.push(b[0]);
+    }
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").status, 200);
+}
+
+#[test]
+fn connections_over_the_limit_get_a_fast_503() {
+    let s = Server::start(&[("MMP_MAX_CONNECTIONS", "2")]);
+    // Two keep-alive connections, each known to be served.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = s.connect();
+        c.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut r = BufReader::new(c.try_clone().unwrap());
+        assert_eq!(read_response(&mut r).unwrap().status, 200);
+        held.push(c);
+    }
+    let started = Instant::now();
+    let r = s.request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"], "overloaded");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Freeing one lets a new client in (once the server has seen the close).
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = s.request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed connection was never reused"
+        );
+    }
+}
+
+#[test]
+fn oversized_headers_get_431() {
+    let s = Server::start(&[("MMP_MAX_HEADER_BYTES", "4096")]);
+    let mut raw = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    raw.extend(std::iter::repeat_n(b'a', 8192));
+    raw.extend_from_slice(b"\r\n\r\n");
+    let r = s.request(&raw);
+    assert_eq!(r.status, 431);
+    // Many small headers are fine.
+    let mut raw = b"GET /ping HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..50 {
+        raw.extend(format!("X-H{i}: v\r\n").bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    assert_eq!(s.request(&raw).status, 200);
+}
+
+#[test]
+fn a_slowloris_client_is_cut_off_and_starves_no_one() {
+    let s = Server::start(&[("MMP_HEADER_READ_TIMEOUT_SECONDS", "1")]);
+    let mut slow = s.connect();
+    slow.write_all(b"POST /invocations HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile others are served at once.
+    for _ in 0..20 {
+        assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+    }
+    // The slow one is closed once its headers are overdue: a read ends.
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed after about a second"
+    );
+}
+
+#[test]
+fn a_huge_line_without_newline_is_refused_early() {
+    let s = Server::start(&[("MMP_MAX_RECORD_BYTES", "65536")]);
+    let mut conn = s.connect();
+    conn.set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    conn.write_all(&chunked_head("text/csv", None)).unwrap();
+    // Up to 2 GB of one line; the server answers 413 long before.
+    let block = chunk(&vec![b'7'; 1 << 20]);
+    let mut sent = 0usize;
+    while sent < 2 << 30 {
+        if conn.write_all(&block).is_err() {
+            break;
+        }
+        sent += block.len();
+        // Stop as soon as the answer is there.
+        conn.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let answered = matches!(conn.peek(&mut peek), Ok(n) if n > 0);
+        conn.set_nonblocking(false).unwrap();
+        if answered {
+            break;
+        }
+    }
+    assert!(sent < 64 << 20, "the server kept reading: {sent} bytes");
+    let r = read_response(&mut BufReader::new(conn)).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "record_too_large");
+    let (peak, _) = s.memory_kib();
+    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
+}
