@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Fuzz every target for a bounded time each and print a summary line per
+# target (executions, and whether anything was found).
+#   ./scripts/fuzz.sh          60 s per target
+#   ./scripts/fuzz.sh 20       20 s per target (what CI runs)
+#   ./scripts/fuzz.sh 600 csv  one target, 10 minutes
+# Installs cargo-fuzz from crates.io if it is missing. The toolchain here is
+# stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use its -Z flags (sanitizers).
+# Memory is bounded by libFuzzer: -rss_limit_mb and -malloc_limit_mb make an
+# unbounded allocation a finding. A crash is saved under fuzz/artifacts/ and
+# fails the script; turn it into a regression test in src/codec/tests.rs.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(csv jsonlines json media)
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+export RUSTC_BOOTSTRAP=1
+cargo fuzz build -O 2>/dev/null
+status=0
+for t in "${targets[@]}"; do
+  mkdir -p "fuzz/corpus/$t"
+  log="$(mktemp)"
+  if cargo fuzz run -O "$t" -- -max_total_time="$secs" -rss_limit_mb=512 -malloc_limit_mb=256 \
+      -max_len=4096 -print_final_stats=1 >"$log" 2>&1; then
+    result="ok"
+  else
+    result="FOUND A PROBLEM (see fuzz/artifacts/$t/)"
+    status=1
+    tail -40 "$log" >&2
+  fi
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  echo "fuzz $t: ${runs:-?} executions in ${secs} s: $result"
+  rm -f "$log"
+done
+exit $status
