@@ -87,7 +87,7 @@ impl ContentType {
     pub fn parse(value: &str) -> Result<ContentType, Error> {
         let unsupported = || {
             Error::new(ErrorKind::UnsupportedMediaType {
-                given: value.to_string(),
+                given: value.chars().take(200).collect(),
             })
         };
         let mut parts = value.split(';');

@@ -197,13 +197,14 @@ fn a_client_that_stops_reading_stops_the_server_reading() {
 }
 
 #[test]
-fn bad_fixtures_get_their_status_and_message() {
+fn the_bad_input_corpus_gets_its_statuses_and_messages() {
     let s = Server::start(&[]);
     let limited = Server::start(&[
         ("MMP_MAX_RECORD_BYTES", "64"),
         ("MMP_MAX_DOCUMENT_BYTES", "10"),
     ]);
-    for case in bad_cases() {
+    let cases = bad_cases();
+    for case in &cases {
         let server = if case.max_record_bytes.is_some() || case.max_document_bytes.is_some() {
             &limited
         } else {
@@ -216,7 +217,38 @@ fn bad_fixtures_get_their_status_and_message() {
         assert_eq!(v["error"], case.error.as_str(), "{case:?}");
         assert_eq!(v["message"], case.message.as_str(), "{case:?}");
     }
+    // Raw HTTP: broken framing, lying lengths, absurd headers and types.
+    let raw_cases = http_cases();
+    for case in &raw_cases {
+        let mut conn = s.connect();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        conn.write_all(&case.request).unwrap();
+        if case.half_close {
+            conn.shutdown(std::net::Shutdown::Write).unwrap();
+        }
+        let r = read_response(&mut reader).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(r.status, case.status, "{}: {}", case.name, r.text());
+        if let Some(kind) = &case.error {
+            assert_eq!(r.json()["error"], kind.as_str(), "{}", case.name);
+        }
+        if let Some(m) = &case.message {
+            let got = r.json()["message"].as_str().unwrap_or_default().to_string();
+            assert!(
+                got.contains(m.as_str()),
+                "{}: {got:?} lacks {m:?}",
+                case.name
+            );
+        }
+        if let Some(body) = &case.body {
+            assert_eq!(r.text(), *body, "{}", case.name);
+        }
+    }
+    assert!(cases.len() + raw_cases.len() >= 40);
     // And the server still serves.
+    assert_eq!(
+        s.request(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n").status,
+        200
+    );
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
 }
 

@@ -183,6 +183,21 @@ fn row_ranges(doc: &[u8], start: usize) -> Result<Vec<(usize, usize)>, Error> {
     if text.trim_ascii().is_empty() {
         return Ok(Vec::new());
     }
+    if let Err(e) = std::str::from_utf8(text) {
+        let at = e.valid_up_to();
+        let line = memchr::memchr_iter(b'\n', &text[..at]).count() + 1;
+        let column = at
+            - text[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+            + 1;
+        return Err(Error::new(ErrorKind::InvalidDocument {
+            line,
+            column,
+            reason: "not valid UTF-8".into(),
+        }));
+    }
     let range = |raw: &RawValue| {
         let s = raw.get();
         let at = s.as_ptr() as usize - doc.as_ptr() as usize;
@@ -255,6 +270,16 @@ fn strip_location(e: &serde_json::Error) -> String {
 /// Parse one row (a JSON line, or one instance of a document) into `batch`.
 fn push_row(text: &[u8], pos: Position, opts: &DecodeOptions, batch: &mut Batch) {
     batch.begin_row();
+    // JSON text is UTF-8 (RFC 8259); serde_json does not check the strings it
+    // skips (an ignored "id"), so check the whole row here.
+    if let Err(e) = std::str::from_utf8(text) {
+        let reason = format!(
+            "not valid UTF-8 (bad byte at column {})",
+            e.valid_up_to() + 1
+        );
+        batch.abandon_row(Error::new(ErrorKind::InvalidJson { pos, reason }));
+        return;
+    }
     let mut de = serde_json::Deserializer::from_slice(text);
     let seed = RowSeed {
         batch: &mut *batch,

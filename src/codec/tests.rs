@@ -436,6 +436,25 @@ decodes!(
     ]
 );
 decodes!(
+    jsonl_invalid_utf8_even_in_an_ignored_field,
+    JsonLines,
+    width(2),
+    b"{\"id\":\"\xe9\",\"features\":[1,2]}\n[3,4]\n",
+    vec![
+        err("record 1 (line 1, byte 0): invalid JSON: not valid UTF-8 (bad byte at column 8)"),
+        Ok(vec![3., 4.]),
+    ]
+);
+decodes!(
+    json_invalid_utf8,
+    Json,
+    width(2),
+    b"{\"instances\": [[1,2]],\n \"note\": \"\xff\"}",
+    vec![err(
+        "fatal: invalid JSON document (line 2, column 11): not valid UTF-8"
+    )]
+);
+decodes!(
     jsonl_trailing_garbage_is_invalid,
     JsonLines,
     width(2),

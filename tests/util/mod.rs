@@ -105,6 +105,55 @@ pub fn bad_cases() -> Vec<BadCase> {
     cases
 }
 
+/// One raw-HTTP case of `fixtures/bad/http/`.
+#[derive(Debug)]
+pub struct HttpCase {
+    pub name: String,
+    pub request: Vec<u8>,
+    pub status: u16,
+    pub error: Option<String>,
+    /// A substring of the error message.
+    pub message: Option<String>,
+    /// The exact body (`\n` written as `\\n` in the file).
+    pub body: Option<String>,
+    /// Close the sending side after the request (a body cut short).
+    pub half_close: bool,
+}
+
+/// Every case of `fixtures/bad/http/`.
+pub fn http_cases() -> Vec<HttpCase> {
+    let mut cases = Vec::new();
+    for entry in std::fs::read_dir(fixtures().join("bad/http")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("expect") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}:")))
+                .map(|v| v.trim_start().replace("\\n", "\n"))
+        };
+        let request_path = path.with_extension("");
+        cases.push(HttpCase {
+            name: request_path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+            request: std::fs::read(&request_path).unwrap(),
+            status: field("status").unwrap().parse().unwrap(),
+            error: field("error"),
+            message: field("message"),
+            body: field("body"),
+            half_close: field("half-close").is_some_and(|v| v == "true"),
+        });
+    }
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    assert!(cases.len() >= 15, "http fixtures missing");
+    cases
+}
+
 /// A `mmp serve` process on a free loopback port.
 pub struct Server {
     pub child: Child,
