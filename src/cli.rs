@@ -28,6 +28,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Score files or stdin offline, exactly as the server would answer.
     Score(ScoreArgs),
+    /// Run a Batch Transform job on this machine, as SageMaker runs it.
+    Transform(TransformArgs),
 }
 
 /// `mmp serve`. Everything else is read from the environment (see the
@@ -82,6 +84,80 @@ pub struct ScoreArgs {
     /// Pipeline options.
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+}
+
+/// `mmp transform`: SageMaker's `CreateTransformJob` parameters as flags.
+/// Values not given come from the container's `/execution-parameters`, then
+/// SageMaker's defaults.
+#[derive(Debug, Args)]
+pub struct TransformArgs {
+    /// Input file, or folder (every file in it, recursively).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output folder: input `a/b.csv` gives `OUTPUT/a/b.csv.out`.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// URL of a running container (`http://127.0.0.1:8080`).
+    #[arg(
+        long,
+        conflicts_with = "model_dir",
+        required_unless_present = "model_dir"
+    )]
+    pub endpoint: Option<String>,
+    /// Score in-process with the model in this folder (no HTTP).
+    #[arg(long)]
+    pub model_dir: Option<PathBuf>,
+    /// ContentType: a media type or csv, jsonl, json (none sent if not given;
+    /// in-process reads CSV).
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Accept: a media type or csv, jsonl, json.
+    #[arg(long)]
+    pub accept: Option<String>,
+    /// SplitType [default: None].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub split_type: Option<crate::transform::plan::SplitType>,
+    /// BatchStrategy [default: the container's, else MultiRecord].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub batch_strategy: Option<crate::transform::plan::BatchStrategy>,
+    /// MaxPayloadInMB, 0-100; 0 streams each file in one chunked request
+    /// [default: the container's, else 6].
+    #[arg(long)]
+    pub max_payload_mb: Option<u32>,
+    /// MaxConcurrentTransforms [default: the container's, else 1;
+    /// in-process: the number of cores].
+    #[arg(long)]
+    pub max_concurrent: Option<u32>,
+    /// AssembleWith [default: None].
+    #[arg(long, value_enum, ignore_case = true)]
+    pub assemble_with: Option<crate::transform::plan::AssembleWith>,
+    /// DataProcessing InputFilter (JSONPath).
+    #[arg(long)]
+    pub input_filter: Option<String>,
+    /// DataProcessing JoinSource.
+    #[arg(long, value_enum, ignore_case = true, default_value = "None")]
+    pub join_source: crate::transform::plan::JoinSource,
+    /// DataProcessing OutputFilter (JSONPath).
+    #[arg(long)]
+    pub output_filter: Option<String>,
+    /// Seconds a request may take (InvocationsTimeoutInSeconds).
+    #[arg(long, default_value_t = 600.0)]
+    pub timeout: f64,
+    /// Retries of a failed request, 0-3 (InvocationsMaxRetries).
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Seconds to wait for the container's /ping to answer 200.
+    #[arg(long, default_value_t = 240.0)]
+    pub ping_timeout: f64,
+    /// In-process only: what to do with a bad record.
+    #[arg(long, value_enum, default_value_t = ErrorPolicy::Fail)]
+    pub on_error: ErrorPolicy,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Do not print the settings line before the job.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 /// Options of the record pipeline.

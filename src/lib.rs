@@ -27,6 +27,8 @@
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract for the linear
 //!   model.
+//! - [`transform`]: `mmp transform`, a Batch Transform job against a
+//!   container's URL or the model in-process.
 //! - [`cli`]: the command line.
 
 pub mod cli;
@@ -44,6 +46,7 @@ pub mod score;
 pub mod serve;
 pub mod shutdown;
 pub mod train;
+pub mod transform;
 
 pub use error::{Error, ErrorKind, Position, Result};
 

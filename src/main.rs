@@ -21,6 +21,7 @@ fn main() -> ExitCode {
             mmp::score::run(&args)
         }
         Command::Train(args) => return mmp::train::main(&args),
+        Command::Transform(args) => return mmp::transform::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,359 @@
+//! From a container's response to the bytes of the output file: the record
+//! count check, DataProcessing's join and output filter, and `AssembleWith`.
+//!
+//! **Record counts.** When records are lines (`SplitType=Line`, or any
+//! DataProcessing on lines) and the answer is line-based (`text/csv`,
+//! `application/jsonlines`), a response must have exactly one line per
+//! record sent; anything else is [`TransformError::RecordCount`], retried
+//! like a failed request, then fatal to the file. A last line without `\n`
+//! counts as a line. (The contract leaves a join with a different count
+//! undocumented and says not to break ordering, §3 "DataProcessing"; a
+//! silent misalignment is the worst outcome, so it fails.)
+//!
+//! **`AssembleWith=Line`** (§3 "Output assembly": "a newline is added after
+//! each transformed record"): every response ends with exactly one `\n`. A
+//! response that already ends with `\n` (ours always does: one line per
+//! record) is written as it is; one that does not gets a `\n`; an empty one
+//! writes nothing. No blank line is ever made. SDK local mode instead writes
+//! `\n` after *every* response unconditionally, so a response ending in `\n`
+//! leaves a blank line behind it (peers.md §5, step 4): its output equals
+//! ours with one extra `\n` after each mini-batch's last line. We follow the
+//! service's documented per-record behaviour, not that quirk.
+//!
+//! **`AssembleWith=None`**: responses are concatenated byte for byte. With
+//! DataProcessing each output record is written as one `\n`-terminated line
+//! either way (the joined record is SageMaker's, not the container's, text).
+
+use std::io::{BufRead, Write};
+
+use bytes::Bytes;
+
+use crate::error::Position;
+
+use super::dataprocessing::DataProcessing;
+use super::error::{Result, TransformError};
+use super::split::{Blank, Records};
+
+/// How responses become output, for a whole job.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'p> {
+    /// DataProcessing, if any.
+    pub dp: Option<&'p DataProcessing>,
+    /// `AssembleWith=Line`.
+    pub line: bool,
+}
+
+/// The original records a response's lines are paired with when joining.
+pub trait Originals {
+    /// The next record (without line ending) and where it starts.
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>>;
+}
+
+impl<O: Originals + ?Sized> Originals for Box<O> {
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
+        (**self).next_record()
+    }
+}
+
+impl Originals for Records<'_> {
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
+        Ok(self.next().map(|(r, p)| (r.to_vec(), p)))
+    }
+}
+
+/// One record: a whole `application/json` document (`SplitType=None`).
+pub struct Whole(pub Option<Bytes>);
+
+impl Originals for Whole {
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
+        Ok(self.0.take().map(|b| {
+            (
+                b.trim_ascii().to_vec(),
+                Position {
+                    record: 1,
+                    line: 1,
+                    byte: 0,
+                },
+            )
+        }))
+    }
+}
+
+/// The records of a file read line by line (a streamed request).
+pub struct FileRecords<R> {
+    reader: R,
+    blank: Blank,
+    next: Position,
+    line: Vec<u8>,
+}
+
+impl<R: BufRead> FileRecords<R> {
+    /// The records of `reader`, from the start of the file.
+    pub fn new(reader: R, blank: Blank) -> FileRecords<R> {
+        FileRecords {
+            reader,
+            blank,
+            next: Position {
+                record: 1,
+                line: 1,
+                byte: 0,
+            },
+            line: Vec::new(),
+        }
+    }
+}
+
+impl<R: BufRead> Originals for FileRecords<R> {
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
+        loop {
+            self.line.clear();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| TransformError::io("reading the input again to join", e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let pos = self.next;
+            self.next.line += 1;
+            self.next.byte += n as u64;
+            let content = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            if self.blank.is_blank(content) {
+                continue;
+            }
+            self.next.record += 1;
+            let content = content.strip_suffix(b"\r").unwrap_or(content);
+            return Ok(Some((content.to_vec(), pos)));
+        }
+    }
+}
+
+/// Turns one response, fed in pieces, into output bytes.
+pub struct Assembler<'p, O> {
+    rules: Rules<'p>,
+    originals: O,
+    /// The unfinished last line (DataProcessing on lines).
+    carry: Vec<u8>,
+    /// The whole response (DataProcessing on an `application/json` answer).
+    whole: Vec<u8>,
+    lines: u64,
+    last: Option<u8>,
+    scratch: Vec<u8>,
+}
+
+impl<'p, O: Originals> Assembler<'p, O> {
+    /// An assembler for one response.
+    pub fn new(rules: Rules<'p>, originals: O) -> Self {
+        Assembler {
+            rules,
+            originals,
+            carry: Vec::new(),
+            whole: Vec::new(),
+            lines: 0,
+            last: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn io(e: std::io::Error) -> TransformError {
+        TransformError::io("writing the output", e)
+    }
+
+    /// Take the next piece of the response.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut dyn Write) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.last = chunk.last().copied();
+        let Some(dp) = self.rules.dp else {
+            self.lines += memchr::memchr_iter(b'\n', chunk).count() as u64;
+            return out.write_all(chunk).map_err(Self::io);
+        };
+        if dp.whole_response() {
+            self.whole.extend_from_slice(chunk);
+            return Ok(());
+        }
+        let mut rest = chunk;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            if self.carry.is_empty() {
+                self.line(dp, &rest[..i], out)?;
+            } else {
+                let mut line = std::mem::take(&mut self.carry);
+                line.extend_from_slice(&rest[..i]);
+                self.line(dp, &line, out)?;
+                line.clear();
+                self.carry = line;
+            }
+            rest = &rest[i + 1..];
+        }
+        self.carry.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// One output line (DataProcessing): join it with its record, filter,
+    /// write. Lines past the last record are only counted.
+    fn line(&mut self, dp: &DataProcessing, output: &[u8], out: &mut dyn Write) -> Result<()> {
+        self.lines += 1;
+        let Some((orig, pos)) = self.originals.next_record()? else {
+            return Ok(());
+        };
+        self.scratch.clear();
+        dp.process_output(&orig, pos, output, &mut self.scratch)?;
+        out.write_all(&self.scratch).map_err(Self::io)
+    }
+
+    /// The response ended; `records` were sent, and with `count` the
+    /// response must have one line per record (see the module docs).
+    /// Returns the output records.
+    pub fn finish(mut self, count: bool, records: u64, out: &mut dyn Write) -> Result<u64> {
+        match self.rules.dp {
+            None => {
+                if self.last.is_some_and(|b| b != b'\n') {
+                    self.lines += 1;
+                    if self.rules.line {
+                        out.write_all(b"\n").map_err(Self::io)?;
+                    }
+                }
+            }
+            Some(dp) if dp.whole_response() => {
+                let whole = std::mem::take(&mut self.whole);
+                if records != 1 {
+                    return Err(TransformError::RecordCount {
+                        sent: records,
+                        got: 1,
+                    });
+                }
+                self.line(dp, whole.trim_ascii(), out)?;
+                return Ok(1);
+            }
+            Some(dp) => {
+                if !self.carry.is_empty() {
+                    let line = std::mem::take(&mut self.carry);
+                    self.line(dp, &line, out)?;
+                }
+            }
+        }
+        let checked = count || self.rules.dp.is_some();
+        if checked && self.lines != records {
+            return Err(TransformError::RecordCount {
+                sent: records,
+                got: self.lines,
+            });
+        }
+        Ok(if checked { self.lines } else { records })
+    }
+}
+
+/// A whole response in memory to output bytes (the common case: returns
+/// the response itself, plus a `\n` if `AssembleWith=Line` needs one).
+pub fn assemble_buffered(
+    rules: Rules<'_>,
+    count: bool,
+    mut response: Vec<u8>,
+    originals: impl Originals,
+    records: u64,
+) -> Result<Vec<u8>> {
+    if rules.dp.is_none() {
+        let ends_open = response.last().is_some_and(|b| *b != b'\n');
+        if count {
+            let lines = memchr::memchr_iter(b'\n', &response).count() as u64 + ends_open as u64;
+            if lines != records {
+                return Err(TransformError::RecordCount {
+                    sent: records,
+                    got: lines,
+                });
+            }
+        }
+        if ends_open && rules.line {
+            response.push(b'\n');
+        }
+        return Ok(response);
+    }
+    let mut out = Vec::with_capacity(response.len() * 2);
+    let mut a = Assembler::new(rules, originals);
+    a.feed(&response, &mut out)?;
+    a.finish(count, records, &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none() -> Records<'static> {
+        Records::new(b"", Position::default(), Blank::Empty)
+    }
+
+    #[test]
+    fn line_assembly_adds_a_newline_only_when_missing() {
+        let line = Rules {
+            dp: None,
+            line: true,
+        };
+        let none_rule = Rules {
+            dp: None,
+            line: false,
+        };
+        assert_eq!(
+            assemble_buffered(line, true, b"0.5".to_vec(), none(), 1).unwrap(),
+            b"0.5\n"
+        );
+        assert_eq!(
+            assemble_buffered(line, true, b"1\n2\n".to_vec(), none(), 2).unwrap(),
+            b"1\n2\n"
+        );
+        assert_eq!(
+            assemble_buffered(line, false, Vec::new(), none(), 0).unwrap(),
+            b""
+        );
+        assert_eq!(
+            assemble_buffered(none_rule, true, b"0.5".to_vec(), none(), 1).unwrap(),
+            b"0.5"
+        );
+    }
+
+    #[test]
+    fn a_wrong_line_count_is_an_error() {
+        let r = Rules {
+            dp: None,
+            line: true,
+        };
+        let e = assemble_buffered(r, true, b"1\n2\n".to_vec(), none(), 3).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the response has 2 lines for 3 records: each record must give exactly one line"
+        );
+        assert!(assemble_buffered(r, false, b"1\n2\n".to_vec(), none(), 3).is_ok());
+    }
+
+    #[test]
+    fn streamed_pieces_give_the_same_bytes() {
+        let r = Rules {
+            dp: None,
+            line: true,
+        };
+        for cut in 0..=5 {
+            let resp = b"1\n2\n3";
+            let mut out = Vec::new();
+            let mut a = Assembler::new(r, none());
+            a.feed(&resp[..cut], &mut out).unwrap();
+            a.feed(&resp[cut..], &mut out).unwrap();
+            assert_eq!(a.finish(true, 3, &mut out).unwrap(), 3);
+            assert_eq!(out, b"1\n2\n3\n");
+        }
+    }
+
+    #[test]
+    fn file_records_skip_blank_lines() {
+        let mut f = FileRecords::new(&b"a\n\n b\r\nc"[..], Blank::Whitespace);
+        let (r, p) = f.next_record().unwrap().unwrap();
+        assert_eq!((r.as_slice(), p.record, p.line), (&b"a"[..], 1, 1));
+        let (r, p) = f.next_record().unwrap().unwrap();
+        assert_eq!(
+            (r.as_slice(), p.record, p.line, p.byte),
+            (&b" b"[..], 2, 3, 3)
+        );
+        assert_eq!(f.next_record().unwrap().unwrap().0, b"c");
+        assert!(f.next_record().unwrap().is_none());
+    }
+}

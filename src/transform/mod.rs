@@ -1,0 +1,301 @@
+//! `mmp transform`: a Batch Transform job on this machine, as SageMaker runs
+//! it (sagemaker-contract.md §3), against any container's URL or against our
+//! model in-process.
+//!
+//! The job: list the input files ([`inputs`]); against a container, wait for
+//! `/ping` and ask `/execution-parameters` once ([`endpoint`]); settle each
+//! parameter, command line first ([`plan`]); cut every file into records and
+//! mini-batches ([`split`]), filtering them if asked ([`dataprocessing`],
+//! [`jsonpath`]); send them, up to `MaxConcurrentTransforms` at once and
+//! retried on failure, over HTTP ([`endpoint`], [`http`]) or through the
+//! pipeline ([`inprocess`]); turn responses into output, checking record
+//! counts and joining ([`assemble`]); write each file's output in input
+//! order under a temporary name, renamed only when the whole file succeeded
+//! ([`engine`], [`output`]); report ([`progress`]). Files fail on their own
+//! and the others go on; the exit code says whether any failed.
+//!
+//! Where this differs from SDK local mode on purpose (peers.md §5):
+//! exact mini-batch sizes, no empty body for an oversize record, status
+//! codes checked, retries, concurrency, chunked streaming for
+//! `MaxPayloadInMB=0`, both spellings of `BatchStrategy`, and no blank line
+//! after each response under `AssembleWith=Line`.
+
+pub mod assemble;
+pub mod dataprocessing;
+pub mod endpoint;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod inprocess;
+pub mod inputs;
+pub mod json;
+pub mod jsonpath;
+pub mod output;
+pub mod plan;
+pub mod progress;
+pub mod split;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::TransformArgs;
+use crate::media::Format;
+use crate::pipeline::PipelineOptions;
+
+pub use self::engine::FileReport;
+pub use self::error::TransformError;
+
+use self::dataprocessing::{DataProcessing, Options};
+use self::engine::{Job, Mode};
+use self::error::Result;
+use self::inprocess::{InProcess, RANGE_BYTES};
+use self::plan::{
+    check_requested, media_type_option, resolve, BatchStrategy, ExecutionParameters, Plan,
+    Requested, SplitType, DEFAULT_MAX_CONCURRENT,
+};
+use self::split::{Blank, SplitOptions};
+
+/// What a finished job gives.
+#[derive(Debug)]
+pub struct Outcome {
+    /// One report per input file.
+    pub reports: Vec<FileReport>,
+    /// The settings used and where each came from, and notes on the
+    /// container's answers.
+    pub notes: Vec<String>,
+    /// The summary printed at the end.
+    pub summary: String,
+}
+
+impl Outcome {
+    /// 0 if every file succeeded, else the first failed file's exit code.
+    pub fn exit_code(&self) -> u8 {
+        self.reports
+            .iter()
+            .find_map(|r| r.outcome.as_ref().err())
+            .map_or(0, TransformError::exit_code)
+    }
+}
+
+/// Run `mmp transform` and print its summary; the exit code.
+pub fn main(args: &TransformArgs) -> ExitCode {
+    let tty = !args.no_progress && std::io::stderr().is_terminal();
+    match run(args, tty) {
+        Ok(outcome) => {
+            eprintln!("{}", outcome.summary);
+            ExitCode::from(outcome.exit_code())
+        }
+        Err(e) => {
+            eprintln!("mmp transform: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Run a job: an error is one that stops it before any file is done.
+pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
+    let req = Requested {
+        split: args.split_type,
+        strategy: args.batch_strategy,
+        max_payload_mb: args.max_payload_mb,
+        max_concurrent: args.max_concurrent,
+        assemble: args.assemble_with,
+    };
+    check_requested(&req, args.timeout, args.max_retries)?;
+    if !(args.ping_timeout >= 0.0 && args.ping_timeout.is_finite()) {
+        return Err(TransformError::Usage(
+            "--ping-timeout must be a number of seconds".into(),
+        ));
+    }
+    let content_type = args.content_type.as_deref().map(media_type_option);
+    let accept = args.accept.as_deref().map(media_type_option);
+    let files = inputs::list(&args.input, &args.output)?;
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| TransformError::io(format!("creating {}", args.output.display()), e))?;
+    let mut notes = Vec::new();
+
+    if let Some(url) = &args.endpoint {
+        let url = http::Url::parse(url)?;
+        endpoint::wait_ready(&url, Duration::from_secs_f64(args.ping_timeout))?;
+        let params = endpoint::execution_parameters(&url, &mut notes);
+        let plan = make_plan(
+            args,
+            &req,
+            params.as_ref(),
+            DEFAULT_MAX_CONCURRENT,
+            &content_type,
+            &accept,
+        )?;
+        let backend = endpoint::Endpoint::new(
+            url,
+            plan.content_type.clone(),
+            plan.accept.clone(),
+            plan.output_format,
+            plan.timeout,
+            plan.max_retries,
+        );
+        let mode = request_mode(&plan);
+        return Ok(execute(&backend, &plan, mode, args, &files, tty, notes));
+    }
+
+    let Some(model_dir) = &args.model_dir else {
+        return Err(TransformError::Usage(
+            "give --endpoint URL (a running container) or --model-dir DIR (in-process)".into(),
+        ));
+    };
+    let input = match &content_type {
+        None => Format::Csv,
+        Some((_, Some(f))) => *f,
+        Some((given, None)) => return Err(in_process_type("--content-type", given)),
+    };
+    let output = match &accept {
+        None => input,
+        Some((_, Some(f))) => *f,
+        Some((given, None)) => return Err(in_process_type("--accept", given)),
+    };
+    let model = crate::model::load(model_dir)?;
+    // In-process, this process is the container: it asks for what `mmp
+    // serve`'s /execution-parameters advertises, one request per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut plan = make_plan(args, &req, None, cores, &content_type, &accept)?;
+    plan.input_format = Some(input);
+    plan.output_format = Some(output);
+    let opts = PipelineOptions {
+        policy: args.on_error,
+        ..PipelineOptions::default()
+    };
+    let backend = InProcess::new(model, input, output, opts);
+    let mode = if InProcess::record_wise(input, output) {
+        ranges_mode(&plan, input)
+    } else {
+        request_mode(&plan)
+    };
+    Ok(execute(&backend, &plan, mode, args, &files, tty, notes))
+}
+
+fn in_process_type(option: &str, given: &str) -> TransformError {
+    TransformError::Usage(format!(
+        "{option} {given}: in-process scoring reads and writes text/csv, application/jsonlines and application/json"
+    ))
+}
+
+/// Settle the plan: precedence, DataProcessing, limits.
+fn make_plan(
+    args: &TransformArgs,
+    req: &Requested,
+    container: Option<&ExecutionParameters>,
+    default_concurrent: u32,
+    content_type: &Option<(String, Option<Format>)>,
+    accept: &Option<(String, Option<Format>)>,
+) -> Result<Plan> {
+    let (split, strategy, max_payload_mb, max_concurrent, assemble, sources) =
+        resolve(req, container, default_concurrent);
+    let data_processing = DataProcessing::new(&Options {
+        input_filter: args.input_filter.as_deref(),
+        join: args.join_source,
+        output_filter: args.output_filter.as_deref(),
+        content_type: content_type.as_ref().map(|(s, f)| (s.as_str(), *f)),
+        accept: accept.as_ref().map(|(s, f)| (s.as_str(), *f)),
+        split,
+        assemble,
+        strategy,
+    })?;
+    Ok(Plan {
+        content_type: content_type.as_ref().map(|(s, _)| s.clone()),
+        accept: accept.as_ref().map(|(s, _)| s.clone()),
+        input_format: content_type.as_ref().and_then(|(_, f)| *f),
+        output_format: accept
+            .as_ref()
+            .and_then(|(_, f)| *f)
+            .or(content_type.as_ref().and_then(|(_, f)| *f)),
+        split,
+        strategy,
+        max_payload_mb,
+        max_concurrent,
+        assemble,
+        data_processing,
+        timeout: Duration::from_secs_f64(args.timeout),
+        max_retries: args.max_retries,
+        sources,
+    })
+}
+
+/// Which lines are blank for the input's format.
+fn blank(plan: &Plan) -> Blank {
+    match plan.input_format {
+        Some(Format::Json | Format::JsonLines) => Blank::Whitespace,
+        _ => Blank::Empty,
+    }
+}
+
+/// Requests exactly as SageMaker makes them (sagemaker-contract.md §3).
+fn request_mode(plan: &Plan) -> Mode {
+    let dp = plan.data_processing.as_ref();
+    let whole_doc = dp.is_some_and(|d| d.input == Format::Json) && plan.split == SplitType::None;
+    match (plan.split, plan.payload_limit()) {
+        // An application/json document is read whole to be filtered.
+        _ if whole_doc => Mode::Whole,
+        (SplitType::Line, Some(limit)) => Mode::Batches(SplitOptions {
+            target: limit,
+            single: plan.strategy == BatchStrategy::SingleRecord,
+            max_record: Some(limit),
+            mb: plan.max_payload_mb,
+            blank: blank(plan),
+            quote_aware: false,
+            keep_originals: dp.is_some_and(|d| d.join),
+        }),
+        (SplitType::None, Some(_)) => Mode::Whole,
+        (_, None) => Mode::Streamed,
+    }
+}
+
+/// In-process, record-wise: ranges of the file scored in parallel (see
+/// `inprocess.rs`), with the per-request limits still checked.
+fn ranges_mode(plan: &Plan, input: Format) -> Mode {
+    Mode::Batches(SplitOptions {
+        target: RANGE_BYTES,
+        single: false,
+        max_record: match plan.split {
+            SplitType::Line => plan.payload_limit(),
+            SplitType::None => None,
+        },
+        mb: plan.max_payload_mb,
+        blank: blank(plan),
+        quote_aware: plan.split == SplitType::None && input == Format::Csv,
+        keep_originals: plan.data_processing.as_ref().is_some_and(|d| d.join),
+    })
+}
+
+fn execute<B: engine::Backend>(
+    backend: &B,
+    plan: &Plan,
+    mode: Mode,
+    args: &TransformArgs,
+    files: &[inputs::InputFile],
+    tty: bool,
+    mut notes: Vec<String>,
+) -> Outcome {
+    notes.push(plan.sources.join(", "));
+    if !args.quiet {
+        for n in &notes {
+            eprintln!("mmp transform: {n}");
+        }
+    }
+    let job = Job {
+        plan,
+        mode,
+        blank: blank(plan),
+        workers: plan.max_concurrent as usize,
+        out_dir: &args.output,
+    };
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let progress = progress::Progress::new(files.len(), total, tty);
+    let reports = engine::run(backend, &job, files, &progress);
+    let summary = progress.finish(&reports);
+    Outcome {
+        reports,
+        notes,
+        summary,
+    }
+}
