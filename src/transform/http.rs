@@ -127,9 +127,12 @@ impl Client {
         Client { url, conn: None }
     }
 
-    fn connect(&mut self, deadline: Instant) -> Result<bool> {
-        if self.conn.is_some() {
-            return Ok(true);
+    fn connect(&mut self, deadline: Instant) -> Result<()> {
+        if let Some((stream, _)) = &self.conn {
+            if still_open(stream) {
+                return Ok(());
+            }
+            self.conn = None;
         }
         let mut last = None;
         for addr in &self.url.addrs {
@@ -141,7 +144,7 @@ impl Client {
                         .try_clone()
                         .map_err(|e| connection(e, "cloning the socket"))?;
                     self.conn = Some((s, BufReader::with_capacity(256 * 1024, reader)));
-                    return Ok(false);
+                    return Ok(());
                 }
                 Err(e) => last = Some(e),
             }
@@ -170,44 +173,13 @@ impl Client {
         if matches!(body, Body::Stream(_)) {
             self.conn = None;
         }
-        let reused = self.connect(deadline)?;
-        let replayable = !matches!(body, Body::Stream(_));
+        self.connect(deadline)?;
         let mut body = body;
-        let mut got_any = false;
-        let result = self.exchange(
-            method,
-            path,
-            headers,
-            &mut body,
-            deadline,
-            &mut got_any,
-            on_body,
-        );
-        match result {
-            Ok(head) => {
-                if head.close {
-                    self.conn = None;
-                }
-                Ok(head)
-            }
-            Err(e) => {
-                self.conn = None;
-                // The server closed a kept-alive connection as we reused it:
-                // nothing was answered, so one fresh try is not a retry.
-                if reused && replayable && !got_any && matches!(e, TransformError::Connection(_)) {
-                    self.connect(deadline)?;
-                    let mut got = false;
-                    let r = self.exchange(
-                        method, path, headers, &mut body, deadline, &mut got, on_body,
-                    );
-                    if r.is_err() || r.as_ref().is_ok_and(|h| h.close) {
-                        self.conn = None;
-                    }
-                    return r;
-                }
-                Err(e)
-            }
+        let result = self.exchange(method, path, headers, &mut body, deadline, on_body);
+        if result.as_ref().map_or(true, |h| h.close) {
+            self.conn = None;
         }
+        result
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -218,7 +190,6 @@ impl Client {
         headers: &[(&str, &str)],
         body: &mut Body<'_>,
         deadline: Instant,
-        got_any: &mut bool,
         on_body: &mut dyn FnMut(&Head, &[u8]) -> Result<()>,
     ) -> Result<Head> {
         let Some((stream, reader)) = self.conn.as_mut() else {
@@ -258,7 +229,7 @@ impl Client {
                 })
                 .and_then(|()| w.flush())
                 .map_err(|e| connection(e, "sending the request"))?;
-            return read_response(reader, deadline, got_any, on_body);
+            return read_response(reader, deadline, on_body);
         }
         // Full duplex: a second thread sends while this one reads.
         let writer = stream
@@ -266,7 +237,7 @@ impl Client {
             .map_err(|e| connection(e, "cloning the socket"))?;
         std::thread::scope(|s| {
             let sender = s.spawn(move || send_body(writer, head.as_bytes(), body));
-            let response = read_response(reader, deadline, got_any, on_body);
+            let response = read_response(reader, deadline, on_body);
             if response.is_err() {
                 // Unblock the sender if the server stopped reading.
                 let _ = stream.shutdown(std::net::Shutdown::Both);
@@ -289,6 +260,19 @@ impl Client {
             }
         })
     }
+}
+
+/// Whether a kept-alive connection is still usable: the server has not
+/// closed it (a non-blocking peek sees no end of stream) and sent nothing
+/// unasked. Checked before each reuse, so an idle connection the server
+/// dropped costs a reconnect, not one of the request's attempts.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let open = matches!(stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+    stream.set_nonblocking(false).is_ok() && open
 }
 
 /// The time left before `deadline`; an error once it has passed.
@@ -332,11 +316,10 @@ fn send_body(stream: TcpStream, head: &[u8], body: &mut Body<'_>) -> Result<()> 
 fn read_response(
     r: &mut BufReader<TcpStream>,
     deadline: Instant,
-    got_any: &mut bool,
     on_body: &mut dyn FnMut(&Head, &[u8]) -> Result<()>,
 ) -> Result<Head> {
     loop {
-        let head = read_head(r, deadline, got_any)?;
+        let head = read_head(r, deadline)?;
         if (100..200).contains(&head.status) {
             continue;
         }
@@ -392,10 +375,9 @@ fn timeout_or(e: io::Error, deadline: Instant, what: &str) -> TransformError {
     }
 }
 
-fn read_head(r: &mut BufReader<TcpStream>, deadline: Instant, got_any: &mut bool) -> Result<Head> {
+fn read_head(r: &mut BufReader<TcpStream>, deadline: Instant) -> Result<Head> {
     let mut line = Vec::new();
     read_line(r, deadline, &mut line)?;
-    *got_any = true;
     let text = String::from_utf8_lossy(&line);
     let mut parts = text.split_whitespace();
     let version = parts.next().unwrap_or("");

@@ -1,0 +1,467 @@
+//! `mmp transform` against a deliberately faulty container
+//! (tests/transform_fake): retries, timeouts, record counts, no partial
+//! `.out`, exit codes, the execution-parameters precedence, concurrency and
+//! mini-batch sizes as the container sees them.
+
+mod transform_fake;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use transform_fake::{echo, Fake, Reply, Seen};
+
+/// A run of the binary: exit code, stderr, and the output folder.
+struct Run {
+    code: i32,
+    stderr: String,
+    out: PathBuf,
+}
+
+impl Run {
+    fn read(&self, rel: &str) -> Option<String> {
+        std::fs::read_to_string(self.out.join(rel)).ok()
+    }
+
+    /// Every file left in the output folder, recursively, by relative path.
+    fn files(&self) -> Vec<String> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut v = Vec::new();
+        walk(&self.out, &self.out, &mut v);
+        v.sort();
+        v
+    }
+}
+
+/// `mmp transform --endpoint URL --input INPUT --output <tmp> ARGS`.
+fn transform(url: &str, input: &Path, args: &[&str]) -> Run {
+    let out = tempfile::tempdir().unwrap().keep();
+    let o = Command::new(env!("CARGO_BIN_EXE_mmp"))
+        .args(["transform", "--endpoint", url, "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        out,
+    }
+}
+
+/// A folder with these files.
+fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
+const GOOD: &str = "1,2\n3,4\n";
+const BAD: &str = "bad,1\nbad,2\n";
+
+fn is_bad(req: &Seen) -> bool {
+    String::from_utf8_lossy(&req.body).contains("bad")
+}
+
+#[test]
+fn a_failed_request_is_retried_and_then_succeeds() {
+    let fake = Fake::start(None, |req, n| match n {
+        0 => Reply::Status(500, b"{\"error\":\"model_error\"}".to_vec()),
+        1 => Reply::Drop,
+        _ => echo(req),
+    });
+    let input = folder(&[("a.csv", GOOD)]);
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.read("a.csv.out").unwrap(), GOOD);
+    assert_eq!(fake.invocations().len(), 3);
+}
+
+/// Each fault, on every attempt, for the file holding "bad": the file fails
+/// after 1 + --max-retries attempts, leaves nothing behind, and the other
+/// file is written.
+#[test]
+fn each_fault_fails_only_its_file_after_the_retries() {
+    let faults: Vec<(&str, Reply, i32, &str)> =
+        vec![
+        (
+            "status",
+            Reply::Status(503, b"{\"error\":\"busy\"}".to_vec()),
+            69,
+            "HTTP 503 from the container: {\"error\":\"busy\"}",
+        ),
+        (
+            "dropped connection",
+            Reply::Drop,
+            69,
+            "connection failed: the connection closed before the response was complete",
+        ),
+        (
+            "cut chunked response",
+            Reply::Cut(b"bad,1\n".to_vec()),
+            69,
+            "(cut response)",
+        ),
+        (
+            "wrong record count",
+            Reply::Ok(b"bad,1\n".to_vec()),
+            65,
+            "the response has 1 lines for 2 records",
+        ),
+        (
+            "client error",
+            Reply::Status(400, b"{\"error\":\"not_a_number\",\"message\":\"record 1\"}".to_vec()),
+            65,
+            "HTTP 400 from the container: {\"error\":\"not_a_number\",\"message\":\"record 1\"}",
+        ),
+    ];
+    let input = folder(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
+    for (name, fault, code, message) in faults {
+        let fake = Fake::start(None, move |req, _| {
+            if is_bad(req) {
+                fault.clone()
+            } else {
+                echo(req)
+            }
+        });
+        let run = transform(
+            &fake.url(),
+            input.path(),
+            &["--split-type", "Line", "--max-retries", "2"],
+        );
+        assert_eq!(run.code, code, "{name}: {}", run.stderr);
+        let attempts = fake.invocations().iter().filter(|r| is_bad(r)).count();
+        assert_eq!(attempts, 3, "{name}: 1 + --max-retries 2 attempts");
+        assert_eq!(run.files(), ["good.csv.out"], "{name}: no partial output");
+        assert_eq!(run.read("good.csv.out").unwrap(), GOOD);
+        assert!(
+            run.stderr
+                .contains("mmp transform: 2 files: 1 succeeded, 1 failed; 2 records"),
+            "{name}: {}",
+            run.stderr
+        );
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("  failed sub/bad.csv: mini-batch 1 (records 1-2, from line 1): failed after 3 attempts (1 + --max-retries 2); last error: "))
+            .unwrap_or_else(|| panic!("{name}: {}", run.stderr));
+        assert!(line.contains(message), "{name}: {line}");
+    }
+}
+
+#[test]
+fn a_slow_answer_times_out_and_is_retried() {
+    let fake = Fake::start(
+        None,
+        |req, _| if is_bad(req) { Reply::Hang } else { echo(req) },
+    );
+    let input = folder(&[("bad.csv", BAD), ("good.csv", GOOD)]);
+    let t0 = Instant::now();
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--timeout",
+            "0.3",
+            "--max-retries",
+            "1",
+            "--max-concurrent",
+            "2",
+        ],
+    );
+    let took = t0.elapsed();
+    assert_eq!(run.code, 69, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed bad.csv: mini-batch 1 (records 1-2, from line 1): failed after 2 attempts (1 + --max-retries 1); last error: no complete response within 0.3 s (--timeout, InvocationsTimeoutInSeconds)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(fake.invocations().iter().filter(|r| is_bad(r)).count(), 2);
+    assert_eq!(run.files(), ["good.csv.out"]);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// A file whose third mini-batch fails: the first two were already written
+/// to the temporary file, which goes; no `.out` appears.
+#[test]
+fn a_failure_late_in_a_file_leaves_no_partial_output() {
+    let row = "1.000000,2.000000,3.000000,4.000000\n"; // 36 bytes
+    let text = row.repeat(100_000); // 3.6 MB: four 1 MiB mini-batches
+    let fake = Fake::start(None, |req, n| {
+        if n == 2 {
+            Reply::Status(400, b"{\"error\":\"x\"}".to_vec())
+        } else {
+            echo(req)
+        }
+    });
+    let input = folder(&[("big.csv", &text)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--max-payload-mb",
+            "1",
+            "--max-retries",
+            "0",
+        ],
+    );
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(run.files().is_empty(), "{:?}", run.files());
+    let per_batch = (1 << 20) / 36;
+    assert!(
+        run.stderr.contains(&format!(
+            "failed big.csv: mini-batch 3 (records {}-{}, from line {}): HTTP 400",
+            2 * per_batch + 1,
+            3 * per_batch,
+            2 * per_batch + 1
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Exact packing: every body within MaxPayloadInMB, the next record would
+/// not have fit, and the records arrive once each, in order.
+#[test]
+fn mini_batches_are_packed_exactly_within_the_payload_limit() {
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < 2_600_000 {
+        // Lines of 1 to 400 bytes, deterministic.
+        i += 1;
+        let len = (i * 7919 % 400) as usize;
+        text.push_str(&format!("{i},{}\n", "x".repeat(len)));
+    }
+    let fake = Fake::start(None, |req, _| echo(req));
+    let input = folder(&[("a.csv", &text)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--max-payload-mb",
+            "1",
+            "--assemble-with",
+            "Line",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let limit = 1 << 20;
+    let bodies: Vec<Vec<u8>> = fake.invocations().into_iter().map(|s| s.body).collect();
+    assert!(bodies.len() >= 3);
+    let mut rest = text.as_bytes();
+    for (k, body) in bodies.iter().enumerate() {
+        assert!(body.len() <= limit, "body {k}: {} bytes", body.len());
+        assert!(
+            rest.starts_with(body),
+            "body {k} is not the next span of the file"
+        );
+        rest = &rest[body.len()..];
+        if !rest.is_empty() {
+            let next = rest.iter().position(|b| *b == b'\n').unwrap() + 1;
+            assert!(
+                body.len() + next > limit,
+                "body {k} left room for the next record"
+            );
+        }
+    }
+    assert!(rest.is_empty());
+    assert_eq!(run.read("a.csv.out").unwrap(), text);
+}
+
+#[test]
+fn a_record_over_the_limit_fails_its_file_and_is_never_sent() {
+    let huge = format!("1,{}\n", "9".repeat(1 << 20));
+    let fake = Fake::start(None, |req, _| echo(req));
+    let input = folder(&[("a.csv", &format!("1,2\n{huge}3,4\n")), ("b.csv", GOOD)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &["--split-type", "Line", "--max-payload-mb", "1"],
+    );
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed a.csv: record 2 (line 2, byte 4) is larger than MaxPayloadInMB=1 (1048576 bytes): no mini-batch can carry it"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.files(), ["b.csv.out"]);
+    for s in fake.invocations() {
+        assert!(!s.body.is_empty(), "an empty body was sent");
+        assert!(s.body.len() < 1 << 20);
+    }
+}
+
+#[test]
+fn payload_zero_streams_each_file_in_one_chunked_request() {
+    let fake = Fake::start(None, |req, _| {
+        Reply::Chunked(match echo(req) {
+            Reply::Ok(b) => b,
+            _ => unreachable!(),
+        })
+    });
+    let big = "5,6\n".repeat(300_000);
+    let input = folder(&[("a.csv", GOOD), ("b/c.csv", &big)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--max-payload-mb",
+            "0",
+            "--max-concurrent",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let inv = fake.invocations();
+    assert_eq!(inv.len(), 2);
+    assert!(inv
+        .iter()
+        .all(|s| s.chunked && s.header("content-length").is_none()));
+    assert_eq!(inv[0].body, GOOD.as_bytes());
+    assert_eq!(inv[1].body.len(), big.len());
+    assert_eq!(run.read("b/c.csv.out").unwrap(), big);
+}
+
+/// Command line, then the container's /execution-parameters (both
+/// spellings of the strategy), then SageMaker's defaults.
+#[test]
+fn execution_parameters_precedence() {
+    let input = folder(&[("a.csv", "1\n2\n3\n4\n")]);
+    let params =
+        r#"{"MaxConcurrentTransforms": 3, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 1}"#;
+    let fake = Fake::start(Some(params), |req, _| echo(req));
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("BatchStrategy=SingleRecord (container), MaxPayloadInMB=1 (container), MaxConcurrentTransforms=3 (container)"), "{}", run.stderr);
+    assert_eq!(fake.invocations().len(), 4, "one record per request");
+    let gets = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/execution-parameters")
+        .count();
+    assert_eq!(gets, 1);
+
+    let fake = Fake::start(Some(params), |req, _| echo(req));
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--batch-strategy",
+            "MultiRecord",
+            "--max-concurrent",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("BatchStrategy=MultiRecord (command line), MaxPayloadInMB=1 (container), MaxConcurrentTransforms=1 (command line)"), "{}", run.stderr);
+    assert_eq!(fake.invocations().len(), 1);
+
+    let fake = Fake::start(Some(r#"{"BatchStrategy": "SingleRecord"}"#), |req, _| {
+        echo(req)
+    });
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert!(run.stderr.contains("BatchStrategy=SingleRecord (container), MaxPayloadInMB=6 (default), MaxConcurrentTransforms=1 (default)"), "{}", run.stderr);
+
+    let fake = Fake::start(None, |req, _| echo(req));
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert!(
+        run.stderr
+            .contains("GET /execution-parameters answered 404: SageMaker's defaults apply"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("BatchStrategy=MultiRecord (default), MaxPayloadInMB=6 (default), MaxConcurrentTransforms=1 (default)"), "{}", run.stderr);
+    assert_eq!(fake.invocations().len(), 1);
+}
+
+/// MaxConcurrentTransforms requests in flight, never more, and the output
+/// still in input order. The first three requests are each held until all
+/// three have arrived, which only three requests in flight allow (bounded,
+/// so a regression fails instead of hanging).
+#[test]
+fn requests_run_concurrently_up_to_the_limit_in_order() {
+    let gate = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let g = gate.clone();
+    let fake = Fake::start(None, move |req, n| {
+        let (count, cv) = &*g;
+        *count.lock().unwrap() += 1;
+        cv.notify_all();
+        if n < 3 {
+            let guard = count.lock().unwrap();
+            let _ = cv
+                .wait_timeout_while(guard, Duration::from_secs(10), |c| *c < 3)
+                .unwrap();
+        }
+        echo(req)
+    });
+    let text: String = (0..30).map(|i| format!("{i}\n")).collect();
+    let input = folder(&[("a.csv", &text)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--split-type",
+            "Line",
+            "--batch-strategy",
+            "SingleRecord",
+            "--max-concurrent",
+            "3",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fake.max_in_flight(), 3);
+    assert_eq!(run.read("a.csv.out").unwrap(), text);
+}
+
+#[test]
+fn waits_for_ping_and_fails_when_nothing_answers() {
+    let fake = Fake::start_with(3, None, |req, _| echo(req));
+    let input = folder(&[("a.csv", GOOD)]);
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let pings = fake.seen().iter().filter(|s| s.path == "/ping").count();
+    assert_eq!(pings, 4);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let run = transform(
+        &format!("http://127.0.0.1:{port}"),
+        input.path(),
+        &["--ping-timeout", "0.2"],
+    );
+    assert_eq!(run.code, 69, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with(&format!("mmp transform: endpoint http://127.0.0.1:{port} is not available: GET /ping: connection failed: connecting to 127.0.0.1:{port}")),
+        "{}",
+        run.stderr
+    );
+}
