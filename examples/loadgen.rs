@@ -222,7 +222,7 @@ fn main() {
                     Some((s.try_clone().ok()?, BufReader::new(s)))
                 };
                 let mut conn = connect();
-                let mut i = c;
+                let mut i = c as u64;
                 while Instant::now() < end {
                     i = i
                         .wrapping_mul(6364136223846793005)
