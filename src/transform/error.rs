@@ -158,7 +158,9 @@ impl TransformError {
     }
 
     /// Whether another attempt of the same request may succeed: the
-    /// container's answer or the connection, not our own input or output.
+    /// container's answer (a status, a wrong number of lines) or the
+    /// connection, not our own input or output, nor a 2xx answer that does
+    /// not parse for joining (the invocation itself succeeded).
     /// (SageMaker retries "failing invocation requests", whatever the status,
     /// `InvocationsMaxRetries`, sagemaker-contract.md §3.)
     pub fn is_retryable(&self) -> bool {
@@ -166,8 +168,7 @@ impl TransformError {
             TransformError::Status { .. }
             | TransformError::Connection(_)
             | TransformError::Timeout { .. }
-            | TransformError::RecordCount { .. }
-            | TransformError::OutputParse { .. } => true,
+            | TransformError::RecordCount { .. } => true,
             TransformError::Context { source, .. } => source.is_retryable(),
             _ => false,
         }

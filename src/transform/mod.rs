@@ -117,6 +117,17 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
 
     if let Some(url) = &args.endpoint {
         let url = http::Url::parse(url)?;
+        // Options are checked before the container is contacted, as
+        // CreateTransformJob validates them; the container's values are
+        // checked again below.
+        make_plan(
+            args,
+            &req,
+            None,
+            DEFAULT_MAX_CONCURRENT,
+            &content_type,
+            &accept,
+        )?;
         endpoint::wait_ready(&url, Duration::from_secs_f64(args.ping_timeout))?;
         let params = endpoint::execution_parameters(&url, &mut notes);
         let plan = make_plan(
@@ -144,6 +155,19 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
             "give --endpoint URL (a running container) or --model-dir DIR (in-process)".into(),
         ));
     };
+    // In-process, this process is the container: it asks for what `mmp
+    // serve`'s /execution-parameters advertises, one request per core.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mut plan = make_plan(args, &req, None, cores, &content_type, &accept)?;
+    if req.max_concurrent.is_none() {
+        if let Some(s) = plan
+            .sources
+            .iter_mut()
+            .find(|s| s.starts_with("MaxConcurrentTransforms"))
+        {
+            *s = format!("MaxConcurrentTransforms={cores} (in-process: one per core)");
+        }
+    }
     let input = match &content_type {
         None => Format::Csv,
         Some((_, Some(f))) => *f,
@@ -154,13 +178,9 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
         Some((_, Some(f))) => *f,
         Some((given, None)) => return Err(in_process_type("--accept", given)),
     };
-    let model = crate::model::load(model_dir)?;
-    // In-process, this process is the container: it asks for what `mmp
-    // serve`'s /execution-parameters advertises, one request per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let mut plan = make_plan(args, &req, None, cores, &content_type, &accept)?;
     plan.input_format = Some(input);
     plan.output_format = Some(output);
+    let model = crate::model::load(model_dir)?;
     let opts = PipelineOptions {
         policy: args.on_error,
         ..PipelineOptions::default()
