@@ -66,6 +66,10 @@ pub fn route_label(path: &str) -> &'static str {
 }
 
 impl Metrics {
+    /// Every `expect` below is on a constant metric name, help text or label
+    /// set, which the `prometheus` crate validates: they cannot fail at run
+    /// time, and nothing here depends on a request (the first scrape in the
+    /// tests exercises all of them).
     fn new() -> Metrics {
         let registry = Registry::new_custom(Some("mmp".into()), None).expect("a valid prefix");
         let requests = IntCounterVec::new(
