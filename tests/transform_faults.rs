@@ -465,3 +465,51 @@ fn waits_for_ping_and_fails_when_nothing_answers() {
         run.stderr
     );
 }
+
+/// A streamed request (MaxPayloadInMB=0) cut after part of its answer is
+/// sent again whole; the output holds the second answer once, joined with
+/// the original records as it streams back.
+#[test]
+fn a_streamed_request_is_retried_from_the_start_and_joined() {
+    let fake = Fake::start(None, |req, n| {
+        if n == 0 {
+            let Reply::Ok(body) = echo(req) else {
+                unreachable!()
+            };
+            Reply::Cut(body[..body.len() / 2].to_vec())
+        } else {
+            echo(req)
+        }
+    });
+    let text: String = (0..5000)
+        .map(|i| format!("{{\"id\":{i},\"f\":[{i},1]}}\n"))
+        .collect();
+    let input = folder(&[("a.jsonl", &text)]);
+    let run = transform(
+        &fake.url(),
+        input.path(),
+        &[
+            "--content-type",
+            "application/jsonlines",
+            "--split-type",
+            "Line",
+            "--max-payload-mb",
+            "0",
+            "--input-filter",
+            "$.f",
+            "--join-source",
+            "Input",
+            "--assemble-with",
+            "Line",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let inv = fake.invocations();
+    assert_eq!(inv.len(), 2);
+    assert!(inv[1].chunked);
+    assert_eq!(inv[1].records()[3], "[3,1]");
+    let want: String = (0..5000)
+        .map(|i| format!("{{\"id\":{i},\"f\":[{i},1],\"SageMakerOutput\":[{i},1]}}\n"))
+        .collect();
+    assert_eq!(run.read("a.jsonl.out").unwrap(), want);
+}
