@@ -1,7 +1,9 @@
-//! Running a job: one reader thread cuts the files into mini-batches, a pool
-//! of workers sends them (at most `MaxConcurrentTransforms` requests in
-//! flight, sagemaker-contract.md §3), and the calling thread writes each
-//! file's responses in input order.
+//! Running a job: one reader thread cuts the files into mini-batches
+//! (`reader.rs`), a pool of workers sends them (at most
+//! `MaxConcurrentTransforms` requests in flight, sagemaker-contract.md §3),
+//! and the calling thread writes each file's responses in input order
+//! (`collect.rs`); a whole file streamed in one request is a worker's alone
+//! (`streamed.rs`).
 //!
 //! Files follow each other through the same pool, so many small files are
 //! in flight together, and mini-batches never span files (§3, "Splitting
@@ -11,26 +13,21 @@
 //! later ones. A failed file is marked at once: its remaining batches are
 //! skipped, its temporary output removed, and the other files go on.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::media::Format;
 
-use super::assemble::{assemble_buffered, Assembler, FileRecords, Originals, Rules, Whole};
+use super::assemble::{assemble_buffered, Originals, Rules, Whole};
 use super::error::{Result, TransformError};
 use super::inputs::InputFile;
-use super::output::{out_path, FileOutput};
 use super::plan::{Plan, SplitType};
 use super::progress::Progress;
-use super::split::{Batch, Blank, Records, SplitOptions, Splitter};
+use super::split::{Batch, Blank, Records, SplitOptions};
 
 /// What answers requests: a container over HTTP, or the pipeline.
 pub trait Backend: Sync {
@@ -145,7 +142,7 @@ pub fn with_retries<T>(retries: u32, mut f: impl FnMut() -> Result<T>) -> Result
 const TOKENS_PER_WORKER: usize = 3;
 
 /// A counting semaphore (std has none).
-struct Tokens {
+pub(super) struct Tokens {
     free: Mutex<usize>,
     cv: Condvar,
 }
@@ -158,7 +155,7 @@ impl Tokens {
         }
     }
 
-    fn acquire(&self) {
+    pub(super) fn acquire(&self) {
         let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         while *free == 0 {
             free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
@@ -166,14 +163,14 @@ impl Tokens {
         *free -= 1;
     }
 
-    fn release(&self) {
+    pub(super) fn release(&self) {
         *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.cv.notify_one();
     }
 }
 
 /// Work for a worker.
-enum Work {
+pub(super) enum Work {
     /// Batch `seq` of file `file`.
     Part { file: usize, seq: u64, batch: Batch },
     /// File `file`, streamed whole.
@@ -181,7 +178,7 @@ enum Work {
 }
 
 /// What the collector hears.
-enum Event {
+pub(super) enum Event {
     /// The reader started file `file`.
     Start { file: usize },
     /// The reader cut file `file` into `parts` batches.
@@ -223,7 +220,7 @@ pub fn run<B: Backend>(
     std::thread::scope(|s| {
         let events = event_tx.clone();
         let (tokens, failed) = (&tokens, &failed);
-        s.spawn(move || read_files(job, files, tokens, failed, work_tx, events));
+        s.spawn(move || super::reader::read_files(job, files, tokens, failed, work_tx, events));
         for _ in 0..workers {
             let events = event_tx.clone();
             let work_rx = &work_rx;
@@ -244,7 +241,8 @@ pub fn run<B: Backend>(
                             Event::Part { file, seq, result }
                         }
                         Work::Stream { file } => {
-                            let result = stream(backend, &mut w, job, rules, &files[file]);
+                            let result =
+                                super::streamed::stream(backend, &mut w, job, rules, &files[file]);
                             Event::Streamed {
                                 file,
                                 result,
@@ -259,147 +257,13 @@ pub fn run<B: Backend>(
             });
         }
         drop(event_tx);
-        collect(job, files, tokens, failed, event_rx, progress)
-    })
-}
-
-/// The reader: cut each file and hand out the batches.
-fn read_files(
-    job: &Job<'_>,
-    files: &[InputFile],
-    tokens: &Tokens,
-    failed: &[AtomicBool],
-    work: mpsc::SyncSender<Work>,
-    events: mpsc::Sender<Event>,
-) {
-    for (id, file) in files.iter().enumerate() {
-        if let Mode::Streamed = job.mode {
-            tokens.acquire();
-            if work.send(Work::Stream { file: id }).is_err() {
-                return;
-            }
-            continue;
-        }
-        let _ = events.send(Event::Start { file: id });
-        let mut seq = 0;
-        let mut send = |batch: Batch| {
-            tokens.acquire();
-            let sent = work.send(Work::Part {
-                file: id,
-                seq,
-                batch,
-            });
-            seq += 1;
-            sent.is_ok()
-        };
-        let result = cut_file(job, file, &failed[id], &mut send);
-        let event = match result {
-            Ok(()) => Event::Read {
-                file: id,
-                parts: seq,
-            },
-            Err(error) => Event::ReadFailed { file: id, error },
-        };
-        if events.send(event).is_err() {
-            return;
-        }
-    }
-}
-
-/// Cut one file into batches, passing each to `send` (false: stop).
-fn cut_file(
-    job: &Job<'_>,
-    file: &InputFile,
-    failed: &AtomicBool,
-    send: &mut dyn FnMut(Batch) -> bool,
-) -> Result<()> {
-    let plan = job.plan;
-    if plan.split == SplitType::None {
-        if let Some(limit) = plan.payload_limit().filter(|l| file.size > *l) {
-            return Err(TransformError::FileTooLarge {
-                size: file.size,
-                mb: plan.max_payload_mb,
-                limit,
-            });
-        }
-    }
-    let f = File::open(&file.path)
-        .map_err(|e| TransformError::io(format!("cannot open {}", file.path.display()), e))?;
-    let dp = plan.data_processing.as_ref();
-    match &job.mode {
-        Mode::Batches(opts) => {
-            let mut splitter = Splitter::new(f, opts.clone(), dp);
-            while !failed.load(Ordering::Relaxed) {
-                let Some(batch) = splitter.next_batch()? else {
-                    break;
-                };
-                if !send(batch) {
-                    break;
-                }
-            }
-            Ok(())
-        }
-        Mode::Whole => {
-            let batch = whole_file(job, f, file)?;
-            send(batch);
-            Ok(())
-        }
-        Mode::Streamed => Ok(()),
-    }
-}
-
-/// The file as one request (`SplitType=None`): its bytes as they are, or,
-/// with DataProcessing, its records filtered (an `application/json` file
-/// is one record; JSON lines are one record per line).
-fn whole_file(job: &Job<'_>, mut f: File, file: &InputFile) -> Result<Batch> {
-    let mut data = Vec::with_capacity(file.size as usize);
-    f.read_to_end(&mut data)
-        .map_err(|e| TransformError::io(format!("reading {}", file.path.display()), e))?;
-    let span = Bytes::from(data);
-    let start = crate::error::Position {
-        record: 1,
-        line: 1,
-        byte: 0,
-    };
-    let records = Records::new(&span, start, job.blank).count() as u64;
-    let Some(dp) = job.plan.data_processing.as_ref() else {
-        return Ok(Batch {
-            body: span,
-            originals: None,
-            filtered: false,
-            records,
-            start,
-        });
-    };
-    let mut body = Vec::new();
-    let records = if dp.input == Format::Json {
-        dp.filter_input(span.trim_ascii(), start, &mut body)?;
-        1
-    } else {
-        for (record, pos) in Records::new(&span, start, job.blank) {
-            dp.filter_input(record, pos, &mut body)?;
-        }
-        records
-    };
-    if let Some(limit) = job.plan.payload_limit().filter(|l| body.len() as u64 > *l) {
-        return Err(TransformError::FileTooLarge {
-            size: body.len() as u64,
-            mb: job.plan.max_payload_mb,
-            limit,
-        });
-    }
-    Ok(Batch {
-        body: Bytes::from(body),
-        originals: Some(span),
-        filtered: true,
-        records,
-        start,
+        super::collect::collect(job, files, tokens, failed, event_rx, progress)
     })
 }
 
 /// Whether a response's lines must match the records sent: records are
 /// lines and the answer is line-based (see `assemble.rs`).
-fn check_counts(job: &Job<'_>, format: Option<Format>) -> bool {
+pub(super) fn check_counts(job: &Job<'_>, format: Option<Format>) -> bool {
     let lines_out = matches!(format, Some(Format::Csv | Format::JsonLines));
     let dp_lines = job
         .plan
@@ -458,242 +322,6 @@ fn part<B: Backend>(
         };
         e.context(what)
     })
-}
-
-/// The body of a streamed request: the file's records (filtered, if an
-/// `InputFilter` is set) through the splitter, counted as they go; or the
-/// file's bytes as they are when nothing needs counting or filtering.
-struct StreamBody<'d> {
-    splitter: Option<Splitter<'d, File>>,
-    raw: Option<File>,
-    current: Bytes,
-    records: u64,
-    error: Option<TransformError>,
-}
-
-impl Read for StreamBody<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if let Some(raw) = self.raw.as_mut() {
-            return raw.read(buf);
-        }
-        while self.current.is_empty() {
-            let Some(s) = self.splitter.as_mut() else {
-                return Ok(0);
-            };
-            match s.next_batch() {
-                Ok(Some(b)) => {
-                    self.records += b.records;
-                    self.current = b.body;
-                }
-                Ok(None) => return Ok(0),
-                Err(e) => {
-                    // Kept to be reported as what it is (a bad record, not
-                    // a broken connection).
-                    let msg = e.to_string();
-                    self.error = Some(e);
-                    return Err(std::io::Error::other(msg));
-                }
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        let _ = self.current.split_to(n);
-        Ok(n)
-    }
-}
-
-/// Send a whole file in one streamed request, its output written as it
-/// comes back; retried from the start on a retryable failure.
-fn stream<B: Backend>(
-    backend: &B,
-    w: &mut B::Worker,
-    job: &Job<'_>,
-    rules: Rules<'_>,
-    file: &InputFile,
-) -> Result<FileStats> {
-    let plan = job.plan;
-    let open = |p: &Path| {
-        File::open(p).map_err(|e| TransformError::io(format!("cannot open {}", p.display()), e))
-    };
-    let mut out = FileOutput::create(out_path(job.out_dir, &file.rel))?;
-    let dp = plan.data_processing.as_ref();
-    let split = plan.split == SplitType::Line || dp.is_some();
-    let records = with_retries(backend.max_retries(), || {
-        out.reset()?;
-        let f = open(&file.path)?;
-        let mut body = if split {
-            let opts = SplitOptions {
-                target: super::split::READ_CHUNK as u64,
-                single: false,
-                max_record: None,
-                mb: 0,
-                blank: job.blank,
-                quote_aware: false,
-                keep_originals: false,
-            };
-            StreamBody {
-                splitter: Some(Splitter::new(f, opts, dp)),
-                raw: None,
-                current: Bytes::new(),
-                records: 0,
-                error: None,
-            }
-        } else {
-            StreamBody {
-                splitter: None,
-                raw: Some(f),
-                current: Bytes::new(),
-                records: 0,
-                error: None,
-            }
-        };
-        let originals: Box<dyn Originals> = match dp {
-            Some(d) if d.join => Box::new(FileRecords::new(
-                BufReader::with_capacity(1 << 20, open(&file.path)?),
-                job.blank,
-            )),
-            _ => Box::new(Records::new(b"", Default::default(), job.blank)),
-        };
-        let mut asm = Assembler::new(rules, originals);
-        let format = backend.invoke_streamed(w, &mut body, &mut |piece| asm.feed(piece, &mut out));
-        if let Some(e) = body.error.take() {
-            return Err(e);
-        }
-        let format = format?;
-        let count = check_counts(job, format);
-        asm.finish(count, body.records, &mut out)?;
-        Ok(body.records)
-    })?;
-    let bytes_out = out.commit()?;
-    Ok(FileStats { records, bytes_out })
-}
-
-/// One file being assembled by the collector.
-#[derive(Default)]
-struct Assembly {
-    out: Option<FileOutput>,
-    next: u64,
-    waiting: BTreeMap<u64, (Vec<u8>, u64, u64)>,
-    total: Option<u64>,
-    records: u64,
-    done: bool,
-}
-
-/// The collector: write each file's outputs in order, commit or fail it.
-fn collect(
-    job: &Job<'_>,
-    files: &[InputFile],
-    tokens: &Tokens,
-    failed: &[AtomicBool],
-    events: mpsc::Receiver<Event>,
-    progress: &Progress,
-) -> Vec<FileReport> {
-    let mut state: Vec<Assembly> = files.iter().map(|_| Assembly::default()).collect();
-    let mut outcomes: Vec<Option<Result<FileStats>>> = files.iter().map(|_| None).collect();
-    let mut finish = |id: usize, st: &mut Assembly, r: Result<FileStats>| {
-        if st.done {
-            return;
-        }
-        st.done = true;
-        if r.is_err() {
-            failed[id].store(true, Ordering::Relaxed);
-            st.out = None; // removes the temporary file
-            st.waiting.clear();
-        }
-        progress.file_done(r.is_ok());
-        outcomes[id] = Some(r);
-    };
-    for event in events {
-        let touched = match &event {
-            Event::Start { file }
-            | Event::Read { file, .. }
-            | Event::ReadFailed { file, .. }
-            | Event::Part { file, .. }
-            | Event::Streamed { file, .. } => *file,
-        };
-        match event {
-            Event::Start { file } => {
-                let st = &mut state[file];
-                match FileOutput::create(out_path(job.out_dir, &files[file].rel)) {
-                    Ok(out) => st.out = Some(out),
-                    Err(e) => finish(file, st, Err(e)),
-                }
-            }
-            Event::Part { file, seq, result } => {
-                tokens.release();
-                let st = &mut state[file];
-                if st.done {
-                    continue;
-                }
-                match result {
-                    Ok(Some(part)) => {
-                        st.waiting.insert(seq, part);
-                        if let Err(e) = drain(st, progress) {
-                            finish(file, st, Err(e));
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(e) => finish(file, st, Err(e)),
-                }
-            }
-            Event::Read { file, parts } => state[file].total = Some(parts),
-            Event::ReadFailed { file, error } => finish(file, &mut state[file], Err(error)),
-            Event::Streamed {
-                file,
-                result,
-                bytes_in,
-            } => {
-                tokens.release();
-                if let Ok(s) = &result {
-                    progress.add(s.records, bytes_in);
-                }
-                finish(file, &mut state[file], result);
-            }
-        }
-        // Commit the file once all its batches are written.
-        let (id, st) = (touched, &mut state[touched]);
-        {
-            if !st.done && st.total == Some(st.next) {
-                let r = match st.out.take() {
-                    Some(out) => out.commit().map(|bytes_out| FileStats {
-                        records: st.records,
-                        bytes_out,
-                    }),
-                    None => Err(TransformError::Io {
-                        context: "the output file".into(),
-                        source: std::io::Error::other("was not created"),
-                    }),
-                };
-                finish(id, st, r);
-            }
-        }
-    }
-    files
-        .iter()
-        .zip(outcomes)
-        .map(|(f, o)| FileReport {
-            rel: f.rel.clone(),
-            outcome: o.unwrap_or_else(|| {
-                Err(TransformError::Io {
-                    context: "the job".into(),
-                    source: std::io::Error::other("stopped before this file was done"),
-                })
-            }),
-        })
-        .collect()
-}
-
-/// Write the waiting outputs that are next in order.
-fn drain(st: &mut Assembly, progress: &Progress) -> Result<()> {
-    while let Some((bytes, records, bytes_in)) = st.waiting.remove(&st.next) {
-        if let Some(out) = st.out.as_mut() {
-            out.write(&bytes)?;
-        }
-        st.next += 1;
-        st.records += records;
-        progress.add(records, bytes_in);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

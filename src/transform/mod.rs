@@ -21,6 +21,7 @@
 //! after each response under `AssembleWith=Line`.
 
 pub mod assemble;
+mod collect;
 pub mod dataprocessing;
 pub mod endpoint;
 pub mod engine;
@@ -33,7 +34,9 @@ pub mod jsonpath;
 pub mod output;
 pub mod plan;
 pub mod progress;
+mod reader;
 pub mod split;
+mod streamed;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
