@@ -13,4 +13,28 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# docker-compose (or the `docker compose` v2 plugin), where there is Docker:
+# SageMaker SDK local mode runs every job through it (tests/container.rs).
+if command -v docker >/dev/null 2>&1 &&
+  ! docker compose version 2>/dev/null | grep -q v2 &&
+  ! command -v docker-compose >/dev/null 2>&1; then
+  echo "setup: installing docker-compose"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose
+fi
+
+# The SageMaker Python SDK v2 in .venv-sdk/ (git-ignored), for the local-mode
+# test. Reinstalled only when tests/sdk/requirements.txt changes.
+venv=.venv-sdk
+req=tests/sdk/requirements.txt
+if ! cmp -s "$req" "$venv/requirements.installed" 2>/dev/null ||
+  ! "$venv/bin/python" -c 'import importlib.metadata as m; m.version("sagemaker")' >/dev/null 2>&1; then
+  echo "setup: creating $venv with $(grep -v '^#' "$req" | tr '\n' ' ')"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.installed"
+fi
+
 echo "setup: ok"
