@@ -87,7 +87,8 @@ impl Backend for InProcess {
             }));
         }
         Ok(Response {
-            body: out.to_vec(),
+            // Takes the buffer over without a copy.
+            body: Vec::from(out),
             format: Some(self.output),
         })
     }

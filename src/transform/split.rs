@@ -235,6 +235,76 @@ impl<'d, R: Read> Splitter<'d, R> {
 
     /// The next batch, `None` at end of input.
     pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+        if let Some(batch) = self.fast_batch()? {
+            return Ok(Some(batch));
+        }
+        self.slow_batch()
+    }
+
+    /// The common case without a look at each line: no filter, several
+    /// records per batch, no quotes to track, and any line short enough to
+    /// fit (`max_record >= target`). The batch is then the longest run of
+    /// whole lines within `target` bytes, cut at the last `\n` before it
+    /// (the greedy packing of the slow path), its records counted by a
+    /// vectorised newline count. `None` (use the slow path) when the span
+    /// holds a blank line or no newline at all.
+    fn fast_batch(&mut self) -> Result<Option<Batch>> {
+        let o = &self.opts;
+        let applies = self.filter.is_none()
+            && !o.single
+            && !o.quote_aware
+            && o.blank == Blank::Empty
+            && o.max_record.is_none_or(|m| m >= o.target);
+        if !applies {
+            return Ok(None);
+        }
+        let target = usize::try_from(o.target).unwrap_or(usize::MAX);
+        while self.buf.len() <= target && self.fill()? {}
+        let end = if self.buf.len() <= target {
+            self.buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &self.buf[..target]) {
+                Some(i) => i + 1,
+                None => return Ok(None),
+            }
+        };
+        let span = &self.buf[..end];
+        let first = memchr::memchr(b'\n', span).map_or(span, |i| &span[..i]);
+        let last = match memchr::memrchr(b'\n', span) {
+            Some(i) => &span[i + 1..],
+            None => span,
+        };
+        let ends_open = !span.ends_with(b"\n");
+        if span.is_empty()
+            || Blank::Empty.is_blank(first)
+            || (ends_open && Blank::Empty.is_blank(last))
+            || memchr::memmem::find(span, b"\n\n").is_some()
+            || memchr::memmem::find(span, b"\n\r\n").is_some()
+        {
+            return Ok(None);
+        }
+        let newlines = memchr::memchr_iter(b'\n', span).count() as u64;
+        let records = newlines + ends_open as u64;
+        let start = Position {
+            record: self.record + 1,
+            line: self.line,
+            byte: self.byte,
+        };
+        let body = self.buf.split_to(end).freeze();
+        self.byte += end as u64;
+        self.line += newlines;
+        self.record += records;
+        Ok(Some(Batch {
+            body,
+            originals: None,
+            filtered: false,
+            records,
+            start,
+        }))
+    }
+
+    /// Line by line: blank lines, filters, single records, quotes, limits.
+    fn slow_batch(&mut self) -> Result<Option<Batch>> {
         let mut cursor = 0;
         let mut lines = 0u64; // lines between buf[0] and the cursor
         let mut end = 0; // end of the batch's last record
@@ -507,6 +577,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
         /// MultiRecord: no body over the limit, every record once, in order.
         #[test]
         fn mini_batches_fit_and_keep_every_record_in_order(
@@ -540,6 +611,14 @@ mod tests {
                         }
                     }
                     prop_assert_eq!(got, want);
+                    // The fast path (Blank::Empty) cuts exactly where the
+                    // line-by-line path (forced by Blank::Whitespace, the
+                    // same rule on these inputs) does.
+                    let mut slow = opts(limit, false, Some(limit));
+                    slow.blank = Blank::Whitespace;
+                    let slow = split(input.as_bytes(), slow).unwrap();
+                    let spans = |v: &[Batch]| v.iter().map(|b| (b.body.clone(), b.records, b.start)).collect::<Vec<_>>();
+                    prop_assert_eq!(spans(&batches), spans(&slow));
                 }
             }
         }
