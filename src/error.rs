@@ -167,6 +167,9 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: u64,
     },
+    /// A request parameter is not valid.
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// A request made no progress for the configured time.
     #[error("no data received for {secs} s (MODEL_SERVER_TIMEOUT)")]
     Timeout {
@@ -321,6 +324,7 @@ impl Error {
             NotReady => "loading",
             Overloaded { .. } => "overloaded",
             Timeout { .. } => "timeout",
+            BadRequest(_) => "bad_request",
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",

@@ -61,6 +61,7 @@ pub fn route_label(path: &str) -> &'static str {
         "/invocations" => "/invocations",
         "/execution-parameters" => "/execution-parameters",
         "/metrics" => "/metrics",
+        "/invocations-bidirectional-stream" => "/invocations-bidirectional-stream",
         _ => "other",
     }
 }

@@ -82,6 +82,15 @@ pub struct Stats {
     pub placeholders: u64,
 }
 
+impl Stats {
+    /// Add another run's counters (a WebSocket session runs several).
+    pub fn add(&mut self, other: Stats) {
+        self.records += other.records;
+        self.predictions += other.predictions;
+        self.placeholders += other.placeholders;
+    }
+}
+
 /// One input stream's run through decoder, model and encoder.
 pub struct Pipeline {
     decoder: Decoder,

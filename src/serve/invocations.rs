@@ -57,7 +57,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let mut log = Some(RequestLog::new(&headers));
+    let mut log = Some(RequestLog::new(&headers, "POST", "/invocations"));
     let request_id = log.as_ref().map(|l| l.request_id.clone());
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
     let mut response = match start(&state, &headers, body, &mut log).await {
@@ -373,8 +373,10 @@ impl<S> Drop for Invocation<S> {
 /// One request's log line and metrics: created when the request arrives
 /// (counting it in flight), finished exactly once when its outcome is known.
 pub(crate) struct RequestLog {
+    method: &'static str,
+    path: &'static str,
     started: Instant,
-    request_id: String,
+    pub(crate) request_id: String,
     inference_id: Option<String>,
     variant: Option<String>,
 }
@@ -395,7 +397,7 @@ fn next_request_id() -> String {
 }
 
 impl RequestLog {
-    pub(crate) fn new(headers: &HeaderMap) -> RequestLog {
+    pub(crate) fn new(headers: &HeaderMap, method: &'static str, path: &'static str) -> RequestLog {
         let get = |name: &str| {
             headers
                 .get(name)
@@ -404,6 +406,8 @@ impl RequestLog {
         };
         metrics().in_flight.inc();
         RequestLog {
+            method,
+            path,
             started: Instant::now(),
             request_id: next_request_id(),
             inference_id: get("x-amzn-sagemaker-inference-id"),
@@ -425,7 +429,7 @@ impl RequestLog {
 
     /// The request ended with `status` (200 once committed, even if an error
     /// cut the response later: that is `err`).
-    fn finish(
+    pub(crate) fn finish(
         self,
         status: u16,
         stats: &Stats,
@@ -434,14 +438,15 @@ impl RequestLog {
         err: Option<&Error>,
     ) {
         let ms = self.account(stats, bytes_in, bytes_out);
-        metrics().request("/invocations", status);
+        metrics().request(self.path, status);
+        let (method, path) = (self.method, self.path);
         let id = self.inference_id.as_deref().unwrap_or("");
         let variant = self.variant.as_deref().unwrap_or("");
         let request_id = self.request_id.as_str();
         match err {
             None => tracing::info!(
                 target: "mmp::request",
-                method = "POST", path = "/invocations", status,
+                method, path, status,
                 records = stats.records, predictions = stats.predictions,
                 placeholders = stats.placeholders, bytes_in, bytes_out,
                 duration_ms = ms, request_id, inference_id = id, target_variant = variant,
@@ -454,7 +459,7 @@ impl RequestLog {
                 }
                 tracing::warn!(
                     target: "mmp::request",
-                    method = "POST", path = "/invocations", status,
+                    method, path, status,
                     records = stats.records, predictions = stats.predictions,
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
@@ -468,13 +473,13 @@ impl RequestLog {
     /// The request was dropped before its end: the client went away, or
     /// shutdown cut it. Counted as 200 if the status was sent, else as 499
     /// (nginx's "client closed request").
-    fn aborted(self, committed: bool, stats: &Stats, bytes_in: u64, bytes_out: u64) {
+    pub(crate) fn aborted(self, committed: bool, stats: &Stats, bytes_in: u64, bytes_out: u64) {
         let ms = self.account(stats, bytes_in, bytes_out);
-        metrics().request("/invocations", if committed { 200 } else { 499 });
+        metrics().request(self.path, if committed { 200 } else { 499 });
         metrics().aborted.inc();
         tracing::warn!(
             target: "mmp::request",
-            method = "POST", path = "/invocations",
+            method = self.method, path = self.path,
             records = stats.records, predictions = stats.predictions,
             bytes_in, bytes_out, duration_ms = ms,
             request_id = self.request_id.as_str(),

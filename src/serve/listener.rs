@@ -10,7 +10,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
@@ -76,7 +75,10 @@ where
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = GracefulShutdown::new();
+    // Connections in progress, and the signal that tells them to finish
+    // their current request and close (hyper's `graceful_shutdown`).
+    let tasks = tokio_util::task::TaskTracker::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -105,13 +107,24 @@ where
             .header_read_timeout(limits.header_read_timeout)
             .max_header_size(limits.max_header_bytes)
             .keep_alive(true);
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(service.clone()),
-        );
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        // With upgrades, for the WebSocket endpoint.
+        let conn = http
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(service.clone()),
+            )
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = async { let _ = stop.wait_for(|stop| *stop).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
@@ -123,7 +136,9 @@ where
         grace_s = limits.grace.as_secs_f64(),
         "stopped accepting; waiting for in-flight requests"
     );
-    match tokio::time::timeout(limits.grace, graceful.shutdown()).await {
+    stop_tx.send_replace(true);
+    tasks.close();
+    match tokio::time::timeout(limits.grace, tasks.wait()).await {
         Ok(()) => {
             tracing::info!(target: "mmp::shutdown", "all requests completed; exiting");
             true

@@ -8,6 +8,7 @@
 //! `/ping` answers 503 until the model is ready, and a model that cannot be
 //! loaded ends the process with its reason.
 
+pub mod bidi;
 pub mod invocations;
 pub mod listener;
 pub mod reply;
@@ -32,6 +33,11 @@ pub struct State {
     pub model: OnceLock<SharedModel>,
     /// Permits for `/invocations` in progress (`max_in_flight` of them).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// WebSocket sessions, which outlive their HTTP connection's upgrade and
+    /// so are drained on shutdown separately.
+    pub sessions: tokio_util::task::TaskTracker,
+    /// Turns true when shutdown starts: sessions close with 1001.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -39,6 +45,8 @@ impl State {
     pub fn new(cfg: ServeConfig) -> State {
         State {
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
+            sessions: tokio_util::task::TaskTracker::new(),
+            shutdown: tokio::sync::watch::channel(false).0,
             cfg,
             model: OnceLock::new(),
         }
@@ -108,7 +116,15 @@ pub async fn run(
         max_connections: state.cfg.max_connections,
         grace: state.cfg.shutdown_grace,
     };
-    let server = tokio::spawn(listener::serve(listener, service, limits, shutdown));
+    // The signal also tells WebSocket sessions to close.
+    let signal = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.shutdown.send_replace(true);
+        }
+    };
+    let server = tokio::spawn(listener::serve(listener, service, limits, signal));
 
     let dir = state.cfg.model_dir.clone();
     let load_started = Instant::now();
@@ -127,9 +143,23 @@ pub async fn run(
         "model loaded; ready"
     );
     let _ = state.model.set(model);
+    let drain_started = Instant::now();
     server
         .await
         .map_err(|e| Error::config(format!("the server task failed: {e}")))?;
+    // Sessions were told to close when the signal came; give them what is
+    // left of the grace period.
+    state.sessions.close();
+    let left = state
+        .cfg
+        .shutdown_grace
+        .saturating_sub(drain_started.elapsed());
+    if tokio::time::timeout(left, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(target: "mmp::shutdown", "WebSocket sessions still open after the grace period: cut");
+    }
     Ok(())
 }
 

@@ -21,6 +21,8 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         .unify()
         .or(metrics_route())
         .unify()
+        .or(super::bidi::route(state.clone()))
+        .unify()
         .or(invocations(state))
         .unify()
         .recover(handle_rejection)
