@@ -21,7 +21,7 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 use memchr::{memchr, memchr_iter};
 
 use super::field::parse_field;
-use super::lines::{BomStripper, LineFramer, Next, BOM};
+use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
 use super::DecodeOptions;
 use crate::error::{Error, ErrorKind, Position};
 use crate::record::{Batch, Shape};
@@ -97,15 +97,13 @@ impl CsvDecoder {
     /// record was pushed. Returns the bytes consumed; an incomplete last
     /// record is kept for the next call.
     pub fn decode(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
-        let (replay, dropped, resume) = self.bom.strip(input);
-        if dropped > 0 {
-            self.framer.advance(BOM);
-        }
-        if !replay.is_empty() {
-            // At most two bytes without a newline: they only enter the carry.
-            self.run(replay, batch, usize::MAX);
-        }
-        resume + self.run(&input[resume..], batch, limit)
+        self.decode_lines(input, batch, limit)
+    }
+}
+
+impl LineDecoder for CsvDecoder {
+    fn parts(&mut self) -> (&mut BomStripper, &mut LineFramer) {
+        (&mut self.bom, &mut self.framer)
     }
 
     fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
@@ -141,14 +139,13 @@ impl CsvDecoder {
             }
         }
     }
+}
 
+impl CsvDecoder {
     /// End of input: decode a last record that had no newline. Reports an
     /// unterminated quote as an error of that record.
     pub fn finish(&mut self, batch: &mut Batch) {
-        let (replay, _, _) = self.bom.strip(&[]);
-        if !replay.is_empty() {
-            self.run(replay, batch, usize::MAX);
-        }
+        self.replay_partial_bom(batch);
         if let Some(q) = &self.rows.quoted {
             if q.quotes % 2 == 1 {
                 let pos = q.pos;

@@ -18,7 +18,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::lines::{BomStripper, LineFramer, Next, BOM};
+use super::lines::{BomStripper, LineDecoder, LineFramer, Next, BOM};
 use super::DecodeOptions;
 use crate::error::{Error, ErrorKind, Position};
 use crate::record::Batch;
@@ -45,14 +45,40 @@ impl JsonLinesDecoder {
 
     /// Decode rows from `input`; same contract as `CsvDecoder::decode`.
     pub fn decode(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
-        let (replay, dropped, resume) = self.bom.strip(input);
-        if dropped > 0 {
-            self.framer.advance(BOM);
+        self.decode_lines(input, batch, limit)
+    }
+
+    /// End of input: decode a last line that had no newline.
+    pub fn finish(&mut self, batch: &mut Batch) {
+        self.replay_partial_bom(batch);
+        if let Some((line, pos)) = self.framer.finish() {
+            number_and_push(&mut self.records, line, pos, &self.opts, batch);
         }
-        if !replay.is_empty() {
-            self.run(replay, batch, usize::MAX);
-        }
-        resume + self.run(&input[resume..], batch, limit)
+    }
+}
+
+/// Number a non-blank line as the next record and push its row.
+fn number_and_push(
+    records: &mut u64,
+    line: &[u8],
+    pos: Position,
+    opts: &DecodeOptions,
+    batch: &mut Batch,
+) {
+    let line = line.trim_ascii();
+    if !line.is_empty() {
+        *records += 1;
+        let pos = Position {
+            record: *records,
+            ..pos
+        };
+        push_row(line, pos, opts, batch);
+    }
+}
+
+impl LineDecoder for JsonLinesDecoder {
+    fn parts(&mut self) -> (&mut BomStripper, &mut LineFramer) {
+        (&mut self.bom, &mut self.framer)
     }
 
     fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
@@ -74,35 +100,8 @@ impl JsonLinesDecoder {
                     batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
                 }
                 Next::Line(line, pos) => {
-                    let line = line.trim_ascii();
-                    if !line.is_empty() {
-                        self.records += 1;
-                        let pos = Position {
-                            record: self.records,
-                            ..pos
-                        };
-                        push_row(line, pos, &self.opts, batch);
-                    }
+                    number_and_push(&mut self.records, line, pos, &self.opts, batch)
                 }
-            }
-        }
-    }
-
-    /// End of input: decode a last line that had no newline.
-    pub fn finish(&mut self, batch: &mut Batch) {
-        let (replay, _, _) = self.bom.strip(&[]);
-        if !replay.is_empty() {
-            self.run(replay, batch, usize::MAX);
-        }
-        if let Some((line, pos)) = self.framer.finish() {
-            let line = line.trim_ascii();
-            if !line.is_empty() {
-                self.records += 1;
-                let pos = Position {
-                    record: self.records,
-                    ..pos
-                };
-                push_row(line, pos, &self.opts, batch);
             }
         }
     }

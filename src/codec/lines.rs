@@ -10,6 +10,7 @@
 use memchr::memchr;
 
 use crate::error::Position;
+use crate::record::Batch;
 
 /// What the framer found next.
 #[derive(Debug)]
@@ -137,6 +138,39 @@ impl LineFramer {
         self.byte += self.carry.len() as u64;
         self.carry_out = true;
         Some((&self.carry, pos))
+    }
+}
+
+/// A decoder built on a [`LineFramer`]: what the CSV and JSON-lines
+/// decoders share around their own line loop, the BOM at the start.
+pub(crate) trait LineDecoder {
+    /// The decoder's BOM stripper and framer.
+    fn parts(&mut self) -> (&mut BomStripper, &mut LineFramer);
+
+    /// The decoder's own loop: decode what `input` completes, up to `limit`
+    /// records in `batch`; returns the bytes consumed.
+    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize;
+
+    /// Strip a BOM from the start of the stream, then run.
+    fn decode_lines(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
+        let (bom, framer) = self.parts();
+        let (replay, dropped, resume) = bom.strip(input);
+        if dropped > 0 {
+            framer.advance(BOM);
+        }
+        if !replay.is_empty() {
+            // At most two bytes without a newline: they only enter the carry.
+            self.run(replay, batch, usize::MAX);
+        }
+        resume + self.run(&input[resume..], batch, limit)
+    }
+
+    /// End of input: a BOM prefix that never completed is data after all.
+    fn replay_partial_bom(&mut self, batch: &mut Batch) {
+        let (replay, _, _) = self.parts().0.strip(&[]);
+        if !replay.is_empty() {
+            self.run(replay, batch, usize::MAX);
+        }
     }
 }
 
