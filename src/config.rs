@@ -253,16 +253,14 @@ impl ServeConfig {
         };
         let decode = DecodeOptions {
             csv_header: r.boolean("MMP_CSV_HEADER")?.unwrap_or(false),
-            max_record_bytes: r
-                .get("MMP_MAX_RECORD_BYTES")
-                .map(|v| r.positive("MMP_MAX_RECORD_BYTES", &v))
-                .transpose()?
-                .unwrap_or(crate::codec::DEFAULT_MAX_RECORD_BYTES),
-            max_document_bytes: r
-                .get("MMP_MAX_DOCUMENT_BYTES")
-                .map(|v| r.positive("MMP_MAX_DOCUMENT_BYTES", &v))
-                .transpose()?
-                .unwrap_or(crate::codec::DEFAULT_MAX_DOCUMENT_BYTES),
+            max_record_bytes: r.positive_or(
+                "MMP_MAX_RECORD_BYTES",
+                crate::codec::DEFAULT_MAX_RECORD_BYTES,
+            )?,
+            max_document_bytes: r.positive_or(
+                "MMP_MAX_DOCUMENT_BYTES",
+                crate::codec::DEFAULT_MAX_DOCUMENT_BYTES,
+            )?,
             ..DecodeOptions::default()
         };
         let grace = r
@@ -283,10 +281,7 @@ impl ServeConfig {
             advertised_max_payload_mb: advertised,
             batch_strategy,
             max_concurrent_transforms: r
-                .get("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS")
-                .map(|v| r.positive("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", &v))
-                .transpose()?
-                .unwrap_or(cpus),
+                .positive_or("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", cpus)?,
             default_accept,
             pipeline: PipelineOptions {
                 decode,
@@ -294,28 +289,15 @@ impl ServeConfig {
                 batch_records: DEFAULT_BATCH_RECORDS,
             },
             shutdown_grace: grace,
-            max_connections: r
-                .get("MMP_MAX_CONNECTIONS")
-                .map(|v| r.positive("MMP_MAX_CONNECTIONS", &v))
-                .transpose()?
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            max_in_flight: r
-                .get("MMP_MAX_IN_FLIGHT")
-                .map(|v| r.positive("MMP_MAX_IN_FLIGHT", &v))
-                .transpose()?
-                .unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            max_connections: r.positive_or("MMP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
+            max_in_flight: r.positive_or("MMP_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
             header_read_timeout: r
-                .get("MMP_HEADER_READ_TIMEOUT_SECONDS")
-                .map(|v| r.positive("MMP_HEADER_READ_TIMEOUT_SECONDS", &v))
-                .transpose()?
+                .positive_opt("MMP_HEADER_READ_TIMEOUT_SECONDS")?
                 .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| {
                     Duration::from_secs(s as u64)
                 }),
             max_header_bytes: r
-                .get("MMP_MAX_HEADER_BYTES")
-                .map(|v| r.positive("MMP_MAX_HEADER_BYTES", &v))
-                .transpose()?
-                .unwrap_or(DEFAULT_MAX_HEADER_BYTES)
+                .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
                 .max(1024),
         };
         if let Some(bind) = over.bind {
@@ -362,6 +344,16 @@ impl<E: Env> Reader<'_, E> {
                 .map(Some)
                 .map_err(|e: T::Err| self.invalid(key, &v, &e.to_string())),
         }
+    }
+
+    /// `key` as a number ≥ 1, or `default` when unset.
+    fn positive_or(&self, key: &str, default: usize) -> Result<usize, Error> {
+        Ok(self.positive_opt(key)?.unwrap_or(default))
+    }
+
+    /// `key` as a number ≥ 1, if set.
+    fn positive_opt(&self, key: &str) -> Result<Option<usize>, Error> {
+        self.get(key).map(|v| self.positive(key, &v)).transpose()
     }
 
     fn positive(&self, key: &str, v: &str) -> Result<usize, Error> {

@@ -36,23 +36,24 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
         opts.decode.csv_header = header;
     }
     let accept = args.accept.as_deref().map(Format::parse).transpose()?;
-    let formats = |path: Option<&Path>| {
+    // The job for an input: its format from the option, else its extension,
+    // else CSV; the output's from the option, else the input's.
+    let job_for = |path: Option<&Path>| {
         let input = explicit
             .map(|c| c.format)
             .or_else(|| path.and_then(Format::from_path))
             .unwrap_or(Format::Csv);
-        (input, accept.unwrap_or(input))
+        Job {
+            model: &model,
+            opts: &opts,
+            input,
+            output: accept.unwrap_or(input),
+        }
     };
 
     let stdin_only = args.inputs.is_empty() || args.inputs.iter().all(|p| p.as_os_str() == "-");
     if stdin_only {
-        let (input, output) = formats(None);
-        let job = Job {
-            model: &model,
-            opts: &opts,
-            input,
-            output,
-        };
+        let job = job_for(None);
         return match &args.output {
             None => job
                 .run(&mut io::stdin().lock(), &mut io::stdout().lock())
@@ -62,13 +63,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
     }
     if args.inputs.len() == 1 && args.output.as_ref().is_none_or(|o| !o.is_dir()) {
         let path = &args.inputs[0];
-        let (input, output) = formats(Some(path));
-        let job = Job {
-            model: &model,
-            opts: &opts,
-            input,
-            output,
-        };
+        let job = job_for(Some(path));
         let mut reader = open(path)?;
         let result = match &args.output {
             None => job.run(&mut reader, &mut io::stdout().lock()).map(drop),
@@ -82,13 +77,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
     }
     let mut first_error = None;
     for path in &args.inputs {
-        let (input, output) = formats(Some(path));
-        let job = Job {
-            model: &model,
-            opts: &opts,
-            input,
-            output,
-        };
+        let job = job_for(Some(path));
         let out = out_path(path, args.output.as_deref());
         let result = open(path).and_then(|mut r| job.to_file(&mut r, &out));
         if let Err(e) = result {
