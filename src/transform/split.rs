@@ -151,6 +151,13 @@ impl<'d, R: Read> Splitter<'d, R> {
             return Ok(false);
         }
         let len = self.buf.len();
+        if self.buf.capacity() - len < READ_CHUNK {
+            // Room for a whole batch at once: one allocation per batch, not
+            // one per read (the previous batch still holds the old one).
+            let batch = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
+            self.buf
+                .reserve(batch.clamp(READ_CHUNK, 64 << 20) + READ_CHUNK);
+        }
         self.buf.resize(len + READ_CHUNK, 0);
         loop {
             match self.reader.read(&mut self.buf[len..]) {
@@ -278,12 +285,20 @@ impl<'d, R: Read> Splitter<'d, R> {
         if span.is_empty()
             || Blank::Empty.is_blank(first)
             || (ends_open && Blank::Empty.is_blank(last))
-            || memchr::memmem::find(span, b"\n\n").is_some()
-            || memchr::memmem::find(span, b"\n\r\n").is_some()
         {
             return Ok(None);
         }
-        let newlines = memchr::memchr_iter(b'\n', span).count() as u64;
+        // Count the lines and look for a blank one in the same pass: a line
+        // is blank when the byte after a `\n` starts `\n` or `\r\n`.
+        let mut newlines = 0u64;
+        for i in memchr::memchr_iter(b'\n', span) {
+            newlines += 1;
+            match span.get(i + 1) {
+                Some(b'\n') => return Ok(None),
+                Some(b'\r') if span.get(i + 2) == Some(&b'\n') => return Ok(None),
+                _ => {}
+            }
+        }
         let records = newlines + ends_open as u64;
         let start = Position {
             record: self.record + 1,
