@@ -91,17 +91,25 @@ fn docker_required() -> bool {
     std::env::var("REQUIRE_DOCKER").is_ok_and(|v| v == "1")
 }
 
+/// A line on the real stderr, past libtest's capture (which only takes the
+/// `eprintln!` macros): skips and measurements show in a plain `cargo test`.
+fn say(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
+}
+
 /// Go on (true), or skip loudly (false), or fail under REQUIRE_DOCKER=1.
+/// `what` says what is missing ("no Docker engine").
 fn skip_unless(test: &str, what: &str, problem: Option<String>) -> bool {
     let Some(problem) = problem else { return true };
     if docker_required() {
-        panic!("REQUIRE_DOCKER=1 but {what} is missing: {problem}");
+        panic!("REQUIRE_DOCKER=1 and {what}: {problem}");
     }
-    eprintln!(
+    say(&format!(
         "\n==================================================================\n\
          SKIPPED: {what} ({test})\n  {problem}\n  (REQUIRE_DOCKER=1 turns this into a failure)\n\
-         ==================================================================\n"
-    );
+         =================================================================="
+    ));
     false
 }
 
@@ -146,10 +154,10 @@ fn build_image() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    eprintln!(
+    say(&format!(
         "measured: container/build.sh {tag} took {:.1} s",
         started.elapsed().as_secs_f64()
-    );
+    ));
     Ok(tag)
 }
 
@@ -348,10 +356,10 @@ fn the_image_is_one_static_binary_under_20_mb_with_sagemakers_label() {
     let size: u64 = docker_ok(&["image", "inspect", "--format", "{{.Size}}", image])
         .parse()
         .unwrap();
-    eprintln!(
+    say(&format!(
         "measured: image size {size} bytes ({:.2} MB)",
         size as f64 / 1e6
-    );
+    ));
     assert!(size < MAX_IMAGE_BYTES, "image is {size} bytes");
 
     let config: serde_json::Value = serde_json::from_str(&docker_ok(&[
@@ -400,7 +408,7 @@ fn the_image_is_one_static_binary_under_20_mb_with_sagemakers_label() {
     );
     if let Ok(out) = Command::new("file").arg("-b").arg(&dest).output() {
         let desc = String::from_utf8_lossy(&out.stdout);
-        eprintln!("measured: file /mmp: {}", desc.trim());
+        say(&format!("measured: file /mmp: {}", desc.trim()));
         assert!(desc.contains("static"), "{desc}");
     }
 }
@@ -414,10 +422,10 @@ fn serve_pings_within_a_second_and_answers_every_golden_input() {
     }
     // --read-only: nothing in the image needs to write (there is no /tmp).
     let (c, addr, ready) = serve(image(), &["--read-only"]);
-    eprintln!(
+    say(&format!(
         "measured: /ping 200 {:.0} ms after `docker run` returned",
         ready.as_secs_f64() * 1e3
-    );
+    ));
     assert!(ready < PING_BOUND, "/ping took {ready:?}");
 
     let r = request(addr, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -572,11 +580,12 @@ fn docker_stop_lets_a_streaming_request_finish_and_exits_0() {
     );
     let _ = follow.kill();
     let _ = follow.wait();
-    eprintln!(
-        "measured: docker stop -> response complete {:.0} ms, container exited {:.0} ms after SIGTERM",
+    say(&format!(
+        "measured: docker stop -> response complete {:.0} ms, \
+         container exited {:.0} ms after SIGTERM",
         finished.as_secs_f64() * 1e3,
         stopped.as_secs_f64() * 1e3
-    );
+    ));
     assert!(stopped < STOP_BOUND, "stop took {stopped:?}");
     assert_eq!(c.inspect("{{.State.ExitCode}}"), "0", "{}", c.logs());
     assert_eq!(c.inspect("{{.State.OOMKilled}}"), "false");
@@ -829,7 +838,10 @@ case "$1" in
     { echo "$line <context>"; echo "  context: $(cd "$ctx" && ls | tr '\n' ' ')"; } >> "$STUB_LOG"
     echo "Successfully built 0123456789ab" ;;
   login)
-    { printf 'docker'; printf ' %s' "$@"; echo; echo "  stdin: $(cat)"; } >> "$STUB_LOG"
+    # Read the piped token first: `aws ... | docker login` start together,
+    # and the aws line must be logged before this one.
+    token=$(cat)
+    { printf 'docker'; printf ' %s' "$@"; echo; echo "  stdin: $token"; } >> "$STUB_LOG"
     echo "Login Succeeded" ;;
   tag | push)
     { printf 'docker'; printf ' %s' "$@"; echo; } >> "$STUB_LOG" ;;
@@ -1027,11 +1039,11 @@ fn sagemaker_sdk_local_mode_trains_transforms_and_serves_with_the_image() {
     let python = match sdk_python() {
         Ok(p) => p,
         Err(e) => {
-            skip_unless(TEST, "the SageMaker SDK venv", Some(e));
+            skip_unless(TEST, "no SageMaker SDK venv", Some(e));
             return;
         }
     };
-    if !skip_unless(TEST, "docker compose", compose_problem()) {
+    if !skip_unless(TEST, "no docker compose", compose_problem()) {
         return;
     }
     // Its own tag, so that its containers (named by docker-compose) can be
@@ -1069,12 +1081,12 @@ fn sagemaker_sdk_local_mode_trains_transforms_and_serves_with_the_image() {
     let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     for line in stdout.lines().filter(|l| l.starts_with("SDK-RESULT ")) {
-        eprintln!("measured: {line}");
+        say(&format!("measured: {line}"));
     }
-    eprintln!(
+    say(&format!(
         "measured: SDK local mode run took {:.1} s",
         started.elapsed().as_secs_f64()
-    );
+    ));
     let tail = |s: &str| {
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(120)..].join("\n")
