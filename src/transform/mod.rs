@@ -33,6 +33,7 @@ pub mod json;
 pub mod jsonpath;
 pub mod output;
 pub mod plan;
+pub mod pool;
 pub mod progress;
 mod reader;
 pub mod split;
