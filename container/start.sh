@@ -53,11 +53,19 @@ while IFS='=' read -r var _; do
   esac
 done < <(env)
 
-cid=$(docker run -d --name "$name" \
+if ! cid=$(docker run -d --name "$name" \
   -p "$bind:$port:8080" \
   -v "$model_dir:/opt/ml/model:ro" \
   "${env_args[@]}" \
-  "$image" serve)
+  "$image" serve); then
+  # A failed start (port taken, say) can leave a created container behind,
+  # which would block the next start.sh with a name conflict.
+  if [ "$(docker inspect -f '{{.State.Status}}' "$name" 2>/dev/null || true)" = created ]; then
+    docker rm "$name" >/dev/null || true
+  fi
+  echo "$me: could not start $image (see docker's message above)" >&2
+  exit 1
+fi
 
 addr=$(docker port "$cid" 8080/tcp | head -n 1)
 addr=${addr/0.0.0.0/127.0.0.1}

@@ -461,7 +461,7 @@ fn serve_pings_within_a_second_and_answers_every_golden_input() {
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
-        assert_eq!(v["level"], "INFO", "{line}");
+        assert!(v["level"] != "WARN" && v["level"] != "ERROR", "{line}");
     }
 
     // PID 1 is mmp itself (exec-form ENTRYPOINT, no shell, no init), so
