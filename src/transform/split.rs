@@ -166,6 +166,11 @@ impl<'d, R: Read> Splitter<'d, R> {
 
     /// Read one more chunk; false at end of input.
     fn fill(&mut self) -> Result<bool> {
+        self.fill_upto(READ_CHUNK)
+    }
+
+    /// Read at most `want` (≥ 1) more bytes; false at end of input.
+    fn fill_upto(&mut self, want: usize) -> Result<bool> {
         if self.eof {
             return Ok(false);
         }
@@ -183,8 +188,9 @@ impl<'d, R: Read> Splitter<'d, R> {
             }
         }
         let at = self.filled;
+        let to = at + want.clamp(1, READ_CHUNK);
         loop {
-            match self.reader.read(&mut self.buf[at..]) {
+            match self.reader.read(&mut self.buf[at..to]) {
                 Ok(n) => {
                     self.filled += n;
                     self.eof = n == 0;
@@ -326,7 +332,14 @@ impl<'d, R: Read> Splitter<'d, R> {
             return Ok(None);
         }
         let target = usize::try_from(o.target).unwrap_or(usize::MAX);
-        while self.unread() <= target && self.fill()? {}
+        // Read up to one byte past the target: what lies beyond the cut is
+        // carried to the next batch's buffer, so keep it short.
+        while self.unread() <= target {
+            let want = target.saturating_add(1) - self.unread();
+            if !self.fill_upto(want)? {
+                break;
+            }
+        }
         let end = if self.unread() <= target {
             self.unread()
         } else {
@@ -348,11 +361,11 @@ impl<'d, R: Read> Splitter<'d, R> {
         {
             return Ok(None);
         }
-        // A line inside is blank when `\n` is followed by `\n` or `\r\n`
-        // (vectorised searches; the `\r` one only if there is a `\r`).
+        // A line inside is blank when `\n` is followed by `\n` or `\r\n`;
+        // two vectorised searches (any line starting with `\r` takes the
+        // careful path).
         if memchr::memmem::find(span, b"\n\n").is_some()
-            || (memchr::memchr(b'\r', span).is_some()
-                && memchr::memmem::find(span, b"\n\r\n").is_some())
+            || memchr::memmem::find(span, b"\n\r").is_some()
         {
             return Ok(None);
         }
