@@ -370,10 +370,13 @@ fn the_image_is_one_static_binary_under_20_mb_with_sagemakers_label() {
         image,
     ]))
     .unwrap();
-    assert_eq!(
-        config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"], "true",
-        "{config}"
-    );
+    for label in ["accept-bind-to-port", "bidirectional-streaming"] {
+        assert_eq!(
+            config["Labels"][format!("com.amazonaws.sagemaker.capabilities.{label}")],
+            "true",
+            "{config}"
+        );
+    }
     // Exec form, no shell, no init: `serve`/`train` arrive as argv[1].
     assert_eq!(
         config["Entrypoint"],
@@ -455,6 +458,31 @@ fn serve_pings_within_a_second_and_answers_every_golden_input() {
             );
         }
     }
+    // The WebSocket the bidirectional-streaming label promises is there:
+    // the handshake is answered 101 (only the head is read; the socket then
+    // belongs to the WebSocket).
+    let mut ws = connect(addr).unwrap();
+    ws.write_all(
+        b"GET /invocations-bidirectional-stream HTTP/1.1\r\nHost: x\r\n\
+          Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = String::new();
+    let mut ws_reader = BufReader::new(ws);
+    while !head.ends_with("\r\n\r\n") {
+        if ws_reader.read_line(&mut head).unwrap() == 0 {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+    drop(ws_reader);
+
     // The image logs one JSON object per line (MODEL_SERVER_LOG_FORMAT=json).
     let logs = c.logs();
     assert!(logs.contains("model loaded; ready"), "{logs}");
