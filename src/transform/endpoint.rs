@@ -194,7 +194,8 @@ impl Backend for Endpoint {
     }
 
     fn invoke(&self, client: &mut Client, batch: &Batch) -> Result<Response> {
-        let mut body = Vec::new();
+        // Room for a typical answer (a score per record) without regrowing.
+        let mut body = Vec::with_capacity(batch.body.len() / 4);
         let format = self.post(client, Body::Bytes(&batch.body), &mut |b| {
             body.extend_from_slice(b);
             Ok(())

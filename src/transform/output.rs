@@ -11,8 +11,10 @@ use crate::score::tmp_path;
 
 use super::error::{Result, TransformError};
 
-/// Output buffer per file.
-const WRITE_BUF: usize = 1 << 20;
+/// Output buffer per file: small outputs (one record's answer) are
+/// gathered; a mini-batch's output, larger than this, is written straight
+/// through without a copy into the buffer.
+const WRITE_BUF: usize = 64 * 1024;
 
 /// `DIR/<rel>.out`: the input's sub-path kept, as S3 keys are
 /// (`a/b.csv` → `DIR/a/b.csv.out`).
