@@ -332,11 +332,28 @@ impl<'d, R: Read> Splitter<'d, R> {
             return Ok(None);
         }
         let target = usize::try_from(o.target).unwrap_or(usize::MAX);
-        // Read up to one byte past the target: what lies beyond the cut is
-        // carried to the next batch's buffer, so keep it short.
-        while self.unread() <= target {
-            let want = target.saturating_add(1) - self.unread();
-            if !self.fill_upto(want)? {
+        // Read up to one byte past the target (what lies beyond the cut is
+        // carried to the next batch's buffer, so keep it short), scanning
+        // each piece as it arrives, while it is still in the cache: count
+        // its newlines, and look for a blank line inside (a `\n` followed
+        // by `\n` or `\r`: two vectorised searches; any line starting with
+        // `\r` takes the careful path).
+        let mut scanned = 0usize;
+        let mut newlines = 0u64;
+        loop {
+            let data = self.data();
+            let piece = &data[scanned.saturating_sub(1)..];
+            if memchr::memmem::find(piece, b"\n\n").is_some()
+                || memchr::memmem::find(piece, b"\n\r").is_some()
+            {
+                return Ok(None);
+            }
+            newlines += memchr::memchr_iter(b'\n', &data[scanned..]).count() as u64;
+            scanned = data.len();
+            if scanned > target {
+                break;
+            }
+            if !self.fill_upto(target.saturating_add(1) - scanned)? {
                 break;
             }
         }
@@ -349,6 +366,8 @@ impl<'d, R: Read> Splitter<'d, R> {
             }
         };
         let span = &self.data()[..end];
+        // Newlines past the cut belong to the next batch.
+        newlines -= memchr::memchr_iter(b'\n', &self.data()[end..]).count() as u64;
         let first = memchr::memchr(b'\n', span).map_or(span, |i| &span[..i]);
         let last = match memchr::memrchr(b'\n', span) {
             Some(i) => &span[i + 1..],
@@ -361,15 +380,6 @@ impl<'d, R: Read> Splitter<'d, R> {
         {
             return Ok(None);
         }
-        // A line inside is blank when `\n` is followed by `\n` or `\r\n`;
-        // two vectorised searches (any line starting with `\r` takes the
-        // careful path).
-        if memchr::memmem::find(span, b"\n\n").is_some()
-            || memchr::memmem::find(span, b"\n\r").is_some()
-        {
-            return Ok(None);
-        }
-        let newlines = memchr::memchr_iter(b'\n', span).count() as u64;
         let records = newlines + ends_open as u64;
         let start = Position {
             record: self.record + 1,
