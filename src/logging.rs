@@ -4,6 +4,11 @@
 //! line with the event's fields at the top level (what CloudWatch Logs
 //! Insights discovers by itself).
 
+use std::io::{BufWriter, IsTerminal, Stderr, Write};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriter};
 use tracing_subscriber::EnvFilter;
 
 /// The filter from `RUST_LOG`, else `SAGEMAKER_CONTAINER_LOG_LEVEL`, else
@@ -53,15 +58,74 @@ pub fn format_from(value: Option<&str>) -> Result<Format, String> {
     }
 }
 
-/// Install the subscriber. Colours only on a terminal: CloudWatch would show
-/// the escape codes. A bad `MODEL_SERVER_LOG_FORMAT` is returned as an error
-/// message (text logs are installed meanwhile, so it can be reported).
+/// Log lines bound for a pipe or file (CloudWatch), batched: a busy server
+/// would otherwise pay a `write` system call per request on its own threads.
+/// The buffer is flushed when full, every [`FLUSH_EVERY`] by a background
+/// thread, and by [`flush`] at exit; so a line is at most that late, and none
+/// is dropped.
+static BUFFER: OnceLock<Mutex<BufWriter<Stderr>>> = OnceLock::new();
+
+/// How late a buffered log line may be.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+fn buffer() -> &'static Mutex<BufWriter<Stderr>> {
+    BUFFER.get_or_init(|| Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stderr())))
+}
+
+/// Write out buffered log lines (call before the process exits).
+pub fn flush() {
+    if let Some(b) = BUFFER.get() {
+        let mut b = b.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = b.flush();
+    }
+}
+
+/// A `MakeWriter` over the shared buffer: each event is formatted first, then
+/// written in one call under the lock.
+struct Buffered;
+
+struct BufferedLine(MutexGuard<'static, BufWriter<Stderr>>);
+
+impl Write for BufferedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for Buffered {
+    type Writer = BufferedLine;
+
+    fn make_writer(&'a self) -> BufferedLine {
+        // A panic while holding the lock leaves a usable buffer behind.
+        BufferedLine(buffer().lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Install the subscriber. On a terminal, lines are written at once and in
+/// colour; otherwise (CloudWatch, which would show the escape codes) without
+/// colour and batched. A bad `MODEL_SERVER_LOG_FORMAT` is returned as an
+/// error message (text logs are installed meanwhile, so it can be reported).
 pub fn init(default: &str) -> Result<(), String> {
-    use std::io::IsTerminal;
     let format = format_from(std::env::var("MODEL_SERVER_LOG_FORMAT").ok().as_deref());
+    let terminal = std::io::stderr().is_terminal();
+    let writer = if terminal {
+        BoxMakeWriter::new(std::io::stderr)
+    } else {
+        std::thread::Builder::new()
+            .name("mmp-log-flush".into())
+            .spawn(|| loop {
+                std::thread::sleep(FLUSH_EVERY);
+                flush();
+            })
+            .map_err(|e| format!("cannot start the log flusher: {e}"))?;
+        BoxMakeWriter::new(Buffered)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(default))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if format == Ok(Format::Json) {
         let _ = builder
             .json()

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
                 eprintln!("mmp serve: {msg}");
                 return ExitCode::from(64);
             }
-            return mmp::serve::main(&args);
+            let code = mmp::serve::main(&args);
+            mmp::logging::flush();
+            return code;
         }
         Command::Score(args) => {
             let _ = mmp::logging::init("warn");
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
         Command::Train(args) => return mmp::train::main(&args),
         Command::Transform(args) => return mmp::transform::main(&args),
     };
+    mmp::logging::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // A closed stdout (`mmp score | head`) is a normal end.
