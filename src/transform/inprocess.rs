@@ -33,7 +33,7 @@ use super::split::Batch;
 /// Size of the ranges a record-wise file is scored in: large enough that a
 /// pipeline per range costs nothing, small enough to spread a file over the
 /// cores and keep memory at a few ranges per worker.
-pub const RANGE_BYTES: u64 = 4 << 20;
+pub const RANGE_BYTES: u64 = 2 << 20;
 
 /// Bytes fed to the pipeline at a time when streaming.
 const FEED: usize = 1 << 20;
