@@ -60,9 +60,10 @@ pub fn format_from(value: Option<&str>) -> Result<Format, String> {
 
 /// Log lines bound for a pipe or file (CloudWatch), batched: a busy server
 /// would otherwise pay a `write` system call per request on its own threads.
-/// The buffer is flushed when full, every [`FLUSH_EVERY`] by a background
-/// thread, and by [`flush`] at exit; so a line is at most that late, and none
-/// is dropped.
+/// Only the per-request info lines wait: the buffer is flushed when full,
+/// every [`FLUSH_EVERY`] by a background thread, by [`flush`] at exit, and
+/// after any other line (startup, warnings, errors), which thus appears at
+/// once. No line is dropped.
 static BUFFER: OnceLock<Mutex<BufWriter<Stderr>>> = OnceLock::new();
 
 /// How late a buffered log line may be.
@@ -84,14 +85,34 @@ pub fn flush() {
 /// written in one call under the lock.
 struct Buffered;
 
-struct BufferedLine(MutexGuard<'static, BufWriter<Stderr>>);
+struct BufferedLine {
+    out: MutexGuard<'static, BufWriter<Stderr>>,
+    /// Write the buffer out once this line is in it.
+    flush: bool,
+}
 
 impl Write for BufferedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
+        self.out.write(buf)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.out.flush()
+    }
+}
+
+impl Drop for BufferedLine {
+    fn drop(&mut self) {
+        if self.flush {
+            let _ = self.out.flush();
+        }
+    }
+}
+
+fn lock(flush: bool) -> BufferedLine {
+    BufferedLine {
+        // A panic while holding the lock leaves a usable buffer behind.
+        out: buffer().lock().unwrap_or_else(|e| e.into_inner()),
+        flush,
     }
 }
 
@@ -99,8 +120,12 @@ impl<'a> MakeWriter<'a> for Buffered {
     type Writer = BufferedLine;
 
     fn make_writer(&'a self) -> BufferedLine {
-        // A panic while holding the lock leaves a usable buffer behind.
-        BufferedLine(buffer().lock().unwrap_or_else(|e| e.into_inner()))
+        lock(true)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> BufferedLine {
+        let routine = meta.target() == "mmp::request" && *meta.level() >= tracing::Level::INFO;
+        lock(!routine)
     }
 }
 
