@@ -12,6 +12,7 @@ use super::engine::{Event, FileReport, FileStats, Job, Tokens};
 use super::error::{Result, TransformError};
 use super::inputs::InputFile;
 use super::output::{out_path, FileOutput};
+use super::pool::Pool;
 use super::progress::Progress;
 
 /// One file being assembled by the collector.
@@ -33,6 +34,7 @@ pub(super) fn collect(
     failed: &[AtomicBool],
     events: mpsc::Receiver<Event>,
     progress: &Progress,
+    outputs: &Pool,
 ) -> Vec<FileReport> {
     let mut state: Vec<Assembly> = files.iter().map(|_| Assembly::default()).collect();
     let mut outcomes: Vec<Option<Result<FileStats>>> = files.iter().map(|_| None).collect();
@@ -74,7 +76,7 @@ pub(super) fn collect(
                 match result {
                     Ok(Some(part)) => {
                         st.waiting.insert(seq, part);
-                        if let Err(e) = drain(st, progress) {
+                        if let Err(e) = drain(st, progress, outputs) {
                             finish(file, st, Err(e));
                         }
                     }
@@ -130,11 +132,12 @@ pub(super) fn collect(
 }
 
 /// Write the waiting outputs that are next in order.
-fn drain(st: &mut Assembly, progress: &Progress) -> Result<()> {
+fn drain(st: &mut Assembly, progress: &Progress, outputs: &Pool) -> Result<()> {
     while let Some((bytes, records, bytes_in)) = st.waiting.remove(&st.next) {
         if let Some(out) = st.out.as_mut() {
             out.write(&bytes)?;
         }
+        outputs.give_back(bytes);
         st.next += 1;
         st.records += records;
         progress.add(records, bytes_in);

@@ -193,9 +193,9 @@ impl Backend for Endpoint {
         Client::new(self.url.clone())
     }
 
-    fn invoke(&self, client: &mut Client, batch: &Batch) -> Result<Response> {
+    fn invoke(&self, client: &mut Client, batch: &Batch, mut body: Vec<u8>) -> Result<Response> {
         // Room for a typical answer (a score per record) without regrowing.
-        let mut body = Vec::with_capacity(batch.body.len() / 4);
+        body.reserve(batch.body.len() / 4);
         let format = self.post(client, Body::Bytes(&batch.body), &mut |b| {
             body.extend_from_slice(b);
             Ok(())

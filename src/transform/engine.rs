@@ -26,6 +26,7 @@ use super::assemble::{assemble_buffered, Originals, Rules, Whole};
 use super::error::{Result, TransformError};
 use super::inputs::InputFile;
 use super::plan::{Plan, SplitType};
+use super::pool::Pool;
 use super::progress::Progress;
 use super::split::{Batch, Blank, Records, SplitOptions};
 
@@ -37,8 +38,9 @@ pub trait Backend: Sync {
     /// State for a new worker.
     fn worker(&self) -> Self::Worker;
 
-    /// One request held in memory: the whole 2xx response.
-    fn invoke(&self, worker: &mut Self::Worker, batch: &Batch) -> Result<Response>;
+    /// One request held in memory: the whole 2xx response, written into
+    /// `out` (an empty buffer from the job's pool).
+    fn invoke(&self, worker: &mut Self::Worker, batch: &Batch, out: Vec<u8>) -> Result<Response>;
 
     /// One request whose body is streamed; the response goes to `sink` in
     /// pieces. Returns the response's format, if known.
@@ -139,7 +141,7 @@ pub fn with_retries<T>(retries: u32, mut f: impl FnMut() -> Result<T>) -> Result
 }
 
 /// At most this many batches read and not yet written, per worker.
-const TOKENS_PER_WORKER: usize = 3;
+const TOKENS_PER_WORKER: usize = 2;
 
 /// A counting semaphore (std has none).
 pub(super) struct Tokens {
@@ -213,13 +215,16 @@ pub fn run<B: Backend>(
     let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers);
     let work_rx = Mutex::new(work_rx);
     let (event_tx, event_rx) = mpsc::channel::<Event>();
+    // Response buffers, reused once written (see `pool.rs`: fresh ones cost
+    // a page fault per page).
+    let outputs = Pool::new(0);
     let rules = Rules {
         dp: job.plan.data_processing.as_ref(),
         line: job.plan.assemble == super::plan::AssembleWith::Line,
     };
     std::thread::scope(|s| {
         let events = event_tx.clone();
-        let (tokens, failed) = (&tokens, &failed);
+        let (tokens, failed, outputs) = (&tokens, &failed, &outputs);
         s.spawn(move || super::reader::read_files(job, files, tokens, failed, work_tx, events));
         for _ in 0..workers {
             let events = event_tx.clone();
@@ -234,7 +239,7 @@ pub fn run<B: Backend>(
                             let result = if failed[file].load(Ordering::Relaxed) {
                                 Ok(None)
                             } else {
-                                part(backend, &mut w, job, rules, seq, &batch).map(|out| {
+                                part(backend, &mut w, job, rules, seq, &batch, outputs).map(|out| {
                                     Some((out, batch.records, batch.original_span().len() as u64))
                                 })
                             };
@@ -257,7 +262,7 @@ pub fn run<B: Backend>(
             });
         }
         drop(event_tx);
-        super::collect::collect(job, files, tokens, failed, event_rx, progress)
+        super::collect::collect(job, files, tokens, failed, event_rx, progress, outputs)
     })
 }
 
@@ -296,9 +301,12 @@ fn part<B: Backend>(
     rules: Rules<'_>,
     seq: u64,
     batch: &Batch,
+    outputs: &Pool,
 ) -> Result<Vec<u8>> {
     with_retries(backend.max_retries(), || {
-        let response = backend.invoke(w, batch)?;
+        let mut out = outputs.take();
+        out.clear();
+        let response = backend.invoke(w, batch, out)?;
         let count = check_counts(job, response.format);
         assemble_buffered(
             rules,

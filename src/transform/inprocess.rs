@@ -73,8 +73,10 @@ impl Backend for InProcess {
 
     fn worker(&self) {}
 
-    fn invoke(&self, _: &mut (), batch: &Batch) -> Result<Response> {
+    fn invoke(&self, _: &mut (), batch: &Batch, _: Vec<u8>) -> Result<Response> {
         let mut p = self.pipeline();
+        // The pipeline writes into a `BytesMut`, which cannot take a pooled
+        // `Vec` over without a copy; its own buffer is handed on instead.
         let mut out = BytesMut::with_capacity(batch.body.len() / 2 + 64);
         let result = p
             .feed(&batch.body, &mut out)

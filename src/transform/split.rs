@@ -277,8 +277,8 @@ impl<'d, R: Read> Splitter<'d, R> {
         let mut next = self.pool.take();
         let need = (to - from) + READ_CHUNK;
         if next.len() < need {
-            let len = need.max(next.capacity());
-            next.resize(len, 0);
+            // Only what is needed: fresh pages are faulted in when touched.
+            next.resize(need, 0);
         }
         next[..to - from].copy_from_slice(&self.buf[from..to]);
         next
