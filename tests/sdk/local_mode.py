@@ -298,6 +298,22 @@ def main():
     check(blank_lines["small.csv"] == 1, f"small.csv went in {blank_lines['small.csv']} requests, not 1")
     check(blank_lines["big.csv"] >= 2,
           f"big.csv (2.2 MB, MaxPayloadInMB=1) went in {blank_lines['big.csv']} request(s)")
+    # The same job by `mmp transform`: its .out files are local mode's, less
+    # the blank line local mode writes after each response (the service ends
+    # each response with exactly one newline; see the README).
+    ours_dir = work / "mmp-transform-output"
+    subprocess.run(
+        [args.mmp, "transform", "--model-dir", str(model_dir), "--input", str(batch_dir),
+         "--output", str(ours_dir), "--content-type", "text/csv", "--accept", "text/csv",
+         "--split-type", "Line", "--batch-strategy", "MultiRecord", "--max-payload-mb", "1",
+         "--assemble-with", "Line", "-q", "--no-progress"],
+        check=True,
+    )
+    for name in ("small.csv", "big.csv"):
+        local = (out_dir / f"{name}.out").read_bytes()
+        ours = (ours_dir / f"{name}.out").read_bytes()
+        check(local.replace(b"\n\n", b"\n") == ours,
+              f"{name}.out: mmp transform's output is not local mode's without its blank lines")
     result(step="transform", seconds=round(time.monotonic() - t0, 2), requests=blank_lines)
 
     # 3. A realtime endpoint.
