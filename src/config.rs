@@ -396,7 +396,10 @@ mod tests {
         assert_eq!(c.advertised_max_payload_mb, 6);
         assert_eq!(c.batch_strategy, BatchStrategy::MultiRecord);
         assert_eq!(c.workers, available_cpus());
-        assert_eq!(c.max_concurrent_transforms, available_cpus());
+        assert_eq!(
+            c.max_concurrent_transforms,
+            default_concurrency(available_cpus(), 6)
+        );
         assert_eq!(c.default_accept, None);
         assert_eq!(c.pipeline.policy, ErrorPolicy::Fail);
         assert_eq!(c.shutdown_grace, DEFAULT_GRACE);
