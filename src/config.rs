@@ -148,7 +148,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("SAGEMAKER_BATCH_STRATEGY", "MULTI_RECORD", "BatchStrategy advertised"),
     (
         "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
-        "CPUs available",
+        "CPUs available, at most 100 / MaxPayloadInMB",
         "MaxConcurrentTransforms advertised",
     ),
     (
@@ -191,6 +191,16 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Default grace period: below SageMaker's SIGKILL, 30 s after SIGTERM.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
+
+/// The `MaxConcurrentTransforms` to advertise by default: one per CPU, but
+/// no more than `CreateTransformJob` allows with the advertised payload
+/// (`MaxConcurrentTransforms × MaxPayloadInMB ≤ 100`, contract §3).
+pub fn default_concurrency(cpus: usize, payload_mb: u64) -> usize {
+    match payload_mb {
+        0 => cpus,
+        mb => cpus.min((100 / mb) as usize).max(1),
+    }
+}
 
 /// CPUs this process may use: `available_parallelism` honours affinity
 /// masks and cgroup v1/v2 CPU quotas.
@@ -280,8 +290,10 @@ impl ServeConfig {
                 .map(|mb| mb * 1024 * 1024),
             advertised_max_payload_mb: advertised,
             batch_strategy,
-            max_concurrent_transforms: r
-                .positive_or("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", cpus)?,
+            max_concurrent_transforms: r.positive_or(
+                "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
+                default_concurrency(cpus, advertised),
+            )?,
             default_accept,
             pipeline: PipelineOptions {
                 decode,
@@ -435,6 +447,14 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(7));
         assert_eq!(c.model_dir, PathBuf::from("/models/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    #[test]
+    fn advertised_concurrency_respects_the_payload_product_limit() {
+        assert_eq!(default_concurrency(2, 6), 2);
+        assert_eq!(default_concurrency(32, 6), 16);
+        assert_eq!(default_concurrency(32, 100), 1);
+        assert_eq!(default_concurrency(32, 0), 32);
     }
 
     #[test]
