@@ -257,23 +257,19 @@ impl Error {
 
     /// The position of the record that caused it, for input errors.
     pub fn position(&self) -> Option<Position> {
-        if let ErrorKind::Context { source, .. } = &*self.0 {
-            return source.position();
+        position_of(&self.0)
+    }
+
+    /// Rewrite the position of an input error (through any context), e.g.
+    /// from a part of a file to the whole file; other errors are unchanged.
+    pub fn map_position(mut self, f: impl FnOnce(Position) -> Position) -> Error {
+        if let ErrorKind::Context { source, .. } = &mut *self.0 {
+            let inner = std::mem::replace(source, Error::config(""));
+            *source = inner.map_position(f);
+        } else if let Some(pos) = position_mut(&mut self.0) {
+            *pos = f(*pos);
         }
-        use ErrorKind::*;
-        match *self.0 {
-            FieldCount { pos, .. }
-            | EmptyField { pos, .. }
-            | NotANumber { pos, .. }
-            | NonFinite { pos, .. }
-            | InvalidUtf8 { pos, .. }
-            | NotARow { pos, .. }
-            | InvalidJson { pos, .. }
-            | RecordTooLarge { pos, .. }
-            | UnterminatedQuote { pos }
-            | NonFinitePrediction { pos, .. } => Some(pos),
-            _ => None,
-        }
+        self
     }
 
     /// Whether decoding can go on after this error: true for an error
@@ -380,6 +376,38 @@ impl Error {
 }
 
 use ErrorKind::Io;
+
+/// The kinds that carry a position: the one list of them.
+macro_rules! positioned {
+    ($kind:expr, $pos:ident => $body:expr) => {{
+        use ErrorKind::*;
+        match $kind {
+            FieldCount { $pos, .. }
+            | EmptyField { $pos, .. }
+            | NotANumber { $pos, .. }
+            | NonFinite { $pos, .. }
+            | InvalidUtf8 { $pos, .. }
+            | NotARow { $pos, .. }
+            | InvalidJson { $pos, .. }
+            | RecordTooLarge { $pos, .. }
+            | UnterminatedQuote { $pos }
+            | NonFinitePrediction { $pos, .. } => Some($body),
+            _ => None,
+        }
+    }};
+}
+
+/// The position of a kind that has one, looking through a context.
+fn position_of(kind: &ErrorKind) -> Option<Position> {
+    match kind {
+        ErrorKind::Context { source, .. } => source.position(),
+        other => positioned!(other, pos => *pos),
+    }
+}
+
+fn position_mut(kind: &mut ErrorKind) -> Option<&mut Position> {
+    positioned!(kind, pos => pos)
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

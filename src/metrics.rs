@@ -54,18 +54,6 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// The route label for a request path: the fixed routes, else `other`.
-pub fn route_label(path: &str) -> &'static str {
-    match path {
-        "/ping" => "/ping",
-        "/invocations" => "/invocations",
-        "/execution-parameters" => "/execution-parameters",
-        "/metrics" => "/metrics",
-        "/invocations-bidirectional-stream" => "/invocations-bidirectional-stream",
-        _ => "other",
-    }
-}
-
 impl Metrics {
     /// Every `expect` below is on a constant metric name, help text or label
     /// set, which the `prometheus` crate validates: they cannot fail at run

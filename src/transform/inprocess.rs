@@ -21,7 +21,7 @@ use std::io::Read;
 
 use bytes::BytesMut;
 
-use crate::error::{Error, ErrorKind, Position};
+use crate::error::{Error, Position};
 use crate::media::Format;
 use crate::model::SharedModel;
 use crate::pipeline::{Pipeline, PipelineOptions};
@@ -132,40 +132,17 @@ impl Backend for InProcess {
 
 /// Shift the position of an input error from a range's own to the file's.
 pub fn rebase(e: Error, start: Position) -> Error {
-    use ErrorKind::*;
-    let mut kind = e.into_kind();
-    match &mut kind {
-        FieldCount { pos, .. }
-        | EmptyField { pos, .. }
-        | NotANumber { pos, .. }
-        | NonFinite { pos, .. }
-        | InvalidUtf8 { pos, .. }
-        | NotARow { pos, .. }
-        | InvalidJson { pos, .. }
-        | RecordTooLarge { pos, .. }
-        | UnterminatedQuote { pos }
-        | NonFinitePrediction { pos, .. } => {
-            *pos = Position {
-                record: start.record.saturating_sub(1) + pos.record,
-                line: start.line.saturating_sub(1) + pos.line,
-                byte: start.byte + pos.byte,
-            };
-        }
-        Context { context, source } => {
-            let source = rebase(std::mem::replace(source, Error::config("")), start);
-            return Error::new(Context {
-                context: std::mem::take(context),
-                source,
-            });
-        }
-        _ => {}
-    }
-    Error::new(kind)
+    e.map_position(|pos| Position {
+        record: start.record.saturating_sub(1) + pos.record,
+        line: start.line.saturating_sub(1) + pos.line,
+        byte: start.byte + pos.byte,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn positions_move_to_the_file() {
