@@ -16,40 +16,17 @@ use mmp::pipeline::{Pipeline, PipelineOptions};
 use mmp::predictor::LinearModel;
 use mmp::record::{Batch, Shape};
 
+mod common;
+
+use common::Rng;
+
 const D: usize = 16;
 
-/// A deterministic pseudo-random generator (xorshift), so runs compare.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64 * 20.0 - 10.0
-    }
-}
-
-/// About `bytes` of rows in `format`, and how many rows that is.
+/// About `bytes` of rows in `format`, and how many rows that is (label
+/// first, for training).
 fn data(format: Format, bytes: usize) -> (Vec<u8>, usize) {
-    let mut rng = Rng(20240601);
-    let mut out = Vec::with_capacity(bytes + 256);
-    let mut rows = 0;
-    while out.len() < bytes {
-        let fields: Vec<String> = (0..D).map(|_| format!("{:.6}", rng.next())).collect();
-        let line = fields.join(",");
-        match format {
-            Format::Csv => out.extend_from_slice(line.as_bytes()),
-            _ => {
-                out.push(b'[');
-                out.extend_from_slice(line.as_bytes());
-                out.push(b']');
-            }
-        }
-        out.push(b'\n');
-        rows += 1;
-    }
-    (out, rows)
+    let (data, rows) = common::rows(format, bytes, D);
+    (data, rows)
 }
 
 fn model() -> LinearModel {
