@@ -17,7 +17,14 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(csv jsonlines json media)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
-cargo fuzz build -O 2>/dev/null
+# Quiet when it builds; the whole compiler output when it does not.
+build_log="$(mktemp)"
+if ! cargo fuzz build -O >"$build_log" 2>&1; then
+  cat "$build_log" >&2
+  echo "fuzz: the fuzz targets do not build (output above)" >&2
+  exit 1
+fi
+rm -f "$build_log"
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
@@ -28,7 +35,14 @@ for t in "${targets[@]}"; do
   else
     result="FOUND A PROBLEM (see fuzz/artifacts/$t/)"
     status=1
-    tail -40 "$log" >&2
+    # The panic's own message (which assertion, and its left and right)
+    # first: libFuzzer's backtrace after it is long and says less.
+    if grep -q 'panicked at' "$log"; then
+      echo "fuzz $t: the failing assertion:" >&2
+      sed -n '/panicked at/,/^==[0-9]*==/p' "$log" | grep -v '^==[0-9]*==' | head -40 >&2
+    fi
+    tail -20 "$log" >&2
+    sed -n 's/^Test unit written to /fuzz: the input is in /p' "$log" >&2
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   echo "fuzz $t: ${runs:-?} executions in ${secs} s: $result"

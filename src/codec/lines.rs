@@ -158,19 +158,26 @@ pub(crate) trait LineDecoder {
         if dropped > 0 {
             framer.advance(BOM);
         }
-        if !replay.is_empty() {
-            // At most two bytes without a newline: they only enter the carry.
-            self.run(replay, batch, usize::MAX);
-        }
+        self.run_whole(replay, batch);
         resume + self.run(&input[resume..], batch, limit)
+    }
+
+    /// Run over all of `bytes` (a BOM prefix that turned out to be data: at
+    /// most two bytes with no newline). `run` may stop early (`stop_on_error`
+    /// after a record too long for a tiny limit), and bytes it did not take
+    /// would be missing from every later position, so call it until they are
+    /// all consumed; no batch limit, since they complete no record.
+    fn run_whole(&mut self, mut bytes: &[u8], batch: &mut Batch) {
+        while !bytes.is_empty() {
+            let n = self.run(bytes, batch, usize::MAX);
+            bytes = &bytes[n..];
+        }
     }
 
     /// End of input: a BOM prefix that never completed is data after all.
     fn replay_partial_bom(&mut self, batch: &mut Batch) {
         let (replay, _, _) = self.parts().0.strip(&[]);
-        if !replay.is_empty() {
-            self.run(replay, batch, usize::MAX);
-        }
+        self.run_whole(replay, batch);
     }
 }
 

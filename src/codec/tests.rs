@@ -556,6 +556,46 @@ decodes!(
     vec![err("fatal: JSON document is larger than the 10-byte limit (max document size); send JSON lines or CSV to stream larger inputs")]
 );
 
+// ---- a BOM prefix that turns out to be data ---------------------------------
+
+// Found by CI's fuzz pass: the data starts with two bytes of a BOM
+// (`ef bb`, then not `bf`). Fed byte by byte, the two held-back bytes are
+// replayed once the third shows they are data; with `stop_on_error` and a
+// 1-byte record limit the replay stopped after its first error and the two
+// bytes were never counted, so every later record came out 2 bytes early.
+// The records start at bytes 0, 6 and 12, whatever the feeding.
+decodes!(
+    csv_partial_bom_keeps_positions,
+    Csv,
+    DecodeOptions {
+        label: true,
+        csv_header: true,
+        max_record_bytes: 1,
+        stop_on_error: true,
+        ..width(2)
+    },
+    b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
+        err("record 2 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),
+        err("record 3 (line 3, byte 12): record is larger than the 1-byte limit (max record size)"),
+    ]
+);
+decodes!(
+    jsonl_partial_bom_keeps_positions,
+    JsonLines,
+    DecodeOptions {
+        max_record_bytes: 1,
+        stop_on_error: true,
+        ..width(2)
+    },
+    b"\xef\xbb[1,2]\n[3,4]\n",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
+        err("record 2 (line 2, byte 8): record is larger than the 1-byte limit (max record size)"),
+    ]
+);
+
 // ---- the fail policy stops at the first bad record --------------------------
 
 #[test]
