@@ -204,6 +204,15 @@ pub enum ErrorKind {
         /// The cause.
         source: io::Error,
     },
+    /// The connection ended inside the request body (EOF or reset): the
+    /// client went away, or half-closed early and may still read the 400.
+    #[error(
+        "reading the request body: the client closed the connection before its end ({source})"
+    )]
+    ClientClosed {
+        /// What the socket said.
+        source: io::Error,
+    },
     /// A bad option or environment value.
     #[error("{0}")]
     Config(String),
@@ -324,6 +333,7 @@ impl Error {
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
+            ClientClosed { .. } => "client_closed",
             Config(_) => "config",
             Context { .. } => "context",
         }
@@ -344,6 +354,10 @@ impl Error {
             Model(_) | ModelLoad { .. } | Config(_) => 500,
             // Reading the request body failed: the client sent a broken body.
             Io { .. } => 400,
+            // As nginx answers "client prematurely closed connection": the
+            // client may still be reading (a half-close); it is also counted
+            // as an abort.
+            ClientClosed { .. } => 400,
             _ => 400,
         }
     }
@@ -360,9 +374,17 @@ impl Error {
             Config(_) => 64,
             ModelLoad { .. } => 66,
             Model(_) => 70,
-            Io { .. } => 74,
+            Io { .. } | ClientClosed { .. } => 74,
             _ => 65,
         }
+    }
+
+    /// Whether the client went away inside its request.
+    pub fn is_client_closed(&self) -> bool {
+        if let ErrorKind::Context { source, .. } = &*self.0 {
+            return source.is_client_closed();
+        }
+        matches!(&*self.0, ErrorKind::ClientClosed { .. })
     }
 
     /// Whether the error is the reader of our output going away (a closed
@@ -424,7 +446,7 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &*self.0 {
-            Io { source, .. } => Some(source),
+            Io { source, .. } | ErrorKind::ClientClosed { source } => Some(source),
             _ => None,
         }
     }

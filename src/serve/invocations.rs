@@ -205,6 +205,30 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Whether a body error is the connection ending (EOF inside the body, a
+/// reset) rather than a malformed body: hyper reports both as a body error,
+/// with the I/O error as its source.
+fn client_gone(e: &warp::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+            );
+        }
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_incomplete_message())
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// The response body: the request body run through the pipeline.
 struct Invocation<S> {
     /// The request body; `None` once it has ended.
@@ -307,6 +331,10 @@ where
                     }
                     let at = tokio::time::Instant::now() + self.timeout;
                     self.idle.as_mut().reset(at);
+                }
+                Poll::Ready(Some(Err(e))) if client_gone(&e) => {
+                    let source = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e);
+                    return self.fail(Error::new(ErrorKind::ClientClosed { source }));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let e = Error::io(
@@ -454,7 +482,7 @@ impl RequestLog {
             ),
             Some(e) => {
                 metrics().error(e.code());
-                if status == 200 {
+                if status == 200 || e.is_client_closed() {
                     metrics().aborted.inc();
                 }
                 tracing::warn!(

@@ -106,7 +106,13 @@ where
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_header_size(limits.max_header_bytes)
-            .keep_alive(true);
+            .keep_alive(true)
+            // A client may send its whole request and then shut down its
+            // write side (`nc -N`, proxies, HTTP/1.0-style clients): RFC
+            // 9112 §9.6 lets it, and the request still gets its answer. By
+            // default hyper takes that EOF for a vanished client and drops
+            // the answer; an EOF inside a body is still an error.
+            .half_close(true);
         // With upgrades, for the WebSocket endpoint.
         let conn = http
             .serve_connection(

@@ -252,6 +252,15 @@ impl Server {
         self.request(&post_request(content_type, accept, body))
     }
 
+    /// A metric's current value from `/metrics` (0 if absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        let r = self.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
     /// Log lines so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
