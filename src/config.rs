@@ -82,6 +82,11 @@ pub struct ServeConfig {
     pub workers: usize,
     /// A request that makes no progress for this long is ended.
     pub timeout: Duration,
+    /// A bidirectional session with no frame at all (data, ping or pong)
+    /// for this long is closed. Not `timeout`: SageMaker pings a quiet
+    /// session every 60 s and gives up after 5 misses (AWS DG, bidirectional
+    /// streaming contract), so a limit of 60 s would race its pings.
+    pub bidi_idle: Duration,
     /// Running under Batch Transform (`SAGEMAKER_BATCH`).
     pub batch: bool,
     /// Body cap in bytes (`SAGEMAKER_MAX_PAYLOAD_IN_MB` when set and non-zero).
@@ -156,6 +161,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "the request's Content-Type",
         "output type when Accept is missing or */*",
     ),
+    (
+        "MMP_BIDI_IDLE_SECONDS",
+        "330",
+        "seconds a bidirectional session may receive no frame (pings count) before it is closed",
+    ),
     ("MMP_ON_ERROR", "fail", "bad record policy: fail or placeholder"),
     ("MMP_CSV_HEADER", "false", "skip the first CSV record of each request"),
     ("MMP_MAX_RECORD_BYTES", "1048576", "largest record"),
@@ -188,6 +198,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest request head: InvokeEndpoint's headers are each at most
 /// 1 KiB, so 64 KiB is generous and still cheap to hold per connection.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Default idle limit of a bidirectional session: past SageMaker's own
+/// give-up point (5 missed pings, 60 s apart), so the platform, not the
+/// container, decides when a quiet session is dead.
+pub const DEFAULT_BIDI_IDLE: Duration = Duration::from_secs(330);
 
 /// Default grace period: below SageMaker's SIGKILL, 30 s after SIGTERM.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
@@ -284,6 +299,9 @@ impl ServeConfig {
                 .map_or_else(|| PathBuf::from("/opt/ml/model"), PathBuf::from),
             workers,
             timeout: Duration::from_secs(timeout as u64),
+            bidi_idle: r
+                .positive_opt("MMP_BIDI_IDLE_SECONDS")?
+                .map_or(DEFAULT_BIDI_IDLE, |s| Duration::from_secs(s as u64)),
             batch: r.boolean("SAGEMAKER_BATCH")?.unwrap_or(false),
             max_body_bytes: sagemaker_payload
                 .filter(|&mb| mb > 0)
@@ -404,6 +422,10 @@ mod tests {
         assert_eq!(c.bind, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.model_dir, PathBuf::from("/opt/ml/model"));
         assert_eq!(c.timeout, Duration::from_secs(60));
+        assert!(
+            c.bidi_idle > Duration::from_secs(5 * 60),
+            "past 5 missed pings"
+        );
         assert_eq!(c.max_body_bytes, None);
         assert_eq!(c.advertised_max_payload_mb, 6);
         assert_eq!(c.batch_strategy, BatchStrategy::MultiRecord);
@@ -473,6 +495,7 @@ mod tests {
             ("SAGEMAKER_BIND_TO_PORT", "70000", "too large"),
             ("MODEL_SERVER_WORKERS", "0", "at least 1"),
             ("MODEL_SERVER_TIMEOUT", "-1", "invalid digit"),
+            ("MMP_BIDI_IDLE_SECONDS", "0", "at least 1"),
             ("SAGEMAKER_BATCH", "maybe", "true or false"),
             ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "at most 100"),
             ("SAGEMAKER_BATCH_STRATEGY", "ALL", "MULTI_RECORD"),

@@ -310,3 +310,61 @@ async fn sessions_are_counted_and_logged() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn pings_keep_a_quiet_session_alive_past_the_request_timeout() {
+    // The request timeout is 1 s and the session idle limit 3 s. A session
+    // that only pings, once a second, outlives both; once it goes quiet it
+    // is closed at the idle limit, not at the request timeout.
+    let s = Server::start(&[
+        ("MODEL_SERVER_TIMEOUT", "1"),
+        ("MMP_BIDI_IDLE_SECONDS", "3"),
+    ]);
+    let mut ws = open(&s, "").await;
+    ws.send(Message::text("1,2,3\n")).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.to_text().unwrap(), "-1.75\n");
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        // Pacing, as SageMaker's pings are paced; each pong is awaited.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        ws.send(Message::Ping(b"hb".to_vec().into())).await.unwrap();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .expect("a pong");
+            match next {
+                Some(Ok(Message::Pong(p))) => {
+                    assert_eq!(&p[..], b"hb");
+                    break;
+                }
+                Some(Ok(Message::Close(c))) => panic!("closed while pinging: {c:?}"),
+                other => assert!(other.is_some(), "the session ended while pinging"),
+            }
+        }
+    }
+    assert!(started.elapsed() > Duration::from_secs(4));
+    // Still a working session after 5 s of pings only.
+    ws.send(Message::text("4,5,6\n")).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.to_text().unwrap(), "-4.0\n");
+    // Now nothing at all: closed with 1001 at the idle limit.
+    let quiet = std::time::Instant::now();
+    let (_, close) = drain(&mut ws).await;
+    let (code, reason) = close.expect("a Close frame");
+    assert_eq!(code, 1001);
+    assert_eq!(reason, "no frame for 3 s (MMP_BIDI_IDLE_SECONDS)");
+    assert!(
+        quiet.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        quiet.elapsed()
+    );
+}

@@ -25,8 +25,9 @@
 //! code and the reason (1007 bad data, 1009 too large, 1011 model failure),
 //! under `placeholder` the marker takes the record's place in the output and
 //! the session goes on. Pings are answered (SageMaker pings every 60 s and
-//! gives up after 5 misses); a session with no frame for
-//! `MODEL_SERVER_TIMEOUT` is closed with 1001; SIGTERM closes every session
+//! gives up after 5 misses), and any frame, a ping included, counts as life;
+//! a session with no frame at all for `MMP_BIDI_IDLE_SECONDS` (330 s, past
+//! SageMaker's own 5 minutes) is closed with 1001; SIGTERM closes every session
 //! with 1001 "server shutting down". Sessions count against
 //! `MMP_MAX_IN_FLIGHT` and share `/invocations`' metrics and log line.
 
@@ -197,7 +198,7 @@ async fn session(
         return;
     };
     let mut shutdown = state.shutdown.subscribe();
-    let timeout = state.cfg.timeout;
+    let timeout = state.cfg.bidi_idle;
     let mut pipeline: Option<Pipeline> = None;
     let mut out = BytesMut::new();
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
@@ -213,7 +214,7 @@ async fn session(
                 break End::Close(GOING_AWAY, "server shutting down".into());
             }
             () = &mut idle => {
-                break End::Close(GOING_AWAY, format!("no frame for {} s (MODEL_SERVER_TIMEOUT)", timeout.as_secs()));
+                break End::Close(GOING_AWAY, format!("no frame for {} s (MMP_BIDI_IDLE_SECONDS)", timeout.as_secs()));
             }
         };
         idle.as_mut().reset(tokio::time::Instant::now() + timeout);
