@@ -1,5 +1,5 @@
 //! Bidirectional streaming: SageMaker's `InvokeEndpointWithBidirectionalStream`
-//! contract (`../shared/docs/sagemaker-contract.md` §2).
+//! contract (`docs/contract.md` §2).
 //!
 //! SageMaker's sidecar opens a WebSocket to
 //! `ws://localhost:8080/invocations-bidirectional-stream` and maps each client
