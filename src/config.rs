@@ -43,6 +43,29 @@ impl<S: std::hash::BuildHasher> Env for HashMap<&str, &str, S> {
     }
 }
 
+/// The logging variables, read here with the others; `logging` interprets
+/// them.
+#[derive(Clone, Debug, Default)]
+pub struct LogSettings {
+    /// `RUST_LOG`: a tracing filter, which wins.
+    pub rust_log: Option<String>,
+    /// `SAGEMAKER_CONTAINER_LOG_LEVEL`: Python's numeric levels or names.
+    pub container_log_level: Option<String>,
+    /// `MODEL_SERVER_LOG_FORMAT`: `text` or `json`.
+    pub format: Option<String>,
+}
+
+impl LogSettings {
+    /// The logging variables from `env`.
+    pub fn from_env(env: &impl Env) -> LogSettings {
+        LogSettings {
+            rust_log: env.get("RUST_LOG"),
+            container_log_level: env.get("SAGEMAKER_CONTAINER_LOG_LEVEL"),
+            format: env.get("MODEL_SERVER_LOG_FORMAT"),
+        }
+    }
+}
+
 /// How SageMaker should batch records for Batch Transform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BatchStrategy {

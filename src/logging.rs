@@ -11,15 +11,22 @@ use std::time::Duration;
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriter};
 use tracing_subscriber::EnvFilter;
 
+use crate::config::{LogSettings, ProcessEnv};
+
 /// The filter from `RUST_LOG`, else `SAGEMAKER_CONTAINER_LOG_LEVEL`, else
 /// `default`.
-pub fn filter(default: &str) -> EnvFilter {
-    if let Ok(f) = EnvFilter::try_from_default_env() {
+pub fn filter(settings: &LogSettings, default: &str) -> EnvFilter {
+    if let Some(f) = settings
+        .rust_log
+        .as_deref()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+    {
         return f;
     }
-    let level = std::env::var("SAGEMAKER_CONTAINER_LOG_LEVEL")
-        .ok()
-        .and_then(|v| sagemaker_level(&v))
+    let level = settings
+        .container_log_level
+        .as_deref()
+        .and_then(sagemaker_level)
         .unwrap_or(default);
     EnvFilter::new(level)
 }
@@ -134,7 +141,8 @@ impl<'a> MakeWriter<'a> for Buffered {
 /// colour and batched. A bad `MODEL_SERVER_LOG_FORMAT` is returned as an
 /// error message (text logs are installed meanwhile, so it can be reported).
 pub fn init(default: &str) -> Result<(), String> {
-    let format = format_from(std::env::var("MODEL_SERVER_LOG_FORMAT").ok().as_deref());
+    let settings = LogSettings::from_env(&ProcessEnv);
+    let format = format_from(settings.format.as_deref());
     let terminal = std::io::stderr().is_terminal();
     let writer = if terminal {
         BoxMakeWriter::new(std::io::stderr)
@@ -149,7 +157,7 @@ pub fn init(default: &str) -> Result<(), String> {
         BoxMakeWriter::new(Buffered)
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(default))
+        .with_env_filter(filter(&settings, default))
         .with_writer(writer);
     if format == Ok(Format::Json) {
         let _ = builder

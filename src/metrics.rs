@@ -171,3 +171,9 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 }
+
+/// A pipeline's placeholder sink for the server: each bad record answered
+/// with a placeholder is counted by kind.
+pub fn count_placeholder(e: &crate::Error) {
+    metrics().error(e.code());
+}

@@ -9,8 +9,6 @@
 //! `transform` and `train` all run this same code, which is why their answers
 //! are byte-identical.
 
-use std::sync::Arc;
-
 use bytes::BytesMut;
 
 use crate::codec::{DecodeOptions, Decoder, Encoder};
@@ -97,6 +95,7 @@ pub struct Pipeline {
     encoder: Encoder,
     model: SharedModel,
     policy: ErrorPolicy,
+    on_placeholder: Option<fn(&Error)>,
     batch: Batch,
     preds: Vec<f64>,
     limit: usize,
@@ -135,11 +134,20 @@ impl Pipeline {
             encoder: Encoder::new(output),
             model,
             policy: opts.policy,
+            on_placeholder: None,
             batch: Batch::with_capacity(initial, width),
             preds: Vec::with_capacity(initial),
             limit,
             stats: Stats::default(),
         }
+    }
+
+    /// Tell `sink` of each bad record replaced by a placeholder: the server
+    /// counts them in its metrics; `mmp score` and in-process transform do
+    /// not, so their work is not counted as server traffic.
+    pub fn on_placeholder(mut self, sink: fn(&Error)) -> Pipeline {
+        self.on_placeholder = Some(sink);
+        self
     }
 
     /// Counters so far.
@@ -235,31 +243,13 @@ impl Pipeline {
                     return Err(err);
                 }
                 tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
-                crate::metrics::metrics().error(err.code());
+                if let Some(sink) = self.on_placeholder {
+                    sink(&err);
+                }
                 self.encoder.error(&err, out);
                 self.stats.placeholders += 1;
             }
         }
         Ok(())
     }
-}
-
-/// Run a whole in-memory input through a pipeline; for tests and small jobs.
-pub fn run_all(
-    model: SharedModel,
-    input_format: Format,
-    output_format: Format,
-    opts: &PipelineOptions,
-    input: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let mut p = Pipeline::new(model, input_format, output_format, opts);
-    let mut out = BytesMut::new();
-    p.feed(input, &mut out)?;
-    p.finish(&mut out)?;
-    Ok(out.to_vec())
-}
-
-/// Shorthand for tests: a model behind an `Arc`.
-pub fn shared<M: crate::model::Model>(m: M) -> SharedModel {
-    Arc::new(m)
 }

@@ -264,6 +264,7 @@ async fn session(
             let input = params.input.unwrap_or(sniff(data));
             let output = params.output.unwrap_or(input);
             Pipeline::new(model.clone(), input, output, &params.opts)
+                .on_placeholder(crate::metrics::count_placeholder)
         });
         let fed = p.feed(data, &mut out);
         if !out.is_empty() {

@@ -128,7 +128,8 @@ where
     if let Some(h) = content_type.header {
         opts.decode.csv_header = h;
     }
-    let pipeline = Pipeline::new(model, content_type.format, output, &opts);
+    let pipeline = Pipeline::new(model, content_type.format, output, &opts)
+        .on_placeholder(crate::metrics::count_placeholder);
     let mut inv = Invocation {
         body: Some(Box::pin(body)),
         pipeline,
