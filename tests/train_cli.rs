@@ -1429,6 +1429,16 @@ fn issue_13_statistics_from_mismatched_runs_are_a_load_error_naming_the_files() 
 }
 
 #[test]
+fn issue_13_an_empty_shard_fails_saying_why() {
+    let tree = host_tree("{}", SHARDED, 2, 2);
+    tree.write("input/data/training/.keep", b"");
+    tree.expect_failure(&[
+        "channel \"training\": no data files in",
+        "with ShardedByS3Key every host needs a share of the objects",
+    ]);
+}
+
+#[test]
 fn issue_13_a_current_host_missing_from_hosts_fails_the_job() {
     let tree = Tree::file_mode("{}", false);
     tree.write("input/data/training/a.csv", b"1,2\n");

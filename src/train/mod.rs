@@ -272,7 +272,19 @@ pub fn train(layout: &Layout, role: &Role, every: Duration) -> Result<Trained, T
         Sums::default(),
         &mut ingest,
         &mut progress,
-    )?;
+    )
+    .map_err(|e| match e {
+        // With more hosts than objects some host gets none. Its shard is
+        // empty, and saying why is the most useful part of the message.
+        TrainError::Channel { channel, reason } if sharded => TrainError::Channel {
+            channel,
+            reason: format!(
+                "{reason}; with ShardedByS3Key every host needs a share of the objects \
+                 (at least one record), so use no more instances than the channel has objects"
+            ),
+        },
+        e => e,
+    })?;
     let Some(moments) = sums.moments else {
         return Err(TrainError::channel(TRAINING, "has no records"));
     };
