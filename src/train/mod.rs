@@ -120,8 +120,8 @@ pub fn main(args: &TrainArgs) -> ExitCode {
             failure_file.display()
         );
     }
-    let role = match plan(&layout) {
-        Ok(role) => role,
+    let (role, channels) = match plan(&layout) {
+        Ok(planned) => planned,
         Err(e) => {
             // A failed run leaves no model behind, whatever its role.
             Role::Single.remove_stale(&layout.model);
@@ -132,7 +132,8 @@ pub fn main(args: &TrainArgs) -> ExitCode {
     role.remove_stale(&layout.model);
     let work_layout = layout.clone();
     let work_role = role.clone();
-    let result = match stop::run_until_signal(move || train(&work_layout, &work_role, every)) {
+    let work = move || train(&work_layout, &work_role, &channels, every);
+    let result = match stop::run_until_signal(work) {
         Ok(Outcome::Done(result)) => result,
         Ok(Outcome::Signal(name)) => Err(TrainError::Stopped(name)),
         Ok(Outcome::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
@@ -158,8 +159,8 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
 }
 
 /// This host's place in the job, from `resourceconfig.json` and the
-/// training channel's `S3DistributionType`, logged.
-fn plan(layout: &Layout) -> Result<Role, TrainError> {
+/// training channel's `S3DistributionType`, logged; and the channels.
+fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), TrainError> {
     let file = layout.config.join("resourceconfig.json");
     let rc = config::read_resource_config(&file)?;
     if let Some(rc) = &rc {
@@ -170,14 +171,15 @@ fn plan(layout: &Layout) -> Result<Role, TrainError> {
             rc.hosts.join(", ")
         );
     }
-    let distribution = channel_configs(layout)?
+    let channels = channel_configs(layout)?;
+    let distribution = channels
         .get(TRAINING)
         .map_or(Distribution::FullyReplicated, |c| c.s3_distribution_type);
     let role = Role::plan(rc.as_ref(), distribution, &file)?;
     if let Some(line) = role.describe() {
         println!("mmp train: {line}");
     }
-    Ok(role)
+    Ok((role, channels))
 }
 
 /// Write what this host's role writes, then print the metrics and the
@@ -248,14 +250,18 @@ fn create_model_dir(layout: &Layout) -> Result<(), TrainError> {
         .map_err(|e| TrainError::io(format!("cannot create {}", layout.model.display()), e))
 }
 
-/// Everything but writing the output: configuration, reading, fitting.
-pub fn train(layout: &Layout, role: &Role, every: Duration) -> Result<Trained, TrainError> {
+/// Everything but writing the output: hyperparameters, reading, fitting.
+pub fn train(
+    layout: &Layout,
+    role: &Role,
+    channels: &BTreeMap<String, ChannelConfig>,
+    every: Duration,
+) -> Result<Trained, TrainError> {
     let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
     println!("mmp train: hyperparameters: l2={}", hp.l2);
-    let channels = channel_configs(layout)?;
     let train_cfg = channels
         .get(TRAINING)
-        .ok_or_else(|| missing_training(&channels))?;
+        .ok_or_else(|| missing_training(channels))?;
     for name in channels
         .keys()
         .filter(|n| *n != TRAINING && *n != VALIDATION)
