@@ -1401,6 +1401,21 @@ fn issue_13_statistics_from_mismatched_runs_are_a_load_error_naming_the_files() 
         &["stats-algo-2.json: the file is named for another host than the one that wrote it (\"algo-1\")"],
     );
 
+    // A damaged file: cut short, as an interrupted copy leaves it.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let h2 = sharded_host("{}", 2, 2, &data);
+    let merged = merge_model_dirs(&[h1, h2]);
+    let path = merged.path().join("stats-algo-2.json");
+    let text = fs::read(&path).unwrap();
+    fs::write(&path, &text[..text.len() / 2]).unwrap();
+    expect_load_error(
+        merged.path(),
+        &[&format!(
+            "cannot load model from {}: EOF while parsing",
+            path.display()
+        )],
+    );
+
     // Statistics next to a model.json: two runs in one directory.
     let h1 = sharded_host("{}", 1, 2, &data);
     let h2 = sharded_host("{}", 2, 2, &data);
