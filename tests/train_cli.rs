@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod util;
+
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use mmp::predictor::{self, LinearModel};
@@ -1278,6 +1280,15 @@ fn issue_13_sharded_hosts_write_statistics_that_score_as_the_fit_on_all_the_data
         // combined model.
         let rmse = single_run.metric("train:rmse");
         assert!((rmse - all.rmse(&combined)).abs() < 1e-9 * rmse);
+
+        // So does `serve`.
+        let server =
+            util::Server::start_with(&[], &["--model-dir", merged.path().to_str().unwrap()]);
+        let r = server.post("text/csv", None, &fs::read(&input).unwrap());
+        assert_eq!(r.status, 200, "{}", r.text());
+        let served: Vec<f64> = r.text().lines().map(|l| l.parse().unwrap()).collect();
+        assert_same_predictions(&served, &reference, "serve, merged vs single host");
+        drop(server);
 
         // transform --model-dir loads the same way.
         let out = tempfile::tempdir().unwrap();
