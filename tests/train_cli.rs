@@ -1455,12 +1455,72 @@ fn issue_13_statistics_from_mismatched_runs_are_a_load_error_naming_the_files() 
 }
 
 #[test]
-fn issue_13_an_empty_shard_fails_saying_why() {
+fn issue_13_an_empty_shard_still_completes_the_set() {
+    // More instances than objects: SageMaker gives some host none ("some
+    // nodes won't get any data", API S3DataSource). Host 2's directory has
+    // no data file, host 3's file has no record.
+    let data = generate(&true_model(), 300, 0.5, 60);
+    let valid = generate(&true_model(), 50, 0.5, 61);
+    let trees: Vec<Tree> = (1..=3)
+        .map(|k| {
+            let tree = host_tree("{}", SHARDED, k, 3);
+            match k {
+                1 => tree.write("input/data/training/a.csv", &data.csv()),
+                2 => tree.write("input/data/training/.keep", b""),
+                _ => tree.write("input/data/training/empty.csv", b"\n"),
+            }
+            tree.write("input/data/validation/v.csv", &valid.csv());
+            tree
+        })
+        .collect();
+    for (k, tree) in trees.iter().enumerate().skip(1) {
+        let run = tree.train().ok();
+        assert!(
+            run.stdout.contains(
+                "this host's shard alone does not determine the model (the shard has no records"
+            ),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("records (training 0), "),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(
+            tree.model_dir_entries(),
+            [format!("stats-algo-{}.json", k + 1)]
+        );
+    }
+    trees[0].train().ok();
+    let merged = merge_model_dirs(&trees);
+    assert_close(
+        &predictor::load(merged.path()).unwrap(),
+        &ridge(&data, 0.0),
+        1e-8,
+    );
+
+    // Every shard empty: the job's hosts succeed, but there is no model,
+    // and loading says why.
+    let trees: Vec<Tree> = (1..=2)
+        .map(|k| {
+            let tree = host_tree("{}", SHARDED, k, 2);
+            tree.write("input/data/training/.keep", b"");
+            tree.train().ok();
+            tree
+        })
+        .collect();
+    let merged = merge_model_dirs(&trees);
+    expect_load_error(
+        merged.path(),
+        &["every host's shard was empty (stats-algo-1.json, stats-algo-2.json): there are no records to fit"],
+    );
+
+    // A missing channel directory is still a configuration error.
     let tree = host_tree("{}", SHARDED, 2, 2);
-    tree.write("input/data/training/.keep", b"");
     tree.expect_failure(&[
-        "channel \"training\": no data files in",
-        "with ShardedByS3Key every host needs a share of the objects",
+        "channel \"training\": its directory",
+        "input/data/training does not exist",
     ]);
 }
 

@@ -85,8 +85,9 @@ impl Layout {
 /// What a successful run produced.
 #[derive(Debug)]
 pub struct Trained {
-    /// The sums of the training records this host read.
-    pub sums: Moments,
+    /// The sums of the training records this host read; `None` if it
+    /// read none (only on a `ShardedByS3Key` host: an empty shard).
+    pub sums: Option<Moments>,
     /// The L2 penalty of the fit.
     pub l2: f64,
     /// The fit on those records. `Err` (why the system is singular) only on
@@ -188,7 +189,7 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
     let written = match role {
         Role::Sharded { host, hosts } => {
             create_model_dir(layout)?;
-            let path = stats::save(&layout.model, host, hosts, t.l2, &t.sums)
+            let path = stats::save(&layout.model, host, hosts, t.l2, t.sums.as_ref())
                 .map_err(TrainError::Save)?;
             format!(
                 "statistics written to {} (the model is their combination with the other hosts')",
@@ -237,7 +238,7 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
     println!(
         "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; {written}",
         p.records,
-        t.sums.count(),
+        t.sums.as_ref().map_or(0, Moments::count),
         p.bytes as f64 / 1e6,
         p.elapsed().as_secs_f64(),
         p.mb_per_s(),
@@ -272,26 +273,31 @@ pub fn train(
     let mut progress = Progress::new(every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
+    // A sharded host's shard may be empty: SageMaker gives a host no
+    // objects when there are more instances than objects ("some nodes won't
+    // get any data", API S3DataSource). Its empty statistics still complete
+    // the set, so the model is the fit on the other shards.
     let sums = read_channel(
         &training,
         layout,
         Sums::default(),
+        sharded,
         &mut ingest,
         &mut progress,
-    )
-    .map_err(|e| match e {
-        // With more hosts than objects some host gets none. Its shard is
-        // empty, and saying why is the most useful part of the message.
-        TrainError::Channel { channel, reason } if sharded => TrainError::Channel {
-            channel,
-            reason: format!(
-                "{reason}; with ShardedByS3Key every host needs a share of the objects \
-                 (at least one record), so use no more instances than the channel has objects"
-            ),
-        },
-        e => e,
-    })?;
+    )?;
     let Some(moments) = sums.moments else {
+        if sharded {
+            return Ok(Trained {
+                sums: None,
+                l2: hp.l2,
+                fit: Err(
+                    "the shard has no records: SageMaker gives some hosts no objects \
+                          when there are more instances than objects"
+                        .into(),
+                ),
+                progress,
+            });
+        }
         return Err(TrainError::channel(TRAINING, "has no records"));
     };
     let model = match moments.solve(hp.l2) {
@@ -299,7 +305,7 @@ pub fn train(
         // The other shards may well make the system solvable.
         Err(reason) if sharded => {
             return Ok(Trained {
-                sums: moments,
+                sums: Some(moments),
                 l2: hp.l2,
                 fit: Err(reason),
                 progress,
@@ -316,7 +322,7 @@ pub fn train(
             }
             let channel = Channel::new(VALIDATION, cfg)?;
             let fixed = Sums::fixed(moments.features(), &sums.origin);
-            let v = read_channel(&channel, layout, fixed, &mut ingest, &mut progress)?;
+            let v = read_channel(&channel, layout, fixed, false, &mut ingest, &mut progress)?;
             match v.moments.as_ref() {
                 Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
                 _ => return Err(TrainError::channel(VALIDATION, "has no records")),
@@ -324,7 +330,7 @@ pub fn train(
         }
     };
     Ok(Trained {
-        sums: moments,
+        sums: Some(moments),
         l2: hp.l2,
         fit: Ok(Fit {
             model,
@@ -369,15 +375,17 @@ fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> TrainError {
     )
 }
 
-/// Read every source of a channel into `sums`.
+/// Read every source of a channel into `sums`. No source, or no record,
+/// is an error unless `allow_empty`.
 fn read_channel(
     channel: &Channel,
     layout: &Layout,
     mut sums: Sums,
+    allow_empty: bool,
     ingest: &mut Ingest,
     progress: &mut Progress,
 ) -> Result<Sums, TrainError> {
-    let sources = channel.sources(&layout.data)?;
+    let sources = channel.sources(&layout.data, allow_empty)?;
     let mode = match channel.mode {
         InputMode::File => "File",
         InputMode::FastFile => "FastFile",
@@ -431,7 +439,7 @@ fn read_channel(
         };
         ingest.read(&mut reader, &stream, &mut sums, progress)?;
     }
-    if sums.count() == 0 {
+    if sums.count() == 0 && !allow_empty {
         return Err(TrainError::channel(
             &channel.name,
             format!(

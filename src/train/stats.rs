@@ -14,7 +14,8 @@
 //!  "mean": [x̄₁, x̄₂, ȳ], "comoment": [C₁₁, C₁₂, C₁y, C₂₂, C₂y, Cyy]}
 //! ```
 //!
-//! (`comoment`: the upper triangle of the (D+1)² matrix, row by row). The
+//! (`comoment`: the upper triangle of the (D+1)² matrix, row by row; an
+//! empty shard writes `"features": null, "count": 0` and no sums). The
 //! names differ per host, so SageMaker's merge of the hosts' model
 //! directories cannot clash, and [`combine`] (called by
 //! [`crate::predictor::load`], hence by `serve`, `score` and `transform`)
@@ -47,7 +48,8 @@ struct StatsFile {
     hosts: Vec<String>,
     /// The L2 penalty the job was trained with.
     l2: f64,
-    features: usize,
+    /// D; `null` for an empty shard, which cannot know it.
+    features: Option<usize>,
     count: u64,
     mean: Vec<f64>,
     comoment: Vec<f64>,
@@ -91,23 +93,24 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Write `host`'s statistics into `dir` atomically (a temporary file
-/// renamed into place); returns the file's path.
+/// renamed into place); returns the file's path. `None`: the shard had no
+/// records (count 0, no features), which still counts as that host's file.
 pub fn save(
     dir: &Path,
     host: &str,
     hosts: &[String],
     l2: f64,
-    moments: &Moments,
+    moments: Option<&Moments>,
 ) -> Result<PathBuf, Error> {
     let file = StatsFile {
         format: FORMAT.into(),
         host: host.into(),
         hosts: hosts.to_vec(),
         l2,
-        features: moments.features(),
-        count: moments.count(),
-        mean: moments.mean().to_vec(),
-        comoment: moments.comoment().to_vec(),
+        features: moments.map(Moments::features),
+        count: moments.map_or(0, Moments::count),
+        mean: moments.map_or_else(Vec::new, |m| m.mean().to_vec()),
+        comoment: moments.map_or_else(Vec::new, |m| m.comoment().to_vec()),
     };
     let path = dir.join(file_name(host));
     let tmp = dir.join(format!(".{}.tmp", file_name(host)));
@@ -137,8 +140,9 @@ fn name(path: &Path) -> String {
     )
 }
 
-/// Read one file, checking it is self-consistent.
-fn read(path: &Path) -> Result<(StatsFile, Moments), Error> {
+/// Read one file, checking it is self-consistent; its sums are `None` for
+/// an empty shard.
+fn read(path: &Path) -> Result<(StatsFile, Option<Moments>), Error> {
     let fail = |reason: String| load_error(path, reason);
     let text = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
     let mut file: StatsFile = serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
@@ -155,9 +159,6 @@ fn read(path: &Path) -> Result<(StatsFile, Moments), Error> {
             file.host
         )));
     }
-    if file.count == 0 {
-        return Err(fail("\"count\" is 0: the shard had no records".into()));
-    }
     if !(file.l2.is_finite() && file.l2 >= 0.0) {
         return Err(fail(format!(
             "\"l2\" is {}, not a finite number >= 0",
@@ -166,8 +167,18 @@ fn read(path: &Path) -> Result<(StatsFile, Moments), Error> {
     }
     let mean = std::mem::take(&mut file.mean);
     let comoment = std::mem::take(&mut file.comoment);
-    let moments = Moments::from_parts(file.features, file.count, mean, comoment).map_err(fail)?;
-    Ok((file, moments))
+    match (file.count, file.features) {
+        (0, None) if mean.is_empty() && comoment.is_empty() => Ok((file, None)),
+        (0, _) => Err(fail(
+            "\"count\" is 0, but the file has sums (an empty shard has \"features\": null and no sums)"
+                .into(),
+        )),
+        (n, None) => Err(fail(format!("\"features\" is null, but \"count\" is {n}"))),
+        (n, Some(d)) => {
+            let moments = Moments::from_parts(d, n, mean, comoment).map_err(fail)?;
+            Ok((file, Some(moments)))
+        }
+    }
 }
 
 /// Load the model that the statistics `files` (all in `dir`, from
@@ -182,27 +193,28 @@ pub fn combine(dir: &Path, files: &[PathBuf]) -> Result<LinearModel, Error> {
     let Some(((first, _), first_path)) = read_files.first().zip(files.first()) else {
         return Err(fail("no statistics files".into()));
     };
-    let mismatch = |path: &Path, theirs: String, ours: String| {
+    let mismatch = |a: &Path, theirs: String, b: &Path, ours: String| {
         fail(format!(
             "the statistics files are not from one job: {} has {theirs}, but {} has {ours}; \
              every host of one ShardedByS3Key job writes the same, so these come from different runs \
              (remove the stale files)",
-            name(first_path),
-            name(path)
+            name(a),
+            name(b)
         ))
     };
     for ((file, _), path) in read_files.iter().zip(files).skip(1) {
         if file.hosts != first.hosts {
             let list = |h: &[String]| format!("hosts [{}]", h.join(", "));
-            return Err(mismatch(path, list(&first.hosts), list(&file.hosts)));
-        }
-        if file.features != first.features {
-            let n = |d: usize| format!("{d} features");
-            return Err(mismatch(path, n(first.features), n(file.features)));
+            return Err(mismatch(
+                first_path,
+                list(&first.hosts),
+                path,
+                list(&file.hosts),
+            ));
         }
         if file.l2.to_bits() != first.l2.to_bits() {
             let l2 = |v: f64| format!("l2 = {v}");
-            return Err(mismatch(path, l2(first.l2), l2(file.l2)));
+            return Err(mismatch(first_path, l2(first.l2), path, l2(file.l2)));
         }
     }
     let present: Vec<&str> = read_files.iter().map(|(f, _)| f.host.as_str()).collect();
@@ -230,10 +242,26 @@ pub fn combine(dir: &Path, files: &[PathBuf]) -> Result<LinearModel, Error> {
             files.iter().map(|p| name(p)).collect::<Vec<_>>().join(", ")
         )));
     }
+    // The feature counts of the shards that had records (an empty one
+    // cannot know D) must agree.
+    let mut with_records = read_files
+        .iter()
+        .zip(files)
+        .filter_map(|((f, m), p)| Some((f.features?, m.as_ref()?, p)));
+    let Some((features, _, with_d)) = with_records.next() else {
+        return Err(fail(format!(
+            "every host's shard was empty ({}): there are no records to fit",
+            files.iter().map(|p| name(p)).collect::<Vec<_>>().join(", ")
+        )));
+    };
+    if let Some((d, _, path)) = with_records.find(|(d, _, _)| *d != features) {
+        let n = |d: usize| format!("{d} features");
+        return Err(mismatch(with_d, n(features), path, n(d)));
+    }
     let l2 = first.l2;
-    let mut total = Moments::new(first.features);
+    let mut total = Moments::new(features);
     // `files` is sorted by name, so the merge order is fixed.
-    for (_, moments) in &read_files {
+    for moments in read_files.iter().filter_map(|(_, m)| m.as_ref()) {
         total.merge(moments);
     }
     total.solve(l2).map_err(|reason| {
@@ -262,5 +290,65 @@ mod tests {
             assert_eq!(host_of(Path::new(not)), None, "{not}");
         }
         assert!(valid_host("algo-10") && !valid_host("") && !valid_host("../x"));
+    }
+
+    #[test]
+    fn counts_and_sums_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |host: &str, body: &str| {
+            let text = format!(
+                r#"{{"format": "{FORMAT}", "host": "{host}", "hosts": ["algo-1", "algo-2"], "l2": 0, {body}}}"#
+            );
+            std::fs::write(dir.path().join(file_name(host)), text).unwrap();
+        };
+        let load = || {
+            combine(dir.path(), &files_in(dir.path()))
+                .map_err(|e| e.to_string())
+                .map(|m| m.weights)
+        };
+        // One feature, y = 2x: the records (0, 0), (1, 2) and (2, 4).
+        write(
+            "algo-1",
+            r#""features": 1, "count": 3, "mean": [1, 2], "comoment": [2, 4, 8]"#,
+        );
+        write(
+            "algo-2",
+            r#""features": null, "count": 0, "mean": [], "comoment": []"#,
+        );
+        let w = load().unwrap();
+        assert!(w.len() == 1 && (w[0] - 2.0).abs() < 1e-15, "{w:?}");
+        write(
+            "algo-2",
+            r#""features": 1, "count": 0, "mean": [0, 0], "comoment": [0, 0, 0]"#,
+        );
+        let e = load().unwrap_err();
+        assert!(
+            e.contains("stats-algo-2.json") && e.contains("\"count\" is 0, but"),
+            "{e}"
+        );
+        write(
+            "algo-2",
+            r#""features": null, "count": 4, "mean": [], "comoment": []"#,
+        );
+        assert!(load()
+            .unwrap_err()
+            .contains("\"features\" is null, but \"count\" is 4"));
+        write(
+            "algo-2",
+            r#""features": 1, "count": 1, "mean": [1], "comoment": [0, 0, 0]"#,
+        );
+        assert!(load().unwrap_err().contains("\"mean\" has 1 values"));
+        let path = dir.path().join(file_name("algo-1"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(FORMAT, "mmp-linear-stats/2")).unwrap();
+        let e = load().unwrap_err();
+        assert!(
+            e.contains(
+                "\"format\" is \"mmp-linear-stats/2\"; this version reads \"mmp-linear-stats/1\""
+            ),
+            "{e}"
+        );
+        std::fs::write(&path, br#"{"format": "mmp-linear-stats/1"}"#).unwrap();
+        assert!(load().unwrap_err().contains("missing field"));
     }
 }
