@@ -3,10 +3,12 @@
 //! It plays the part of `predictor.py` in AWS's `scikit_bring_your_own`
 //! sample. Here it is a mock: a linear model read from `model.json`,
 //! `{"bias": b, "weights": [w1, ..., wD]}`, whose prediction for a record
-//! `x` is `b + w·x`. To drop in another algorithm, replace [`LinearModel`]
-//! with your type, implement [`Model`] for it, and make [`load`] read your
-//! artifact from the model directory. Nothing else needs to change: decoding,
-//! batching, encoding, HTTP and the CLIs only see the trait.
+//! `x` is `b + w·x` (or, from a job sharded over several hosts, combined
+//! from their per-host statistics: [`load`]). To drop in another
+//! algorithm, replace [`LinearModel`] with your type, implement [`Model`]
+//! for it, and make [`load`] read your artifact from the model directory.
+//! Nothing else needs to change: decoding, batching, encoding, HTTP and the
+//! CLIs only see the trait.
 
 use std::path::Path;
 
@@ -75,8 +77,36 @@ impl LinearModel {
     }
 }
 
-/// Load the model from `dir` (the model directory).
+/// Load the model from `dir` (the model directory): `model.json`, or, from
+/// a training job sharded over several hosts (`ShardedByS3Key`), the
+/// `stats-<host>.json` files of all its hosts, combined into the fit over
+/// all the data (see [`crate::train::stats`]). Every command that reads a
+/// model directory (`serve`, `score`, `transform --model-dir`) comes here.
 pub fn load(dir: &Path) -> Result<LinearModel, Error> {
+    let stats = crate::train::stats::files_in(dir);
+    if stats.is_empty() {
+        return load_model_file(dir);
+    }
+    if dir.join(MODEL_FILE).exists() {
+        let names: Vec<String> = stats
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        return Err(Error::new(ErrorKind::ModelLoad {
+            path: dir.display().to_string(),
+            reason: format!(
+                "it holds both {MODEL_FILE} and per-host statistics ({}); one training job \
+                 writes one or the other, so some are stale (remove them)",
+                names.join(", ")
+            ),
+        }));
+    }
+    crate::train::stats::combine(dir, &stats)
+}
+
+/// Load `model.json` from `dir`.
+fn load_model_file(dir: &Path) -> Result<LinearModel, Error> {
     let path = dir.join(MODEL_FILE);
     let fail = |reason: String| {
         Error::new(ErrorKind::ModelLoad {

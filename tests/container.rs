@@ -1093,7 +1093,9 @@ fn sagemaker_sdk_local_mode_trains_transforms_and_serves_with_the_image() {
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
-    let limit = Duration::from_secs(300);
+    // Four jobs (two trainings, a transform, an endpoint), each a
+    // docker-compose start and stop.
+    let limit = Duration::from_secs(420);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
@@ -1135,5 +1137,16 @@ fn sagemaker_sdk_local_mode_trains_transforms_and_serves_with_the_image() {
     assert!(
         stdout.contains(r#"SDK-RESULT {"network_violations": []}"#),
         "{stdout}"
+    );
+    // The two-instance training: local mode streams both containers' logs
+    // (`algo-1-xxxxx`, `algo-2-xxxxx`); the second says why it wrote nothing.
+    assert!(
+        stdout.contains("mmp train: host algo-2-") && stdout.contains(
+            "only the first host (algo-1-"
+        ) && stdout.contains(
+            "writes model.json; this host writes nothing, so the merged model directory holds one model.json"
+        ),
+        "{}",
+        tail(&stdout)
     );
 }

@@ -12,6 +12,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod util;
+
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use mmp::predictor::{self, LinearModel};
@@ -986,4 +988,552 @@ fn progress_lines_while_streaming_then_sigterm_mid_stream() {
     );
     expect_stopped(&tree, child);
     drop(w);
+}
+
+// ---------------------------------------------------------------- several hosts
+
+/// `algo-1` … `algo-n`, sorted as SageMaker lists them (n < 10).
+fn host_names(n: usize) -> Vec<String> {
+    (1..=n).map(|k| format!("algo-{k}")).collect()
+}
+
+/// Host `k` (1-based) of `n`: its own `/opt/ml`, as each instance has, with
+/// the resourceconfig.json SageMaker writes for it.
+fn host_tree(hyperparameters: &str, channels: &str, k: usize, n: usize) -> Tree {
+    let tree = Tree::new(hyperparameters, channels);
+    let rc = serde_json::json!({
+        "current_host": format!("algo-{k}"),
+        "hosts": host_names(n),
+        "network_interface_name": "eth0",
+    });
+    tree.write(
+        "input/config/resourceconfig.json",
+        rc.to_string().as_bytes(),
+    );
+    tree
+}
+
+/// What SageMaker does with the hosts' `model/` directories at the end of a
+/// job (one model.tar.gz of all of them; local mode copies them into one
+/// folder): every file of every host in one directory. Two hosts writing
+/// the same name would lose one file, so a clash fails the test.
+fn merge_model_dirs(trees: &[Tree]) -> tempfile::TempDir {
+    let merged = tempfile::tempdir().unwrap();
+    for tree in trees {
+        for name in tree.model_dir_entries() {
+            let to = merged.path().join(&name);
+            assert!(!to.exists(), "two hosts wrote model/{name}");
+            fs::copy(tree.path("model").join(&name), to).unwrap();
+        }
+    }
+    merged
+}
+
+fn sorted_entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `data` with every feature moved by `by` (labels moved to match), so
+/// shards can come from different places.
+fn shifted(data: Data, by: f64) -> Data {
+    let w = true_model().weights;
+    let rows = data
+        .rows
+        .into_iter()
+        .map(|(y, x)| {
+            let x: Vec<f64> = x.iter().map(|v| v + by).collect();
+            (y + by * w.iter().sum::<f64>(), x)
+        })
+        .collect();
+    Data { rows }
+}
+
+/// Features-only CSV (what `score` reads) of `data`, in `dir/name`.
+fn features_csv(dir: &Path, name: &str, data: &Data) -> PathBuf {
+    let text: String = data
+        .rows
+        .iter()
+        .map(|(_, x)| x.iter().map(f64::to_string).collect::<Vec<_>>().join(",") + "\n")
+        .collect();
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+fn score_command(model_dir: &Path, input: &Path) -> Run {
+    let out = Command::new(MMP)
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir)
+        .arg(input)
+        .output()
+        .unwrap();
+    Run::from(out)
+}
+
+/// `mmp score --model-dir model_dir input`'s predictions.
+fn score(model_dir: &Path, input: &Path) -> Vec<f64> {
+    let run = score_command(model_dir, input).ok();
+    run.stdout.lines().map(|l| l.parse().unwrap()).collect()
+}
+
+fn assert_same_predictions(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        // 1e-9 relative (absolute below 1).
+        assert!(
+            (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+            "{what}: prediction {i}: {g} vs {w}"
+        );
+    }
+}
+
+const REPLICATED: &str = r#"{"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"},
+    "validation": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}"#;
+const SHARDED: &str = r#"{"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"},
+    "validation": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}"#;
+
+#[test]
+fn issue_13_fully_replicated_hosts_leave_one_model_written_by_the_first() {
+    let data = generate(&true_model(), 800, 0.5, 30);
+    let valid = generate(&true_model(), 100, 0.5, 31);
+    // Two hosts with the distribution spelled out; three with it absent,
+    // which SageMaker treats as FullyReplicated.
+    let absent = r#"{"training": {"TrainingInputMode": "File"}, "validation": {}}"#;
+    for (n, channels) in [(2, REPLICATED), (3, absent)] {
+        let trees: Vec<Tree> = (1..=n)
+            .map(|k| {
+                let tree = host_tree(r#"{"l2": "3"}"#, channels, k, n);
+                tree.write("input/data/training/a.csv", &data.csv());
+                tree.write("input/data/validation/v.csv", &valid.csv());
+                tree
+            })
+            .collect();
+        let runs: Vec<Run> = trees.iter().map(|t| t.train().ok()).collect();
+        assert_eq!(trees[0].model_dir_entries(), ["model.json"]);
+        assert!(
+            runs[0].stdout.contains(&format!(
+                "training is FullyReplicated over {n} hosts: each fits the same data, and this host (algo-1, the first) writes model.json"
+            )),
+            "{}",
+            runs[0].stdout
+        );
+        for (tree, run) in trees.iter().zip(&runs).skip(1) {
+            assert_eq!(tree.model_dir_entries(), Vec::<String>::new());
+            assert!(
+                run.stdout.contains(
+                    "only the first host (algo-1) writes model.json; this host writes nothing"
+                ),
+                "{}",
+                run.stdout
+            );
+            let done = run.stdout.lines().last().unwrap();
+            assert!(
+                done.ends_with("no model written: for a FullyReplicated job only the first host (algo-1) writes model.json"),
+                "{done}"
+            );
+            // The same fit, so the same figures.
+            for metric in ["train:rmse", "validation:rmse"] {
+                assert_eq!(run.metric(metric), runs[0].metric(metric), "{metric}");
+            }
+            assert!(!run.stdout.contains("warning"), "{}", run.stdout);
+        }
+        let merged = merge_model_dirs(&trees);
+        assert_eq!(sorted_entries(merged.path()), ["model.json"]);
+        assert_close(
+            &predictor::load(merged.path()).unwrap(),
+            &ridge(&data, 3.0),
+            1e-8,
+        );
+    }
+}
+
+#[test]
+fn issue_13_sharded_hosts_write_statistics_that_score_as_the_fit_on_all_the_data() {
+    let want = true_model();
+    // Shards of different sizes from different places, so combining them
+    // needs the between-shard term. The 5-record shard cannot be fitted
+    // alone (16 features) without l2.
+    let parts = [
+        generate(&want, 700, 0.5, 40),
+        shifted(generate(&want, 5, 0.5, 41), 25.0),
+        shifted(generate(&want, 1500, 0.5, 42), -300.0),
+    ];
+    let valid = generate(&want, 200, 0.5, 43);
+    let fresh = shifted(generate(&want, 300, 0.0, 44), 7.0);
+    for (n, l2) in [(2, 0.0), (3, 150.0)] {
+        let hp = format!(r#"{{"l2": "{l2}"}}"#);
+        let shards = &parts[..n];
+        let all = Data {
+            rows: shards.iter().flat_map(|s| s.rows.clone()).collect(),
+        };
+        // The reference: one host, all the data.
+        let single = Tree::new(&hp, SHARDED);
+        for (k, shard) in shards.iter().enumerate() {
+            single.write(&format!("input/data/training/part-{k}.csv"), &shard.csv());
+        }
+        single.write("input/data/validation/v.csv", &valid.csv());
+        let single_run = single.train().ok();
+        assert_eq!(single.model_dir_entries(), ["model.json"]);
+
+        let trees: Vec<Tree> = (1..=n)
+            .map(|k| {
+                let tree = host_tree(&hp, SHARDED, k, n);
+                let shard = &shards[k - 1];
+                let half = shard.rows.len() / 2;
+                tree.write("input/data/training/a.csv", &shard.slice(0, half).csv());
+                tree.write(
+                    "input/data/training/b.csv.gz",
+                    &gzip(&shard.slice(half, shard.rows.len()).csv()),
+                );
+                tree.write("input/data/validation/v.csv", &valid.csv());
+                tree
+            })
+            .collect();
+        for (k, tree) in trees.iter().enumerate() {
+            let host = format!("algo-{}", k + 1);
+            let run = tree.train().ok();
+            assert_eq!(tree.model_dir_entries(), [format!("stats-{host}.json")]);
+            assert!(
+                run.stdout.contains(&format!(
+                    "training is ShardedByS3Key over {n} hosts: this host fits only its shard"
+                )),
+                "{}",
+                run.stdout
+            );
+            // No job metric from a partial fit; the shard's own figure under
+            // another name, when the shard alone can be fitted.
+            assert!(
+                !run.stdout
+                    .lines()
+                    .any(|l| l.starts_with("train:rmse=") || l.starts_with("validation:rmse=")),
+                "{}",
+                run.stdout
+            );
+            let shard = &shards[k];
+            let fitted = shard.rows.len() > 17 || l2 > 0.0;
+            if fitted {
+                let own = ridge(shard, l2);
+                let printed = run.metric("train_shard:rmse");
+                let direct = shard.rmse(&own);
+                assert!(
+                    (printed - direct).abs() < 1e-6 * direct,
+                    "{printed} vs {direct}"
+                );
+                let printed = run.metric("validation_shard:rmse");
+                let direct = valid.rmse(&own);
+                assert!(
+                    (printed - direct).abs() < 1e-6 * direct,
+                    "{printed} vs {direct}"
+                );
+            } else {
+                assert!(
+                    run.stdout.contains(
+                        "this host's shard alone does not determine the model (singular system"
+                    ),
+                    "{}",
+                    run.stdout
+                );
+            }
+            assert!(
+                run.stdout.lines().last().unwrap().contains(&if fitted {
+                    format!("(training {}, validation 200), ", shard.rows.len())
+                } else {
+                    // Without a model of its own, validation is not read.
+                    format!("(training {}), ", shard.rows.len())
+                }),
+                "{}",
+                run.stdout
+            );
+        }
+        let merged = merge_model_dirs(&trees);
+        let names: Vec<String> = host_names(n)
+            .iter()
+            .map(|h| format!("stats-{h}.json"))
+            .collect();
+        assert_eq!(sorted_entries(merged.path()), names);
+
+        // score on the merged directory = score on the single-host model.
+        // Measured: 2e-14 relative for two hosts, 1.2e-10 for three (the
+        // shards at -300 and +25 make the system ill-conditioned, and the
+        // two-pass ridge solve differs from both by as much).
+        let input = features_csv(
+            merged.path().parent().unwrap(),
+            &format!("fresh-{n}.csv"),
+            &fresh,
+        );
+        let got = score(merged.path(), &input);
+        let reference = score(&single.path("model"), &input);
+        assert_same_predictions(&got, &reference, "score, merged vs single host");
+        assert_eq!(got.len(), fresh.rows.len());
+        // And the combined weights are least squares on all the rows,
+        // solved independently.
+        let combined = predictor::load(merged.path()).unwrap();
+        assert_close(&combined, &ridge(&all, l2), 1e-8);
+        assert_close(&combined, &single.model(), 1e-9);
+        // The single host's RMSE is over all the data; so is that of the
+        // combined model.
+        let rmse = single_run.metric("train:rmse");
+        assert!((rmse - all.rmse(&combined)).abs() < 1e-9 * rmse);
+
+        // So does `serve`.
+        let server =
+            util::Server::start_with(&[], &["--model-dir", merged.path().to_str().unwrap()]);
+        let r = server.post("text/csv", None, &fs::read(&input).unwrap());
+        assert_eq!(r.status, 200, "{}", r.text());
+        let served: Vec<f64> = r.text().lines().map(|l| l.parse().unwrap()).collect();
+        assert_same_predictions(&served, &reference, "serve, merged vs single host");
+        drop(server);
+
+        // transform --model-dir loads the same way.
+        let out = tempfile::tempdir().unwrap();
+        let run = Run::from(
+            Command::new(MMP)
+                .arg("transform")
+                .arg("--model-dir")
+                .arg(merged.path())
+                .arg("--input")
+                .arg(&input)
+                .arg("--output")
+                .arg(out.path())
+                .args(["--content-type", "text/csv", "--accept", "text/csv"])
+                .args([
+                    "--split-type",
+                    "Line",
+                    "--assemble-with",
+                    "Line",
+                    "-q",
+                    "--no-progress",
+                ])
+                .output()
+                .unwrap(),
+        )
+        .ok();
+        let text = fs::read_to_string(out.path().join(format!("fresh-{n}.csv.out")))
+            .unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+        let transformed: Vec<f64> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_same_predictions(&transformed, &reference, "transform, merged vs single host");
+    }
+}
+
+/// Train host `k` of `n` (ShardedByS3Key) on `data` with `hp`; return its
+/// tree.
+fn sharded_host(hp: &str, k: usize, n: usize, data: &Data) -> Tree {
+    let tree = host_tree(hp, SHARDED, k, n);
+    tree.write("input/data/training/a.csv", &data.csv());
+    tree.write("input/data/validation/v.csv", &data.csv());
+    tree.train().ok();
+    tree
+}
+
+/// `mmp score` on `dir` fails as a model load error (exit 66) whose message
+/// holds every piece of `expected`.
+fn expect_load_error(dir: &Path, expected: &[&str]) {
+    let input = dir.parent().unwrap().join("one-row.csv");
+    fs::write(&input, b"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16\n").unwrap();
+    let run = score_command(dir, &input);
+    assert_eq!(run.status.code(), Some(66), "{}", run.stderr);
+    for piece in expected {
+        assert!(
+            run.stderr.contains(piece),
+            "stderr lacks {piece:?}:\n{}",
+            run.stderr
+        );
+    }
+    let e = predictor::load(dir).unwrap_err().to_string();
+    assert!(e.starts_with("cannot load model from"), "{e}");
+}
+
+#[test]
+fn issue_13_statistics_from_mismatched_runs_are_a_load_error_naming_the_files() {
+    let data = generate(&true_model(), 100, 0.5, 50);
+    let narrow = Data {
+        rows: data
+            .rows
+            .iter()
+            .map(|(y, x)| (*y, x[..15].to_vec()))
+            .collect(),
+    };
+    let h1 = sharded_host(r#"{"l2": "0"}"#, 1, 2, &data);
+
+    // Another l2 on host 2.
+    let h2 = sharded_host(r#"{"l2": "1"}"#, 2, 2, &data);
+    let merged = merge_model_dirs(&[h1, h2]);
+    expect_load_error(
+        merged.path(),
+        &["the statistics files are not from one job: stats-algo-1.json has l2 = 0, but stats-algo-2.json has l2 = 1"],
+    );
+
+    // Another number of features on host 2.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let h2 = sharded_host("{}", 2, 2, &narrow);
+    let merged = merge_model_dirs(&[h1, h2]);
+    expect_load_error(
+        merged.path(),
+        &["stats-algo-1.json has 16 features, but stats-algo-2.json has 15 features"],
+    );
+
+    // Host 2 of a three-host job next to host 1 of a two-host job.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let h2 = sharded_host("{}", 2, 3, &data);
+    let merged = merge_model_dirs(&[h1, h2]);
+    expect_load_error(
+        merged.path(),
+        &["stats-algo-1.json has hosts [algo-1, algo-2], but stats-algo-2.json has hosts [algo-1, algo-2, algo-3]"],
+    );
+
+    // A host's file is missing: half the data would be lost silently.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let merged = merge_model_dirs(&[h1]);
+    expect_load_error(
+        merged.path(),
+        &[
+            "missing stats-algo-2.json: the job had hosts algo-1, algo-2",
+            "(found stats-algo-1.json)",
+        ],
+    );
+    // A copy under the missing name would count host 1's shard twice.
+    fs::copy(
+        merged.path().join("stats-algo-1.json"),
+        merged.path().join("stats-algo-2.json"),
+    )
+    .unwrap();
+    expect_load_error(
+        merged.path(),
+        &["stats-algo-2.json: the file is named for another host than the one that wrote it (\"algo-1\")"],
+    );
+
+    // A damaged file: cut short, as an interrupted copy leaves it.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let h2 = sharded_host("{}", 2, 2, &data);
+    let merged = merge_model_dirs(&[h1, h2]);
+    let path = merged.path().join("stats-algo-2.json");
+    let text = fs::read(&path).unwrap();
+    fs::write(&path, &text[..text.len() / 2]).unwrap();
+    expect_load_error(
+        merged.path(),
+        &[&format!(
+            "cannot load model from {}: EOF while parsing",
+            path.display()
+        )],
+    );
+
+    // Statistics next to a model.json: two runs in one directory.
+    let h1 = sharded_host("{}", 1, 2, &data);
+    let h2 = sharded_host("{}", 2, 2, &data);
+    let merged = merge_model_dirs(&[h1, h2]);
+    fs::write(
+        merged.path().join("model.json"),
+        serde_json::to_vec(&true_model()).unwrap(),
+    )
+    .unwrap();
+    expect_load_error(
+        merged.path(),
+        &["holds both model.json and per-host statistics (stats-algo-1.json, stats-algo-2.json)"],
+    );
+    // Without it, the pair loads.
+    fs::remove_file(merged.path().join("model.json")).unwrap();
+    assert_close(
+        &predictor::load(merged.path()).unwrap(),
+        &ridge(
+            &Data {
+                rows: [data.rows.clone(), data.rows.clone()].concat(),
+            },
+            0.0,
+        ),
+        1e-8,
+    );
+}
+
+#[test]
+fn issue_13_an_empty_shard_still_completes_the_set() {
+    // More instances than objects: SageMaker gives some host none ("some
+    // nodes won't get any data", API S3DataSource). Host 2's directory has
+    // no data file, host 3's file has no record.
+    let data = generate(&true_model(), 300, 0.5, 60);
+    let valid = generate(&true_model(), 50, 0.5, 61);
+    let trees: Vec<Tree> = (1..=3)
+        .map(|k| {
+            let tree = host_tree("{}", SHARDED, k, 3);
+            match k {
+                1 => tree.write("input/data/training/a.csv", &data.csv()),
+                2 => tree.write("input/data/training/.keep", b""),
+                _ => tree.write("input/data/training/empty.csv", b"\n"),
+            }
+            tree.write("input/data/validation/v.csv", &valid.csv());
+            tree
+        })
+        .collect();
+    for (k, tree) in trees.iter().enumerate().skip(1) {
+        let run = tree.train().ok();
+        assert!(
+            run.stdout.contains(
+                "this host's shard alone does not determine the model (the shard has no records"
+            ),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("records (training 0), "),
+            "{}",
+            run.stdout
+        );
+        assert_eq!(
+            tree.model_dir_entries(),
+            [format!("stats-algo-{}.json", k + 1)]
+        );
+    }
+    trees[0].train().ok();
+    let merged = merge_model_dirs(&trees);
+    assert_close(
+        &predictor::load(merged.path()).unwrap(),
+        &ridge(&data, 0.0),
+        1e-8,
+    );
+
+    // Every shard empty: the job's hosts succeed, but there is no model,
+    // and loading says why.
+    let trees: Vec<Tree> = (1..=2)
+        .map(|k| {
+            let tree = host_tree("{}", SHARDED, k, 2);
+            tree.write("input/data/training/.keep", b"");
+            tree.train().ok();
+            tree
+        })
+        .collect();
+    let merged = merge_model_dirs(&trees);
+    expect_load_error(
+        merged.path(),
+        &["every host's shard was empty (stats-algo-1.json, stats-algo-2.json): there are no records to fit"],
+    );
+
+    // A missing channel directory is still a configuration error.
+    let tree = host_tree("{}", SHARDED, 2, 2);
+    tree.expect_failure(&[
+        "channel \"training\": its directory",
+        "input/data/training does not exist",
+    ]);
+}
+
+#[test]
+fn issue_13_a_current_host_missing_from_hosts_fails_the_job() {
+    let tree = Tree::file_mode("{}", false);
+    tree.write("input/data/training/a.csv", b"1,2\n");
+    tree.write(
+        "input/config/resourceconfig.json",
+        br#"{"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]}"#,
+    );
+    tree.expect_failure(&[
+        "resourceconfig.json",
+        "\"current_host\" \"algo-3\" is not one of \"hosts\" (algo-1, algo-2)",
+    ]);
 }

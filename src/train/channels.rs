@@ -79,7 +79,10 @@ impl Channel {
     }
 
     /// The files (File mode) or the FIFO (Pipe mode) to read, in order.
-    pub fn sources(&self, data_dir: &Path) -> Result<Sources, TrainError> {
+    /// An existing directory without data files is an error unless
+    /// `allow_empty` (a host's shard of a `ShardedByS3Key` channel: with
+    /// more instances than objects some host gets none).
+    pub fn sources(&self, data_dir: &Path, allow_empty: bool) -> Result<Sources, TrainError> {
         if self.mode == InputMode::Pipe {
             let fifo = data_dir.join(format!("{}_0", self.name));
             return Ok(Sources {
@@ -106,7 +109,7 @@ impl Channel {
         }
         let mut sources = Sources::default();
         walk(&dir, &mut sources)?;
-        if sources.files.is_empty() {
+        if sources.files.is_empty() && !allow_empty {
             return Err(TrainError::channel(
                 &self.name,
                 format!("no data files in {}", dir.display()),
@@ -212,7 +215,7 @@ mod tests {
         ] {
             touch(&ch.join(p), b"1,2\n");
         }
-        let s = file_channel("training").sources(dir.path()).unwrap();
+        let s = file_channel("training").sources(dir.path(), false).unwrap();
         let rel: Vec<_> = s
             .files
             .iter()
@@ -226,7 +229,7 @@ mod tests {
     fn missing_and_empty_channels_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let e = file_channel("training")
-            .sources(dir.path())
+            .sources(dir.path(), false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -235,10 +238,12 @@ mod tests {
         );
         std::fs::create_dir_all(dir.path().join("training/.x")).unwrap();
         let e = file_channel("training")
-            .sources(dir.path())
+            .sources(dir.path(), false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no data files"), "{e}");
+        let none = file_channel("training").sources(dir.path(), true).unwrap();
+        assert!(none.files.is_empty());
     }
 
     #[test]

@@ -110,8 +110,21 @@ pub enum InputMode {
     Pipe,
 }
 
+/// How S3 data is spread over the hosts of a job: the channel's
+/// `S3DistributionType` in `inputdataconfig.json` (`S3DataDistributionType`
+/// in the CreateTrainingJob request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum Distribution {
+    /// Every host gets all of the channel's data (also SageMaker's default).
+    #[default]
+    FullyReplicated,
+    /// Each host gets a disjoint part of the channel's objects, split by S3
+    /// key.
+    ShardedByS3Key,
+}
+
 /// One channel's entry in `inputdataconfig.json`. Only the keys we act on
-/// are read; SageMaker writes others (`S3DistributionType`, ...).
+/// are read; SageMaker writes others (`CompressionType`, ...).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ChannelConfig {
@@ -124,6 +137,9 @@ pub struct ChannelConfig {
     /// `None` or `RecordIO`; we read only unwrapped records.
     #[serde(default)]
     pub record_wrapper_type: Option<String>,
+    /// `FullyReplicated` (the default when absent) or `ShardedByS3Key`.
+    #[serde(default, rename = "S3DistributionType")]
+    pub s3_distribution_type: Distribution,
 }
 
 /// `inputdataconfig.json`: channel name → its configuration. `None` when the
@@ -223,6 +239,28 @@ mod tests {
         assert_eq!(c["training"].training_input_mode, InputMode::Pipe);
         assert_eq!(c["training"].content_type.as_deref(), Some("text/csv"));
         assert_eq!(c["validation"].training_input_mode, InputMode::FastFile);
+        assert_eq!(
+            c["training"].s3_distribution_type,
+            Distribution::FullyReplicated
+        );
+        assert_eq!(
+            c["validation"].s3_distribution_type,
+            Distribution::FullyReplicated,
+            "absent means FullyReplicated"
+        );
+        std::fs::write(
+            &path,
+            r#"{"training": {"S3DistributionType": "ShardedByS3Key"}}"#,
+        )
+        .unwrap();
+        let c = read_input_data_config(&path).unwrap().unwrap();
+        assert_eq!(
+            c["training"].s3_distribution_type,
+            Distribution::ShardedByS3Key
+        );
+        std::fs::write(&path, r#"{"training": {"S3DistributionType": "Sharded"}}"#).unwrap();
+        let e = read_input_data_config(&path).unwrap_err().to_string();
+        assert!(e.contains("unknown variant `Sharded`"), "{e}");
         assert!(read_input_data_config(&dir.path().join("none"))
             .unwrap()
             .is_none());

@@ -100,6 +100,106 @@ impl Moments {
         }
     }
 
+    /// Means of x₁..x_D, then y.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
+    }
+
+    /// The upper triangle of the (D+1)² co-moment matrix, row by row (row
+    /// `i` holds columns `i..=D`).
+    pub fn comoment(&self) -> &[f64] {
+        &self.comoment
+    }
+
+    /// Sums read back from a file: checks that the parts fit together (the
+    /// lengths for D features, finite numbers, a non-negative diagonal), so
+    /// a damaged file is an error, never a wrong fit.
+    pub fn from_parts(
+        features: usize,
+        n: u64,
+        mean: Vec<f64>,
+        comoment: Vec<f64>,
+    ) -> Result<Moments, String> {
+        let k = features + 1;
+        if features == 0 {
+            return Err("\"features\" is 0".into());
+        }
+        if mean.len() != k {
+            return Err(format!(
+                "\"mean\" has {} values, but {features} features need {k} (the features' means, then the label's)",
+                mean.len()
+            ));
+        }
+        if comoment.len() != k * (k + 1) / 2 {
+            return Err(format!(
+                "\"comoment\" has {} values, but {features} features need {} (the upper triangle of a {k}×{k} matrix)",
+                comoment.len(),
+                k * (k + 1) / 2
+            ));
+        }
+        if mean.iter().chain(&comoment).any(|v| !v.is_finite()) {
+            return Err("\"mean\" and \"comoment\" must be finite numbers".into());
+        }
+        let m = Moments {
+            features,
+            n,
+            mean,
+            comoment,
+            delta: vec![0.0; k],
+            scaled: vec![0.0; k],
+        };
+        if (0..k).any(|i| m.c(i, i) < 0.0) {
+            return Err("\"comoment\" has a negative diagonal entry (a sum of squares)".into());
+        }
+        Ok(m)
+    }
+
+    /// Add the records summed in `other`, as if they had been pushed here:
+    /// the pairwise update of Chan, Golub and LeVeque ("Updating formulae
+    /// and a pairwise algorithm for computing sample variances", 1979), for
+    /// means and co-moments. With `δ = mean_b − mean_a` and `n = n_a + n_b`:
+    /// `mean = mean_a + δ·n_b/n`, `C = C_a + C_b + δ·δᵀ·n_a·n_b/n`. Like
+    /// the per-record update it works on centred sums, so it keeps the
+    /// precision the raw sums would lose. Both must have the same D.
+    pub fn merge(&mut self, other: &Moments) {
+        debug_assert_eq!(self.features, other.features);
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            self.n = other.n;
+            self.mean.copy_from_slice(&other.mean);
+            self.comoment.copy_from_slice(&other.comoment);
+            return;
+        }
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let k = self.features + 1;
+        for ((d, a), b) in self.delta.iter_mut().zip(&self.mean).zip(&other.mean) {
+            *d = b - a;
+        }
+        let f = na * nb / n;
+        let mut start = 0;
+        for i in 0..k {
+            let len = k - i;
+            let di = self.delta[i] * f;
+            let row = &mut self.comoment[start..start + len];
+            for ((c, &cb), &dj) in row
+                .iter_mut()
+                .zip(&other.comoment[start..start + len])
+                .zip(&self.delta[i..])
+            {
+                *c += cb + di * dj;
+            }
+            start += len;
+        }
+        let share = nb / n;
+        for (m, &d) in self.mean.iter_mut().zip(&self.delta) {
+            *m += d * share;
+        }
+        self.n += other.n;
+    }
+
     /// Co-moment `C[i][j]`, `i, j` in `0..=D` (D is the label).
     fn c(&self, i: usize, j: usize) -> f64 {
         let (i, j) = if i <= j { (i, j) } else { (j, i) };
@@ -279,6 +379,69 @@ mod tests {
         }
         assert!((model.bias - 4.0).abs() < 1e-1, "bias {}", model.bias);
         assert!(m.rmse(&model) < 1e-6);
+    }
+
+    #[test]
+    fn merged_sums_equal_the_sums_of_all_records() {
+        // Shards from different places (offsets 0, 1e4, -50): the δ term of
+        // the merge carries the difference of their means.
+        let shards = [
+            rows(700, 4, 0.0, 21),
+            rows(3, 4, 1e4, 22),
+            rows(1300, 4, -50.0, 23),
+        ];
+        let y = |x: &[f64]| 1.5 - x[0] + 0.25 * x[1] + 2.0 * x[3] + (x[2] * 7.0).sin();
+        let mut whole = Moments::new(4);
+        let mut merged = Moments::new(4);
+        // An empty side is a no-op in either position.
+        merged.merge(&Moments::new(4));
+        for shard in &shards {
+            let mut part = Moments::new(4);
+            for x in shard {
+                whole.push(x, y(x));
+                part.push(x, y(x));
+            }
+            merged.merge(&part);
+        }
+        merged.merge(&Moments::new(4));
+        assert_eq!(merged.count(), whole.count());
+        let close = |a: f64, b: f64, scale: f64| (a - b).abs() <= 1e-12 * scale;
+        let scale = whole.mean.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in merged.mean.iter().zip(&whole.mean) {
+            assert!(close(*a, *b, scale), "mean {a} vs {b}");
+        }
+        let scale = whole.comoment.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in merged.comoment.iter().zip(&whole.comoment) {
+            assert!(close(*a, *b, scale), "comoment {a} vs {b}");
+        }
+        for l2 in [0.0, 3.0] {
+            let (a, b) = (merged.solve(l2).unwrap(), whole.solve(l2).unwrap());
+            for (u, v) in a.weights.iter().zip(&b.weights).chain([(&a.bias, &b.bias)]) {
+                assert!((u - v).abs() <= 1e-9 * v.abs().max(1.0), "{u} vs {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn parts_that_do_not_fit_together_are_refused() {
+        let mut m = Moments::new(2);
+        m.push(&[1.0, 2.0], 3.0);
+        m.push(&[2.0, 0.0], 1.0);
+        let back = Moments::from_parts(2, 2, m.mean.clone(), m.comoment.clone()).unwrap();
+        assert_eq!(back.comoment, m.comoment);
+        let e = Moments::from_parts(3, 2, m.mean.clone(), m.comoment.clone()).unwrap_err();
+        assert!(
+            e.contains("\"mean\" has 3 values, but 3 features need 4"),
+            "{e}"
+        );
+        let e = Moments::from_parts(2, 2, m.mean.clone(), vec![0.0; 5]).unwrap_err();
+        assert!(e.contains("\"comoment\" has 5 values"), "{e}");
+        let mut bad = m.comoment.clone();
+        bad[0] = -1.0;
+        let e = Moments::from_parts(2, 2, m.mean.clone(), bad).unwrap_err();
+        assert!(e.contains("negative diagonal"), "{e}");
+        let e = Moments::from_parts(2, 2, vec![f64::NAN, 0.0, 0.0], m.comoment.clone());
+        assert!(e.unwrap_err().contains("finite"));
     }
 
     #[test]

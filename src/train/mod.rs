@@ -4,7 +4,9 @@
 //! `training` channel (and `validation`, if configured) once through the
 //! same decoders `serve` uses, fits least squares with an optional L2
 //! penalty, and writes `<root>/model/model.json`, which `serve` and `score`
-//! load. Metrics are printed as `train:rmse=…;` lines for `MetricDefinitions`.
+//! load; on a job of several hosts, what each host writes is decided in
+//! [`hosts`]. Metrics are printed as `train:rmse=…;` lines for
+//! `MetricDefinitions`.
 //! On any failure the reason goes to `<root>/output/failure` (cause first:
 //! its first 1024 characters become the job's `FailureReason`) and to
 //! stderr, no model is written, and the exit code is non-zero.
@@ -17,6 +19,10 @@
 //!   opening them, gzip included.
 //! - [`ingest`]: bytes → decoder → batches → sums, with progress lines.
 //! - [`fit`]: the streaming sums, the solver, and RMSE from the sums.
+//! - [`hosts`]: several instances: who writes `model.json`, who writes
+//!   per-host statistics.
+//! - [`stats`]: the per-host statistics files, and combining them into one
+//!   model when a model directory is loaded.
 //! - [`failure`]: the error type, the failure file, the exit codes.
 //! - [`stop`]: running the work so that SIGTERM is answered at once.
 
@@ -24,7 +30,9 @@ pub mod channels;
 pub mod config;
 pub mod failure;
 pub mod fit;
+pub mod hosts;
 pub mod ingest;
+pub mod stats;
 pub mod stop;
 
 use std::collections::BTreeMap;
@@ -33,8 +41,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use self::channels::Channel;
-use self::config::{ChannelConfig, Hyperparameters, InputMode};
+use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode};
 use self::failure::TrainError;
+use self::fit::Moments;
+use self::hosts::Role;
 use self::ingest::{Ingest, Progress, Stream, Sums};
 use self::stop::Outcome;
 use crate::cli::TrainArgs;
@@ -75,14 +85,28 @@ impl Layout {
 /// What a successful run produced.
 #[derive(Debug)]
 pub struct Trained {
-    /// The fitted model (not yet written).
-    pub model: LinearModel,
-    /// RMSE and record count of the training channel.
-    pub train: (f64, u64),
-    /// RMSE and record count of the validation channel, if configured.
-    pub validation: Option<(f64, u64)>,
+    /// The sums of the training records this host read; `None` if it
+    /// read none (only on a `ShardedByS3Key` host: an empty shard).
+    pub sums: Option<Moments>,
+    /// The L2 penalty of the fit.
+    pub l2: f64,
+    /// The fit on those records. `Err` (why the system is singular) only on
+    /// a `ShardedByS3Key` host, whose shard alone need not determine the
+    /// model: the combination of all shards is solved when it is loaded.
+    pub fit: Result<Fit, String>,
     /// Counters of the whole run.
     pub progress: Progress,
+}
+
+/// A fitted model and how well it fits.
+#[derive(Debug)]
+pub struct Fit {
+    /// The fitted model (not yet written).
+    pub model: LinearModel,
+    /// RMSE on the training channel.
+    pub train_rmse: f64,
+    /// RMSE and record count of the validation channel, if configured.
+    pub validation: Option<(f64, u64)>,
 }
 
 /// Run `mmp train` and return the process exit code: 0 on success, 255 on
@@ -90,9 +114,27 @@ pub struct Trained {
 pub fn main(args: &TrainArgs) -> ExitCode {
     let layout = Layout::new(&args.opt_ml);
     let every = Duration::from_secs_f64(args.progress_interval);
-    remove_stale_outputs(&layout);
+    let failure_file = layout.output.join("failure");
+    if std::fs::remove_file(&failure_file).is_ok() {
+        println!(
+            "mmp train: removed {} from an earlier run",
+            failure_file.display()
+        );
+    }
+    let (role, channels) = match plan(&layout) {
+        Ok(planned) => planned,
+        Err(e) => {
+            // A failed run leaves no model behind, whatever its role.
+            Role::Single.remove_stale(&layout.model);
+            failure::report(&layout.output, &e);
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    role.remove_stale(&layout.model);
     let work_layout = layout.clone();
-    let result = match stop::run_until_signal(move || train(&work_layout, every)) {
+    let work_role = role.clone();
+    let work = move || train(&work_layout, &work_role, &channels, every);
+    let result = match stop::run_until_signal(work) {
         Ok(Outcome::Done(result)) => result,
         Ok(Outcome::Signal(name)) => Err(TrainError::Stopped(name)),
         Ok(Outcome::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
@@ -100,7 +142,7 @@ pub fn main(args: &TrainArgs) -> ExitCode {
     };
     // The model is written here, on the main thread, only after a
     // successful fit, so a stop signal can never leave one behind.
-    match result.and_then(|t| finish(&layout, t)) {
+    match result.and_then(|t| finish(&layout, &role, t)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             failure::report(&layout.output, &e);
@@ -117,88 +159,170 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Remove a `model.json` and a failure file left by an earlier run in the
-/// same tree (a local re-run; SageMaker starts each job empty), so what is
-/// there at the end is this run's outcome alone.
-fn remove_stale_outputs(layout: &Layout) {
-    for path in [layout.model.join(MODEL_FILE), layout.output.join("failure")] {
-        if std::fs::remove_file(&path).is_ok() {
-            println!("mmp train: removed {} from an earlier run", path.display());
-        }
-    }
-}
-
-/// Write the model, then print the metrics and the summary.
-fn finish(layout: &Layout, t: Trained) -> Result<(), TrainError> {
-    std::fs::create_dir_all(&layout.model)
-        .map_err(|e| TrainError::io(format!("cannot create {}", layout.model.display()), e))?;
-    t.model.save(&layout.model).map_err(TrainError::Save)?;
-    println!("train:rmse={};", t.train.0);
-    if let Some((rmse, _)) = t.validation {
-        println!("validation:rmse={rmse};");
-    }
-    let p = &t.progress;
-    let validation = t
-        .validation
-        .map_or(String::new(), |(_, n)| format!(", validation {n}"));
-    println!(
-        "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; model written to {}",
-        p.records,
-        t.train.1,
-        p.bytes as f64 / 1e6,
-        p.elapsed().as_secs_f64(),
-        p.mb_per_s(),
-        layout.model.join(MODEL_FILE).display()
-    );
-    Ok(())
-}
-
-/// Everything but writing the model: configuration, reading, fitting.
-pub fn train(layout: &Layout, every: Duration) -> Result<Trained, TrainError> {
-    let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
-    if let Some(rc) = config::read_resource_config(&layout.config.join("resourceconfig.json"))? {
+/// This host's place in the job, from `resourceconfig.json` and the
+/// training channel's `S3DistributionType`, logged; and the channels.
+fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), TrainError> {
+    let file = layout.config.join("resourceconfig.json");
+    let rc = config::read_resource_config(&file)?;
+    if let Some(rc) = &rc {
         println!(
             "mmp train: host {} of {} ({})",
             rc.current_host,
             rc.hosts.len(),
             rc.hosts.join(", ")
         );
-        if rc.hosts.len() > 1 {
-            println!("mmp train: warning: this algorithm does not distribute: each host fits on the data it is given and writes its own model.json");
-        }
     }
-    println!("mmp train: hyperparameters: l2={}", hp.l2);
     let channels = channel_configs(layout)?;
+    let distribution = channels
+        .get(TRAINING)
+        .map_or(Distribution::FullyReplicated, |c| c.s3_distribution_type);
+    let role = Role::plan(rc.as_ref(), distribution, &file)?;
+    if let Some(line) = role.describe() {
+        println!("mmp train: {line}");
+    }
+    Ok((role, channels))
+}
+
+/// Write what this host's role writes, then print the metrics and the
+/// summary.
+fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
+    let written = match role {
+        Role::Sharded { host, hosts } => {
+            create_model_dir(layout)?;
+            let path = stats::save(&layout.model, host, hosts, t.l2, t.sums.as_ref())
+                .map_err(TrainError::Save)?;
+            format!(
+                "statistics written to {} (the model is their combination with the other hosts')",
+                path.display()
+            )
+        }
+        Role::Replicated { first, .. } if !role.writes_model() => format!(
+            "no model written: for a FullyReplicated job only the first host ({first}) writes {MODEL_FILE}"
+        ),
+        _ => {
+            create_model_dir(layout)?;
+            let fit = t.fit.as_ref().map_err(|e| TrainError::Singular(e.clone()))?;
+            fit.model.save(&layout.model).map_err(TrainError::Save)?;
+            format!("model written to {}", layout.model.join(MODEL_FILE).display())
+        }
+    };
+    // A sharded host's figures are those of its shard's own fit, a model
+    // nobody serves, so they are printed under other names than the job's
+    // metrics (`train_shard:rmse` does not match a `train:rmse=` regex): a
+    // tuning job must not optimise a partial fit.
+    let suffix = if matches!(role, Role::Sharded { .. }) {
+        "_shard"
+    } else {
+        ""
+    };
+    match &t.fit {
+        Ok(fit) => {
+            println!("train{suffix}:rmse={};", fit.train_rmse);
+            if let Some((rmse, _)) = fit.validation {
+                println!("validation{suffix}:rmse={rmse};");
+            }
+        }
+        Err(reason) => println!(
+            "mmp train: this host's shard alone does not determine the model ({reason}); \
+             no per-shard metrics"
+        ),
+    }
+    let p = &t.progress;
+    let validation = match &t.fit {
+        Ok(Fit {
+            validation: Some((_, n)),
+            ..
+        }) => format!(", validation {n}"),
+        _ => String::new(),
+    };
+    println!(
+        "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; {written}",
+        p.records,
+        t.sums.as_ref().map_or(0, Moments::count),
+        p.bytes as f64 / 1e6,
+        p.elapsed().as_secs_f64(),
+        p.mb_per_s(),
+    );
+    Ok(())
+}
+
+fn create_model_dir(layout: &Layout) -> Result<(), TrainError> {
+    std::fs::create_dir_all(&layout.model)
+        .map_err(|e| TrainError::io(format!("cannot create {}", layout.model.display()), e))
+}
+
+/// Everything but writing the output: hyperparameters, reading, fitting.
+pub fn train(
+    layout: &Layout,
+    role: &Role,
+    channels: &BTreeMap<String, ChannelConfig>,
+    every: Duration,
+) -> Result<Trained, TrainError> {
+    let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
+    println!("mmp train: hyperparameters: l2={}", hp.l2);
     let train_cfg = channels
         .get(TRAINING)
-        .ok_or_else(|| missing_training(&channels))?;
+        .ok_or_else(|| missing_training(channels))?;
     for name in channels
         .keys()
         .filter(|n| *n != TRAINING && *n != VALIDATION)
     {
         println!("mmp train: ignoring channel {name:?} (this algorithm reads {TRAINING} and {VALIDATION})");
     }
+    let sharded = matches!(role, Role::Sharded { .. });
     let mut progress = Progress::new(every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
+    // A sharded host's shard may be empty: SageMaker gives a host no
+    // objects when there are more instances than objects ("some nodes won't
+    // get any data", API S3DataSource). Its empty statistics still complete
+    // the set, so the model is the fit on the other shards.
     let sums = read_channel(
         &training,
         layout,
         Sums::default(),
+        sharded,
         &mut ingest,
         &mut progress,
     )?;
-    let Some(moments) = sums.moments.as_ref() else {
+    let Some(moments) = sums.moments else {
+        if sharded {
+            return Ok(Trained {
+                sums: None,
+                l2: hp.l2,
+                fit: Err(
+                    "the shard has no records: SageMaker gives some hosts no objects \
+                          when there are more instances than objects"
+                        .into(),
+                ),
+                progress,
+            });
+        }
         return Err(TrainError::channel(TRAINING, "has no records"));
     };
-    let model = moments.solve(hp.l2).map_err(TrainError::Singular)?;
-    let train = (moments.rmse(&model), moments.count());
+    let model = match moments.solve(hp.l2) {
+        Ok(model) => model,
+        // The other shards may well make the system solvable.
+        Err(reason) if sharded => {
+            return Ok(Trained {
+                sums: Some(moments),
+                l2: hp.l2,
+                fit: Err(reason),
+                progress,
+            })
+        }
+        Err(reason) => return Err(TrainError::Singular(reason)),
+    };
+    let train_rmse = moments.rmse(&model);
     let validation = match channels.get(VALIDATION) {
         None => None,
         Some(cfg) => {
+            if cfg.s3_distribution_type == Distribution::ShardedByS3Key && role != &Role::Single {
+                println!("mmp train: channel {VALIDATION} is ShardedByS3Key: its RMSE is over this host's shard of it");
+            }
             let channel = Channel::new(VALIDATION, cfg)?;
             let fixed = Sums::fixed(moments.features(), &sums.origin);
-            let v = read_channel(&channel, layout, fixed, &mut ingest, &mut progress)?;
+            let v = read_channel(&channel, layout, fixed, false, &mut ingest, &mut progress)?;
             match v.moments.as_ref() {
                 Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
                 _ => return Err(TrainError::channel(VALIDATION, "has no records")),
@@ -206,9 +330,13 @@ pub fn train(layout: &Layout, every: Duration) -> Result<Trained, TrainError> {
         }
     };
     Ok(Trained {
-        model,
-        train,
-        validation,
+        sums: Some(moments),
+        l2: hp.l2,
+        fit: Ok(Fit {
+            model,
+            train_rmse,
+            validation,
+        }),
         progress,
     })
 }
@@ -247,15 +375,17 @@ fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> TrainError {
     )
 }
 
-/// Read every source of a channel into `sums`.
+/// Read every source of a channel into `sums`. No source, or no record,
+/// is an error unless `allow_empty`.
 fn read_channel(
     channel: &Channel,
     layout: &Layout,
     mut sums: Sums,
+    allow_empty: bool,
     ingest: &mut Ingest,
     progress: &mut Progress,
 ) -> Result<Sums, TrainError> {
-    let sources = channel.sources(&layout.data)?;
+    let sources = channel.sources(&layout.data, allow_empty)?;
     let mode = match channel.mode {
         InputMode::File => "File",
         InputMode::FastFile => "FastFile",
@@ -309,7 +439,7 @@ fn read_channel(
         };
         ingest.read(&mut reader, &stream, &mut sums, progress)?;
     }
-    if sums.count() == 0 {
+    if sums.count() == 0 && !allow_empty {
         return Err(TrainError::channel(
             &channel.name,
             format!(

@@ -1,6 +1,6 @@
 """The SageMaker Python SDK (v2, `sagemaker<3`) in local mode against our image.
 
-Run by tests/container_sdk.rs with the venv that scripts/setup.sh creates:
+Run by tests/container.rs with the venv that scripts/setup.sh creates:
 
     .venv-sdk/bin/python tests/sdk/local_mode.py --image IMAGE --mmp MMP --work DIR --port PORT
 
@@ -8,7 +8,10 @@ It drives the real client end to end, as a user would:
 
 1. `Estimator(...).fit({"training": "file://..."})` trains with `IMAGE train`
    (docker-compose, /opt/ml mounted by the SDK); the model.tar.gz it packs must
-   hold the least-squares weights of the noiseless data.
+   hold the least-squares weights of the noiseless data. Then the same with
+   `instance_count=2` (FullyReplicated, the only distribution local mode
+   has): the merged model.tar.gz must hold one model.json, which scores as
+   the single-instance one.
 2. `Model(...).transformer(strategy="MultiRecord", assemble_with="Line")
    .transform(file://..., split_type="Line")` runs a Batch Transform job; every
    `.out` file must hold `mmp score`'s predictions for its input. Local mode
@@ -253,6 +256,35 @@ def main():
         f"trained model {model} is not bias={BIAS} weights={WEIGHTS}")
     result(step="fit", seconds=round(time.monotonic() - t0, 2), model_data=estimator.model_data)
     model_dir = work / "model"
+
+    # 1b. Training on two instances. Local mode supports FullyReplicated only
+    # (both hosts get all the data) and, like the service, merges every
+    # host's /opt/ml/model into one model.tar.gz (image.py retrieve_artifacts),
+    # where a file of one host silently replaces the other's. So one
+    # model.json in the tarball proves little by itself; tests/container.rs
+    # also checks the second host's log line saying it wrote nothing. The
+    # model must be the single-instance one: same data, same fit.
+    t0 = time.monotonic()
+    estimator2 = Estimator(
+        image_uri=args.image,
+        role=ROLE,
+        instance_count=2,
+        instance_type="local",
+        output_path=f"file://{work / 'training-output-2'}",
+        hyperparameters={"l2": 0},
+        sagemaker_session=session,
+    )
+    estimator2.fit({"training": f"file://{train_dir}"}, wait=True, logs=True)
+    names2 = [n.lstrip("./") for n in extract_model(estimator2.model_data, work / "model-2")]
+    names2 = [n for n in names2 if n]
+    check(names2 == ["model.json"], f"the two-instance model.tar.gz holds {names2}, not one model.json")
+    model2 = json.loads((work / "model-2" / "model.json").read_text())
+    check(model2 == model, f"the two-instance model {model2} is not the single-instance {model}")
+    (work / "rows-2.csv").write_text("1,2,3\n4,5,6\n-1.5,0,8\n0.5,0.25,-4\n")
+    got2 = mmp_score(args.mmp, work / "model-2", work / "rows-2.csv")
+    want2 = mmp_score(args.mmp, model_dir, work / "rows-2.csv")
+    check(got2 == want2, f"the two-instance model scores {got2}, the single-instance one {want2}")
+    result(step="fit-2-instances", seconds=round(time.monotonic() - t0, 2), files=names2)
 
     # 2. Batch Transform.
     t0 = time.monotonic()
