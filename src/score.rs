@@ -16,6 +16,7 @@ use crate::cli::ScoreArgs;
 use crate::error::Error;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
+use crate::output::Output;
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 
 /// Bytes read per `read` call.
@@ -152,32 +153,13 @@ impl Job<'_> {
     }
 
     /// Score `reader` into the file `path`, which appears only if the whole
-    /// input succeeded (written under a temporary name, then renamed).
+    /// input succeeded (see [`crate::output`]: a device, FIFO or
+    /// `/dev/stdout` is written through instead).
     pub fn to_file(&self, reader: &mut dyn Read, path: &Path) -> Result<(), Error> {
-        let tmp = tmp_path(path);
-        let result = File::create(&tmp)
-            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))
-            .and_then(|mut f| {
-                self.run(reader, &mut f)?;
-                f.sync_all()
-                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
-            })
-            .and_then(|()| {
-                std::fs::rename(&tmp, path)
-                    .map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
-            });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let mut out = Output::create(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        self.run(reader, &mut out)?;
+        out.commit()
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
-}
-
-/// `.NAME.tmp` beside `path`: hidden, and on the same file system for the
-/// rename.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or(path.as_os_str()));
-    name.push(".tmp");
-    path.with_file_name(name)
 }
