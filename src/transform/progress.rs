@@ -98,14 +98,16 @@ impl Progress {
 }
 
 /// `mmp transform: 3 files: 2 succeeded, 1 failed; 10000 records, 1.2 MB in
-/// 0.35 s (3.4 MB/s, 28571 records/s)`, then `  failed a/b.csv: why`.
+/// 0.35 s (3.4 MB/s, 28571 records/s)` ("1 file: ..." for one), then
+/// `  failed a/b.csv: why`.
 pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration) -> String {
     let failed: Vec<&FileReport> = reports.iter().filter(|r| r.outcome.is_err()).collect();
     let secs = took.as_secs_f64().max(1e-9);
     let mb = bytes as f64 / 1e6;
     let mut s = format!(
-        "mmp transform: {} files: {} succeeded, {} failed; {records} records, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
+        "mmp transform: {} {}: {} succeeded, {} failed; {records} records, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
         reports.len(),
+        if reports.len() == 1 { "file" } else { "files" },
         reports.len() - failed.len(),
         failed.len(),
         mb / secs,
@@ -141,6 +143,19 @@ mod tests {
         assert_eq!(
             s,
             "mmp transform: 2 files: 1 succeeded, 1 failed; 10 records, 2.0 MB in 2.00 s (1.0 MB/s, 5 records/s)\n  failed b/c.csv: connection failed: reset"
+        );
+    }
+
+    #[test]
+    fn one_file_is_singular() {
+        let reports = vec![FileReport {
+            rel: "a.csv".into(),
+            outcome: Ok(FileStats::default()),
+        }];
+        let s = summary(&reports, 2, 1_000_000, Duration::from_secs(1));
+        assert!(
+            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed; 2 records"),
+            "{s}"
         );
     }
 }
