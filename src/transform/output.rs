@@ -1,7 +1,9 @@
 //! Output files: `<input>.out` under the output folder, written under a
 //! temporary name and renamed only when the whole input succeeded, so a
 //! failed file leaves nothing behind (SageMaker aborts the multipart upload
-//! of a failed object: sagemaker-contract.md §3, "Output assembly").
+//! of a failed object: API reference `TransformOutput`, AWS Developer
+//! Guide *Batch transform errors*). A FIFO or device already at the path
+//! is written through ([`crate::output`]).
 
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
