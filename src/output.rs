@@ -114,11 +114,27 @@ impl Output {
     }
 
     /// Everything is written: sync a temporary file and rename it over the
-    /// target (so a crash leaves either the old file or the whole new one).
+    /// target (so even a power loss leaves either the old file or the whole
+    /// new one).
     pub fn commit(self) -> io::Result<()> {
+        self.finish(true)
+    }
+
+    /// As [`commit`](Output::commit), without waiting for the disk: other
+    /// processes still see all or nothing, but a power loss may leave an
+    /// empty file. For jobs of many small outputs that are rerun whole after
+    /// a crash (`mmp transform`: 300 two-record files took 0.17 s with a
+    /// sync each, 0.06 s without).
+    pub fn commit_unsynced(self) -> io::Result<()> {
+        self.finish(false)
+    }
+
+    fn finish(self, sync: bool) -> io::Result<()> {
         match self.sink {
             Sink::Atomic { tmp, target } => {
-                tmp.as_file().sync_all()?;
+                if sync {
+                    tmp.as_file().sync_all()?;
+                }
                 tmp.persist(&target).map_err(|e| e.error)?;
                 Ok(())
             }

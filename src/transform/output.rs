@@ -80,7 +80,8 @@ impl FileOutput {
         } = self;
         let err = |e| TransformError::io(format!("writing {}", path.display()), e);
         let out = file.into_inner().map_err(|e| err(e.into_error()))?;
-        out.commit().map_err(err)?;
+        // As before this helper: no sync per file (see commit_unsynced).
+        out.commit_unsynced().map_err(err)?;
         Ok(written)
     }
 }
