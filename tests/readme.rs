@@ -13,8 +13,9 @@
 //! - A ` ```text ` block that comes **right after** a run block (nothing
 //!   but blank lines between) is that block's exact **stdout**. Without one
 //!   the output is not compared.
-//! - A run block that is one `mmp serve ...` command (comment lines aside)
-//!   is **started in the background**, as a second terminal would, and
+//! - A run block that is one `mmp serve ... --bind 127.0.0.1:8080` command
+//!   (comment lines aside; `VAR=value` assignments may come first) is
+//!   **started in the background**, as a second terminal would, and
 //!   stays up until the next such block or the end of the README; the test
 //!   waits for its `/ping` to answer 200. Port `8080` (written `:8080`) in
 //!   it becomes `:0`, and in the blocks after it, the port it bound.
@@ -91,12 +92,20 @@ fn serve_command(b: &Block) -> Option<String> {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    match cmds[..] {
-        [one] if one.starts_with("mmp serve") && !one.contains("&&") && !one.contains(';') => {
-            Some(one.to_string())
-        }
-        _ => None,
-    }
+    let [one] = cmds[..] else { return None };
+    // `VAR=value mmp serve ...` too: environment assignments first.
+    let command = one
+        .split_whitespace()
+        .skip_while(|w| w.split_once('=').is_some_and(|(k, _)| is_env_name(k)))
+        .collect::<Vec<_>>();
+    (command.starts_with(&["mmp", "serve"]) && !one.contains("&&") && !one.contains(';'))
+        .then(|| one.to_string())
+}
+
+fn is_env_name(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// `mmp serve` from a README block, on the port the kernel picks.
@@ -114,6 +123,11 @@ impl Drop for Server {
 }
 
 fn start_server(cmd: &str, b: &Block, env: &Env) -> Server {
+    assert!(
+        cmd.contains("--bind 127.0.0.1:8080") || cmd.contains("--bind localhost:8080"),
+        "README.md line {}: a serve block must bind 127.0.0.1:8080 (the test moves it to a free port): {cmd}",
+        b.line
+    );
     let cmd = cmd.replace(":8080", ":0");
     let mut child = env
         .bash(&format!("exec {cmd}"))
@@ -317,6 +331,11 @@ fn the_convention_is_parsed_as_documented() {
         Some("mmp serve --bind 127.0.0.1:8080")
     );
     assert_eq!(serve_command(&b[0]), None);
+    let env_first =
+        &blocks("```sh\nSAGEMAKER_MULTI_MODEL=true mmp serve --bind 127.0.0.1:8080\n```\n")[0];
+    assert!(serve_command(env_first).is_some());
+    let two = &blocks("```sh\nmmp serve --bind 127.0.0.1:8080 & curl x\nmmp score\n```\n")[0];
+    assert_eq!(serve_command(two), None, "two commands: run, not started");
 }
 
 #[test]
