@@ -10,9 +10,18 @@ use clap::{Args, Parser, Subcommand};
 use crate::codec::{DecodeOptions, DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_RECORD_BYTES};
 use crate::pipeline::{ErrorPolicy, PipelineOptions, DEFAULT_BATCH_RECORDS};
 
+/// `mmp --version`: the package version and the commit built from, as
+/// `/metrics`' `mmp_build_info` gives them (`0.1.0 (commit 15a1b010c56b)`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MMP_GIT_COMMIT"),
+    ")"
+);
+
 /// A streaming SageMaker container for a (mock) linear model.
 #[derive(Debug, Parser)]
-#[command(name = "mmp", version, about, max_term_width = 100)]
+#[command(name = "mmp", version = VERSION, about, max_term_width = 100)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -24,6 +24,9 @@
 //! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes),
 //!   with [`shutdown`] for SIGTERM, [`logging`] for `tracing` setup (text or
 //!   JSON lines) and [`metrics`] for the Prometheus registry.
+//! - [`output`]: output files written all-or-nothing (temporary file,
+//!   then rename) when they are regular files, written through when they
+//!   are devices, FIFOs or `/dev/stdout`.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract for the linear
 //!   model.
@@ -39,6 +42,7 @@ pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod pipeline;
 pub mod predictor;
 pub mod record;

@@ -65,15 +65,10 @@ impl LinearModel {
     /// into place), so a reader never sees half a model.
     pub fn save(&self, dir: &Path) -> Result<(), Error> {
         let path = dir.join(MODEL_FILE);
-        let tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
         let mut text = serde_json::to_vec(self).map_err(|e| Error::config(e.to_string()))?;
         text.push(b'\n');
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Error::io(format!("writing {}", path.display()), e)
-            })
+        crate::output::write(&path, &text)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
 }
 

@@ -7,7 +7,7 @@
 //! written); the exit code reports the first failure.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
@@ -16,15 +16,49 @@ use crate::cli::ScoreArgs;
 use crate::error::Error;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
+use crate::output::Output;
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
+use crate::transform::progress::Progress;
 
 /// Bytes read per `read` call.
 pub const READ_BUF: usize = 1 << 20;
 /// Output is written once this much has accumulated.
 pub const WRITE_BUF: usize = 1 << 18;
 
-/// Run `mmp score`.
+/// Run `mmp score`. On a terminal, a progress bar on stderr while it runs.
 pub fn run(args: &ScoreArgs) -> Result<(), Error> {
+    let progress = std::io::stderr()
+        .is_terminal()
+        .then(|| Progress::stream(args.inputs.len().max(1), total_bytes(&args.inputs), true));
+    let result = run_with(args, progress.as_ref());
+    if let Some(p) = &progress {
+        p.clear();
+    }
+    result
+}
+
+/// Input bytes in all, when every input is a regular file (stdin too, when
+/// redirected from one); `None` for a pipe, FIFO or terminal.
+fn total_bytes(inputs: &[PathBuf]) -> Option<u64> {
+    let stdin_size = || {
+        use std::os::fd::AsFd;
+        let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+        let meta = File::from(fd).metadata().ok()?;
+        meta.is_file().then_some(meta.len())
+    };
+    if inputs.is_empty() {
+        return stdin_size();
+    }
+    inputs.iter().try_fold(0u64, |sum, p| {
+        if p.as_os_str() == "-" {
+            return stdin_size().map(|n| sum + n);
+        }
+        let meta = std::fs::metadata(p).ok()?;
+        meta.is_file().then(|| sum + meta.len())
+    })
+}
+
+fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> {
     let model = model::load(&args.model_dir)?;
     let mut opts = args.pipeline.options();
     let explicit = args
@@ -48,6 +82,7 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
             opts: &opts,
             input,
             output: accept.unwrap_or(input),
+            progress,
         }
     };
 
@@ -80,9 +115,15 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
         let job = job_for(Some(path));
         let out = out_path(path, args.output.as_deref());
         let result = open(path).and_then(|mut r| job.to_file(&mut r, &out));
+        if let Some(p) = progress {
+            p.file_done(result.is_ok());
+        }
         if let Err(e) = result {
             let e = e.context(path.display().to_string());
-            eprintln!("mmp: {e}");
+            match progress {
+                Some(p) => p.println(&format!("mmp: {e}")),
+                None => eprintln!("mmp: {e}"),
+            }
             first_error.get_or_insert(e);
         }
     }
@@ -113,6 +154,8 @@ pub struct Job<'a> {
     pub input: Format,
     /// Output format.
     pub output: Format,
+    /// Where to count bytes and records as they go (a terminal's bar).
+    pub progress: Option<&'a Progress>,
 }
 
 impl Job<'_> {
@@ -122,6 +165,7 @@ impl Job<'_> {
         let mut pipeline = Pipeline::new(self.model.clone(), self.input, self.output, self.opts);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::with_capacity(2 * WRITE_BUF);
+        let mut counted = 0;
         let write = |out: &mut BytesMut, writer: &mut dyn Write| {
             writer
                 .write_all(out)
@@ -136,7 +180,14 @@ impl Job<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("reading input", e)),
             };
-            if let Err(e) = pipeline.feed(&buf[..n], &mut out) {
+            let fed = pipeline.feed(&buf[..n], &mut out);
+            if let Some(p) = self.progress {
+                // Once per read (1 MiB), not per record.
+                let records = pipeline.stats().records;
+                p.add(records - counted, n as u64);
+                counted = records;
+            }
+            if let Err(e) = fed {
                 write(&mut out, writer)?;
                 return Err(e);
             }
@@ -152,32 +203,13 @@ impl Job<'_> {
     }
 
     /// Score `reader` into the file `path`, which appears only if the whole
-    /// input succeeded (written under a temporary name, then renamed).
+    /// input succeeded (see [`crate::output`]: a device, FIFO or
+    /// `/dev/stdout` is written through instead).
     pub fn to_file(&self, reader: &mut dyn Read, path: &Path) -> Result<(), Error> {
-        let tmp = tmp_path(path);
-        let result = File::create(&tmp)
-            .map_err(|e| Error::io(format!("cannot create {}", tmp.display()), e))
-            .and_then(|mut f| {
-                self.run(reader, &mut f)?;
-                f.sync_all()
-                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))
-            })
-            .and_then(|()| {
-                std::fs::rename(&tmp, path)
-                    .map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
-            });
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let mut out = Output::create(path)
+            .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
+        self.run(reader, &mut out)?;
+        out.commit()
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
-}
-
-/// `.NAME.tmp` beside `path`: hidden, and on the same file system for the
-/// rename.
-pub fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or(path.as_os_str()));
-    name.push(".tmp");
-    path.with_file_name(name)
 }

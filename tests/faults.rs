@@ -164,13 +164,22 @@ struct Full(std::path::PathBuf);
 impl Full {
     fn mount(dir: &Path) -> Option<Full> {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
+        let why = match Command::new("mount")
             .args(["-t", "tmpfs", "-o", "size=4k", "tmpfs"])
             .arg(dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("\n*** SKIPPED: cannot mount a tmpfs here (needs root); full-disk test not run ***\n");
+            .output()
+        {
+            Ok(o) if o.status.success() => None,
+            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+            Err(e) => Some(format!("cannot run mount: {e}")),
+        };
+        if let Some(why) = why {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            eprintln!(
+                "\n*** SKIPPED: the full-disk test needs root (CAP_SYS_ADMIN) to mount a 4 KiB tmpfs; \
+                 running as uid {uid}: {why}; run the tests as root (as CI does) to include it ***\n"
+            );
             return None;
         }
         // Fill it, so the next write fails with ENOSPC.

@@ -336,3 +336,136 @@ fn half_a_gigabyte_through_in_bounded_memory() {
         "peak RSS {peak_kib} KiB for {TOTAL} bytes"
     );
 }
+
+/// A pseudo-terminal, 120 columns wide: (master, read by the test; slave,
+/// given to the child as its stderr).
+fn pty() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: plain FFI call with pointers to locals; on success both
+    // descriptors are new and owned by the Files made from them.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Not inherited by the other tests' children (openpty does not set
+    // close-on-exec), or the terminal would not close when ours exits.
+    for fd in [master, slave] {
+        // SAFETY: fcntl on descriptors this function owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Everything the terminal shows, as it arrives (ends when the child and
+/// every other holder of the slave have closed it).
+fn terminal_reader(mut master: std::fs::File) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        // EIO once the slave side is closed: the end.
+        while let Ok(n @ 1..) = master.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Gather the terminal's text until it contains `want` (or fail with what
+/// it showed after 60 s).
+fn wait_for(rx: &std::sync::mpsc::Receiver<Vec<u8>>, seen: &mut Vec<u8>, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(seen).contains(want) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!(
+                "the terminal never showed {want:?}; it showed {:?}",
+                String::from_utf8_lossy(seen)
+            ),
+        }
+    }
+}
+
+#[test]
+fn progress_bar_on_a_terminal_for_stdin_from_a_pipe() {
+    let (master, slave) = pty();
+    let rx = terminal_reader(master);
+    let mut child = mmp()
+        .args(["score", "--model-dir"])
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Less output than mmp buffers before writing, so it never blocks on
+    // the stdout pipe this test reads only at the end.
+    stdin.write_all(&rows(5_000)).unwrap();
+    // While mmp waits for more input, its bar shows what it has read.
+    let mut seen = Vec::new();
+    wait_for(&rx, &mut seen, "records (");
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 5_000);
+    let shown = String::from_utf8_lossy(&seen);
+    // Bytes read and their rate; no share or time left without a size.
+    assert!(shown.contains("B/s"), "{shown:?}");
+    assert!(!shown.contains("ETA"), "{shown:?}");
+}
+
+#[test]
+fn progress_bar_on_a_terminal_for_a_file_and_nothing_on_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.csv");
+    std::fs::write(&input, rows(1_000_000)).unwrap();
+    let out = dir.path().join("big.out");
+
+    let (master, slave) = pty();
+    let rx = terminal_reader(master);
+    let mut cmd = mmp();
+    cmd.args(["score", "--model-dir"])
+        .arg(model_dir())
+        .arg(&input)
+        .arg("-o")
+        .arg(&out)
+        .stderr(slave);
+    let status = cmd.status().unwrap();
+    drop(cmd); // closes the test's copy of the slave: the reader ends
+    assert!(status.success(), "{status:?}");
+    let shown: Vec<u8> = rx.iter().flatten().collect();
+    let shown = String::from_utf8_lossy(&shown);
+    // The share done and the time left, for a file of known size.
+    assert!(shown.contains('%') && shown.contains("ETA"), "{shown:?}");
+    assert!(shown.contains("records ("), "{shown:?}");
+
+    // Not a terminal: not a byte on stderr.
+    let o = score(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

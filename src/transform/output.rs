@@ -1,13 +1,14 @@
 //! Output files: `<input>.out` under the output folder, written under a
 //! temporary name and renamed only when the whole input succeeded, so a
 //! failed file leaves nothing behind (SageMaker aborts the multipart upload
-//! of a failed object: sagemaker-contract.md §3, "Output assembly").
+//! of a failed object: API reference `TransformOutput`, AWS Developer
+//! Guide *Batch transform errors*). A FIFO or device already at the path
+//! is written through ([`crate::output`]).
 
-use std::fs::File;
-use std::io::{self, BufWriter, Seek, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::score::tmp_path;
+use crate::output::Output;
 
 use super::error::{Result, TransformError};
 
@@ -28,26 +29,24 @@ pub fn out_path(dir: &Path, rel: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct FileOutput {
     path: PathBuf,
-    tmp: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: BufWriter<Output>,
     written: u64,
 }
 
 impl FileOutput {
-    /// Start writing `path` (its folders are made; the data goes to a hidden
-    /// temporary file beside it).
+    /// Start writing `path` (its folders are made). A regular file is
+    /// written to a hidden temporary file beside it, and replaced only on
+    /// commit; a device or FIFO is written through ([`crate::output`]).
     pub fn create(path: PathBuf) -> Result<FileOutput> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| TransformError::io(format!("creating {}", dir.display()), e))?;
         }
-        let tmp = tmp_path(&path);
-        let file = File::create(&tmp)
-            .map_err(|e| TransformError::io(format!("creating {}", tmp.display()), e))?;
+        let out = Output::create(&path)
+            .map_err(|e| TransformError::io(format!("creating {}", path.display()), e))?;
         Ok(FileOutput {
             path,
-            tmp,
-            file: Some(BufWriter::with_capacity(WRITE_BUF, file)),
+            file: BufWriter::with_capacity(WRITE_BUF, out),
             written: 0,
         })
     }
@@ -60,63 +59,47 @@ impl FileOutput {
     /// Append bytes.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_all(bytes)
-            .map_err(|e| TransformError::io(format!("writing {}", self.tmp.display()), e))
+            .map_err(|e| TransformError::io(format!("writing {}", self.path.display()), e))
     }
 
     /// Forget everything written (a streamed request is being retried).
     pub fn reset(&mut self) -> Result<()> {
-        let err = |e| TransformError::io(format!("truncating {}", self.tmp.display()), e);
-        if let Some(f) = self.file.as_mut() {
-            f.flush().map_err(err)?;
-            let file = f.get_mut();
-            file.set_len(0).map_err(err)?;
-            file.rewind().map_err(err)?;
-        }
+        let err = |e| TransformError::io(format!("truncating {}", self.path.display()), e);
+        self.file.flush().map_err(err)?;
+        self.file.get_mut().reset().map_err(err)?;
         self.written = 0;
         Ok(())
     }
 
     /// The whole input succeeded: move the file into place.
-    pub fn commit(mut self) -> Result<u64> {
-        if let Some(mut f) = self.file.take() {
-            f.flush()
-                .map_err(|e| TransformError::io(format!("writing {}", self.tmp.display()), e))?;
-        }
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| TransformError::io(format!("renaming to {}", self.path.display()), e))?;
-        self.tmp = PathBuf::new();
-        Ok(self.written)
+    pub fn commit(self) -> Result<u64> {
+        let FileOutput {
+            path,
+            file,
+            written,
+        } = self;
+        let err = |e| TransformError::io(format!("writing {}", path.display()), e);
+        let out = file.into_inner().map_err(|e| err(e.into_error()))?;
+        // As before this helper: no sync per file (see commit_unsynced).
+        out.commit_unsynced().map_err(err)?;
+        Ok(written)
     }
 }
 
 impl Write for FileOutput {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let f = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("output already closed"))?;
-        let n = f.write(buf)?;
+        let n = self.file.write(buf)?;
         self.written += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.flush(),
-            None => Ok(()),
-        }
+        self.file.flush()
     }
 }
 
-impl Drop for FileOutput {
-    /// Not committed: the input failed, so its partial output goes.
-    fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            self.file.take();
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
+// Not committed: the input failed, and dropping the `Output` removes its
+// temporary file (a device or FIFO keeps what it was sent).
 
 #[cfg(test)]
 mod tests {

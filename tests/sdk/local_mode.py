@@ -1,6 +1,6 @@
 """The SageMaker Python SDK (v2, `sagemaker<3`) in local mode against our image.
 
-Run by tests/container.rs with the venv that scripts/setup.sh creates:
+Run by tests/container.rs (the SDK local-mode test) with the venv that scripts/setup.sh creates:
 
     .venv-sdk/bin/python tests/sdk/local_mode.py --image IMAGE --mmp MMP --work DIR --port PORT
 
