@@ -270,10 +270,60 @@ fn transform_writes_through_a_fifo_a_device_and_follows_a_symlink() {
     assert_eq!(names(&out), ["a.csv.out", "b.csv.out", "c.csv.out"]);
 }
 
-/// `mmp train` writes `model.json` with `LinearModel::save`. (`mmp train`
-/// itself first removes whatever an earlier run left at `model.json`, link
-/// or not, so through the binary the target is always a new file; the
-/// save is what is checked here.)
+/// A training tree whose data the model fits exactly: y = 1 + 2a - b.
+fn train_tree(root: &Path) {
+    fs::create_dir_all(root.join("input/config")).unwrap();
+    fs::create_dir_all(root.join("input/data/training")).unwrap();
+    fs::create_dir_all(root.join("model")).unwrap();
+    fs::write(root.join("input/config/hyperparameters.json"), "{}").unwrap();
+    let mut csv = String::new();
+    for (a, b) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (2.0, 3.0), (5.0, -1.0)] {
+        csv.push_str(&format!("{},{a},{b}\n", 1.0 + 2.0 * a - b));
+    }
+    fs::write(root.join("input/data/training/data.csv"), csv).unwrap();
+}
+
+fn train(root: &Path) -> Output {
+    ok(mmp()
+        .args(["train", "--opt-ml", root.to_str().unwrap()])
+        .output()
+        .unwrap())
+}
+
+/// `mmp train` through the binary: a symlink at `model.json` stays a link
+/// and its target gets the model; a device stays a device.
+#[test]
+fn train_follows_a_symlink_and_writes_through_a_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ml");
+    train_tree(&root);
+    let model_json = root.join("model/model.json");
+    let real = dir.path().join("kept-model.json");
+    fs::write(&real, "an earlier model").unwrap();
+    std::os::unix::fs::symlink(&real, &model_json).unwrap();
+    train(&root);
+    assert!(fs::symlink_metadata(&model_json)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let back: serde_json::Value = serde_json::from_slice(&fs::read(&real).unwrap()).unwrap();
+    let w = back["weights"].as_array().unwrap();
+    assert!(
+        (back["bias"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+        "{back}"
+    );
+    assert!((w[0].as_f64().unwrap() - 2.0).abs() < 1e-9, "{back}");
+    assert!((w[1].as_f64().unwrap() + 1.0).abs() < 1e-9, "{back}");
+
+    fs::remove_file(&model_json).unwrap();
+    if null_device(&model_json).is_some() {
+        train(&root);
+        assert_null_device(&model_json);
+    }
+}
+
+/// `mmp train` writes `model.json` with `LinearModel::save`; the save
+/// itself, without the binary.
 #[test]
 fn model_save_follows_a_symlink_and_writes_through_a_device() {
     let model = mmp::predictor::LinearModel {

@@ -159,7 +159,11 @@ impl Role {
             _ => {}
         }
         for path in stale {
-            if std::fs::remove_file(&path).is_ok() {
+            // Only a regular file is an earlier run's output: a symlink or a
+            // device the user put at `model.json` stays, and the save writes
+            // through it (src/output.rs).
+            let regular = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file());
+            if regular && std::fs::remove_file(&path).is_ok() {
                 println!("mmp train: removed {} from an earlier run", path.display());
             }
         }
