@@ -115,6 +115,13 @@ fn golden_fixtures_and_bad_inputs_are_answered_with_an_exact_length() {
             assert_eq!(r.body, score(&input, out), "{what}");
         }
     }
+    // An empty body has an empty answer, of length 0, logged as served.
+    for ct in ["text/csv", "application/jsonlines"] {
+        let r = s.post(ct, None, b"");
+        assert_eq!(r.status, 200, "{ct}: {}", r.text());
+        assert_length_framed(&r, ct);
+        assert!(r.body.is_empty());
+    }
     // Every bad input: the same status, kind and message as ever, framed
     // with a length too.
     let limited = server(
@@ -138,6 +145,11 @@ fn golden_fixtures_and_bad_inputs_are_answered_with_an_exact_length() {
         assert_eq!(r.json()["error"], case.error.as_str(), "{what}");
         assert_eq!(r.json()["message"], case.message.as_str(), "{what}");
     }
+    assert!(
+        !s.logs().iter().any(|l| l.contains("request aborted")),
+        "{:?}",
+        s.logs()
+    );
     // Small answers never touch the disk.
     assert_eq!(metric(&s, "mmp_response_spills_total"), 0.0);
     assert!(names_in(tmp.path()).is_empty());

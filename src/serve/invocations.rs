@@ -301,16 +301,25 @@ where
         log.framing = Some(Framing::ContentLength);
         log.spilled = answer.spilled();
     }
-    let delivery = Delivery {
-        answer,
-        len,
-        sent: 0,
-        stats: inv.pipeline.stats(),
-        bytes_in: inv.bytes_in,
-        log,
-        _permit: inv.permit.take(),
+    let stats = inv.pipeline.stats();
+    let mut response = if answer.is_empty() {
+        // No body to pull, so hyper never polls one: log the end here.
+        if let Some(log) = log {
+            log.finish(200, &stats, inv.bytes_in, 0, None);
+        }
+        http::Response::new(Bytes::new()).into_response()
+    } else {
+        let delivery = Delivery {
+            answer,
+            len,
+            sent: 0,
+            stats,
+            bytes_in: inv.bytes_in,
+            log,
+            _permit: inv.permit.take(),
+        };
+        warp::reply::stream(delivery).into_response()
     };
-    let mut response = warp::reply::stream(delivery).into_response();
     // hyper frames a body of unknown size by this header when it is set
     // (`proto/h1/role.rs`), and cuts the connection if fewer bytes come.
     let headers = response.headers_mut();
@@ -706,7 +715,7 @@ impl RequestLog {
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
                     framing, spilled_bytes,
-                    error = message, kind,
+                    error = %message, kind,
                     "request failed"
                 )
             }
