@@ -196,6 +196,20 @@ fn a_large_answer_is_spilled_and_sent_whole_with_the_bytes_of_chunked_mode() {
     let c = exchange(&chunked, post_request("text/csv", None, &body));
     assert_eq!(c.header("transfer-encoding"), Some("chunked"));
     assert!(c.body == r.body, "differs from chunked mode");
+    assert_eq!(
+        metric(
+            &chunked,
+            "mmp_invocation_responses_total{framing=\"chunked\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "mmp_invocation_responses_total{framing=\"content_length\"}"
+        ),
+        2.0
+    );
 
     // It went through a file, which is gone now and never had a name.
     assert_eq!(metric(&s, "mmp_response_spills_total"), 2.0);
