@@ -345,6 +345,30 @@ fn the_spill_file_is_gone_when_the_client_leaves_mid_upload_or_at_sigterm() {
 }
 
 #[test]
+fn a_spill_directory_that_cannot_be_written_is_a_500_and_the_server_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("gone");
+    let s = server(&missing, &[]);
+    let line = s.wait_log("listening", Duration::from_secs(5));
+    assert!(
+        line.contains("response_framing=\"content-length\""),
+        "{line}"
+    );
+    let r = exchange(&s, post_request("text/csv", None, &rows(0, 600_000)));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_length_framed(&r, "spill failure");
+    let v = r.json();
+    assert_eq!(v["error"], "spill_failed");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("creating a temporary file"), "{msg}");
+    assert!(msg.contains(missing.to_str().unwrap()), "{msg}");
+    // Answers that fit in memory need no file.
+    let r = s.post("text/csv", None, b"1,2,3\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "-1.75\n");
+}
+
+#[test]
 fn timeouts_and_the_body_cap_still_apply() {
     let tmp = tempfile::tempdir().unwrap();
     let s = server(
