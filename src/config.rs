@@ -94,6 +94,40 @@ impl BatchStrategy {
     }
 }
 
+/// How `POST /invocations` frames a 200 response body
+/// (`MMP_RESPONSE_FRAMING`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponseFraming {
+    /// Stream predictions as they are made: `Transfer-Encoding: chunked`
+    /// once the answer outgrows the first flush (a small answer still gets a
+    /// `Content-Length`). Realtime endpoints and response streaming.
+    #[default]
+    Chunked,
+    /// Hold the whole answer (in memory, then in a temporary file) and send
+    /// it with an exact `Content-Length`: Asynchronous Inference refuses a
+    /// response without one.
+    ContentLength,
+}
+
+impl ResponseFraming {
+    /// The setting's spelling, also the log field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFraming::Chunked => "chunked",
+            ResponseFraming::ContentLength => "content-length",
+        }
+    }
+
+    /// `chunked` or `content-length`, any case.
+    pub fn parse(s: &str) -> Option<ResponseFraming> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "chunked" => Some(ResponseFraming::Chunked),
+            "content-length" => Some(ResponseFraming::ContentLength),
+            _ => None,
+        }
+    }
+}
+
 /// Everything `mmp serve` needs to know, validated.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
@@ -134,6 +168,11 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
+    /// How a 200 answer is framed (`MMP_RESPONSE_FRAMING`).
+    pub response_framing: ResponseFraming,
+    /// Where `content-length` framing spills answers too large to hold in
+    /// memory (`TMPDIR`, else `/tmp`, as `std::env::temp_dir` does on Unix).
+    pub spill_dir: PathBuf,
 }
 
 /// Overrides from the command line (each wins over its variable).
@@ -206,6 +245,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "time to send a request's headers; also the idle keep-alive timeout",
     ),
     ("MMP_MAX_HEADER_BYTES", "65536", "largest request head"),
+    (
+        "MMP_RESPONSE_FRAMING",
+        "chunked",
+        "chunked, or content-length (whole answer with a Content-Length; needed by Asynchronous Inference)",
+    ),
+    (
+        "TMPDIR",
+        "/tmp",
+        "where content-length framing spills answers over 4 MiB (an unnamed file, gone when closed)",
+    ),
 ];
 
 /// Default connection limit: far above what SageMaker's front end opens,
@@ -314,6 +363,16 @@ impl ServeConfig {
         let grace = r
             .parse::<u64>("MMP_SHUTDOWN_GRACE_SECONDS")?
             .map_or(DEFAULT_GRACE, Duration::from_secs);
+        let response_framing = match r.get("MMP_RESPONSE_FRAMING") {
+            None => ResponseFraming::default(),
+            Some(v) => ResponseFraming::parse(&v).ok_or_else(|| {
+                r.invalid("MMP_RESPONSE_FRAMING", &v, "use chunked or content-length")
+            })?,
+        };
+        let spill_dir = r
+            .get("TMPDIR")
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
         let mut cfg = ServeConfig {
             bind: SocketAddr::from(([0, 0, 0, 0], port)),
             model_dir: r
@@ -352,6 +411,8 @@ impl ServeConfig {
             max_header_bytes: r
                 .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
                 .max(1024),
+            response_framing,
+            spill_dir,
         };
         if let Some(bind) = over.bind {
             cfg.bind = bind;
@@ -461,6 +522,20 @@ mod tests {
         assert_eq!(c.pipeline.policy, ErrorPolicy::Fail);
         assert_eq!(c.shutdown_grace, DEFAULT_GRACE);
         assert!(!c.batch);
+        assert_eq!(c.response_framing, ResponseFraming::Chunked);
+        assert_eq!(c.spill_dir, PathBuf::from("/tmp"));
+    }
+
+    #[test]
+    fn response_framing_and_spill_dir() {
+        for v in ["content-length", "Content-Length", " content-length "] {
+            let c = cfg(&[("MMP_RESPONSE_FRAMING", v), ("TMPDIR", "/scratch")]).unwrap();
+            assert_eq!(c.response_framing, ResponseFraming::ContentLength, "{v:?}");
+            assert_eq!(c.spill_dir, PathBuf::from("/scratch"));
+        }
+        let c = cfg(&[("MMP_RESPONSE_FRAMING", "chunked"), ("TMPDIR", "")]).unwrap();
+        assert_eq!(c.response_framing, ResponseFraming::Chunked);
+        assert_eq!(c.spill_dir, PathBuf::from("/tmp"));
     }
 
     #[test]
@@ -528,6 +603,12 @@ mod tests {
                 "unsupported",
             ),
             ("MMP_ON_ERROR", "ignore", "fail or placeholder"),
+            (
+                "MMP_RESPONSE_FRAMING",
+                "content_length",
+                "chunked or content-length",
+            ),
+            ("MMP_RESPONSE_FRAMING", "", "chunked or content-length"),
         ] {
             let e = cfg(&[(k, v)]).unwrap_err();
             let msg = e.to_string();

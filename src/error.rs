@@ -333,7 +333,7 @@ impl Error {
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
-            ClientClosed { .. } => "client_closed",
+            ClientClosed { .. } => ErrorKind::CLIENT_CLOSED,
             Config(_) => "config",
             Context { .. } => "context",
         }
@@ -398,6 +398,11 @@ impl Error {
 }
 
 use ErrorKind::Io;
+
+impl ErrorKind {
+    /// The code of [`ErrorKind::ClientClosed`].
+    pub const CLIENT_CLOSED: &'static str = "client_closed";
+}
 
 /// The kinds that carry a position: the one list of them.
 macro_rules! positioned {

@@ -38,6 +38,13 @@ pub struct Metrics {
     /// Responses cut after their status was sent (client gone, fatal error,
     /// shutdown).
     pub aborted: IntCounter,
+    /// `/invocations` responses by their body framing on the wire
+    /// (`chunked` or `content_length`): two label values.
+    pub framing: IntCounterVec,
+    /// `content-length` answers too large for memory, held in a file.
+    pub spills: IntCounter,
+    /// Bytes those answers wrote to their files.
+    pub spill_bytes: IntCounter,
     /// Seconds the model took to load.
     pub model_load_seconds: Gauge,
 }
@@ -75,6 +82,14 @@ impl Metrics {
                 "bad records (placeholders included) and failed requests, by error kind",
             ),
             &["kind"],
+        )
+        .expect("valid metric");
+        let framing = IntCounterVec::new(
+            Opts::new(
+                "invocation_responses_total",
+                "/invocations responses by body framing: chunked or content_length",
+            ),
+            &["framing"],
         )
         .expect("valid metric");
         let histogram = |name: &str, help: &str| {
@@ -119,6 +134,17 @@ impl Metrics {
                 "/invocations responses cut after their status was sent",
             )
             .expect("valid metric"),
+            framing,
+            spills: IntCounter::new(
+                "response_spills_total",
+                "content-length answers larger than memory holds, spilled to a temporary file",
+            )
+            .expect("valid metric"),
+            spill_bytes: IntCounter::new(
+                "response_spill_bytes_total",
+                "bytes written to temporary files by spilled answers",
+            )
+            .expect("valid metric"),
             model_load_seconds: Gauge::new("model_load_seconds", "seconds the model took to load")
                 .expect("valid metric"),
             registry,
@@ -146,6 +172,9 @@ impl Metrics {
         let _ = r.register(Box::new(m.duration.clone()));
         let _ = r.register(Box::new(m.first_byte.clone()));
         let _ = r.register(Box::new(m.aborted.clone()));
+        let _ = r.register(Box::new(m.framing.clone()));
+        let _ = r.register(Box::new(m.spills.clone()));
+        let _ = r.register(Box::new(m.spill_bytes.clone()));
         let _ = r.register(Box::new(m.model_load_seconds.clone()));
         let _ = r.register(Box::new(build));
         m

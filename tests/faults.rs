@@ -1,7 +1,8 @@
 //! Faults a SageMaker container meets: clients that vanish mid-upload or
 //! mid-download (the server frees everything and counts it), SIGTERM under
 //! load (every request completes or is cut visibly, exit 0), and a full disk
-//! during `train` and `score` (a clear error, no partial output).
+//! during `train` and `score` (a clear error, no partial output) and under
+//! `content-length` framing (a clear 507, and the server keeps serving).
 
 mod util;
 
@@ -260,4 +261,52 @@ fn a_full_disk_during_score_fails_clearly_with_no_output_left() {
         .filter(|n| n != "filler")
         .collect();
     assert!(left.is_empty(), "partial output left: {left:?}");
+}
+
+#[test]
+fn a_full_disk_under_content_length_framing_is_a_507_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill");
+    let Some(_full) = Full::mount(&spill) else {
+        return;
+    };
+    let s = Server::start(&[
+        ("MMP_RESPONSE_FRAMING", "content-length"),
+        ("TMPDIR", spill.to_str().unwrap()),
+    ]);
+    // Answers of about 5 MB and 20 MB: more than the 4 MiB kept in memory,
+    // so they need the disk. The server may answer before the body is all
+    // sent, so send from another thread.
+    for n in [600_000, 2_000_000] {
+        let conn = s.connect();
+        let mut writer = conn.try_clone().unwrap();
+        let body = post_request("text/csv", None, &rows(n));
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(&body);
+        });
+        let r = read_response(&mut BufReader::new(conn)).expect("an answer, not a hang");
+        let _ = sender.join();
+        assert_eq!(r.status, 507, "{n} rows: {}", r.text());
+        assert!(r.complete);
+        assert_eq!(r.header("transfer-encoding"), None);
+        let v = r.json();
+        assert_eq!(v["error"], "insufficient_storage");
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains("No space left on device"), "{msg}");
+        assert!(msg.contains(spill.to_str().unwrap()), "{msg}");
+    }
+    assert_eq!(
+        metric(&s, "mmp_errors_total{kind=\"insufficient_storage\"}"),
+        2.0
+    );
+    // Answers that fit in memory are unaffected.
+    let r = s.post("text/csv", None, b"1,2,3\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "-1.75\n");
+    let left: Vec<_> = std::fs::read_dir(&spill)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

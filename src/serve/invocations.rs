@@ -19,8 +19,17 @@
 //! no terminating chunk, so no client mistakes a truncated answer for a
 //! complete one (hyper's `h1/dispatch.rs`; the style guide's "never write an
 //! error inside a 200 that ends cleanly").
+//!
+//! With `MMP_RESPONSE_FRAMING=content-length` nothing is committed before the
+//! body ends: the whole answer is gathered by [`Spill`] (memory, then an
+//! unnamed temporary file) and sent with an exact `Content-Length`, because
+//! SageMaker Asynchronous Inference refuses a response without one
+//! (deepjavalibrary/djl-serving#2567). A bad record anywhere therefore gets
+//! its exact status, as a small request does; a disk too full to hold the
+//! answer gets 507 Insufficient Storage.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -28,13 +37,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::time::Sleep;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::reply::{error_response, CUSTOM_ATTRIBUTES};
+use super::reply::{error_response, json_error, CUSTOM_ATTRIBUTES};
+use super::spill::{Answer, Spill, SpillError};
 use super::State;
+use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
 use crate::media::{negotiate, ContentType, Format};
 use crate::metrics::metrics;
@@ -62,13 +73,17 @@ where
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
     let mut response = match start(&state, &headers, body, &mut log).await {
         Ok(r) => r,
-        Err((e, stats, bytes_in)) => {
+        Err(Refused::Input(e, stats, bytes_in)) => {
             // Not committed: the stream did not log it; log it with the
             // status it gets.
-            if let Some(log) = log.take() {
+            if let Some(mut log) = log.take() {
+                log.framing = Some(Framing::ContentLength);
                 log.finish(e.status(), &stats, bytes_in, 0, Some(&e));
             }
             error_response(&e)
+        }
+        Err(Refused::Storage(e, stats, bytes_in)) => {
+            storage_response(&e, log.take(), &stats, bytes_in)
         }
     };
     if let Some(v) = attributes {
@@ -83,6 +98,61 @@ where
 /// The response header carrying the id of the request's log line.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// Why a request was answered with an error before its status went out,
+/// with the stats and body bytes read so far.
+enum Refused {
+    /// The request itself: its status and kind come from the error.
+    Input(Error, Stats, u64),
+    /// The answer could not be held for `content-length` framing.
+    Storage(SpillError, Stats, u64),
+}
+
+/// How a response body went out on the wire; a metrics label, so a fixed set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// An exact `Content-Length` (a whole answer, or a JSON error).
+    ContentLength,
+}
+
+impl Framing {
+    fn label(self) -> &'static str {
+        match self {
+            Framing::Chunked => "chunked",
+            Framing::ContentLength => "content_length",
+        }
+    }
+}
+
+/// The answer to a disk that cannot hold a `content-length` answer: 507
+/// Insufficient Storage when it is full (RFC 4918 §11.5: the server cannot
+/// store what it needs to complete the request; SageMaker passes the status
+/// on in `ModelError.OriginalStatusCode`), 500 for any other I/O failure.
+/// The body names the directory and the cause.
+fn storage_response(
+    e: &SpillError,
+    log: Option<RequestLog>,
+    stats: &Stats,
+    bytes_in: u64,
+) -> Response {
+    let (status, kind) = if e.is_full() {
+        (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "spill_failed")
+    };
+    let message = e.to_string();
+    if let Some(mut log) = log {
+        log.framing = Some(Framing::ContentLength);
+        log.finish_with(status.as_u16(), stats, bytes_in, 0, Some((kind, &message)));
+    }
+    let mut res = json_error(status, kind, message);
+    // The rest of the body may still be coming: close rather than read it.
+    res.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    res
+}
+
 /// Negotiate, pull the first output chunk, and build the response. The
 /// request's log moves into the response stream; on an error before the
 /// commit it is left in `log` for the caller, with the stats so far.
@@ -91,12 +161,12 @@ async fn start<S, B>(
     headers: &HeaderMap,
     body: S,
     log: &mut Option<RequestLog>,
-) -> Result<Response, (Error, Stats, u64)>
+) -> Result<Response, Refused>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let fail = |e: Error| (e, Stats::default(), 0);
+    let fail = |e: Error| Refused::Input(e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
     let Some(model) = state.model.get().cloned() else {
         return Err(fail(Error::new(ErrorKind::NotReady)));
@@ -144,8 +214,11 @@ where
         bytes_in: 0,
         bytes_out: 0,
         log: log.take(),
-        _permit: permit,
+        permit: Some(permit),
     };
+    if cfg.response_framing == ResponseFraming::ContentLength {
+        return hold(inv, log, output, started, &cfg.spill_dir).await;
+    }
     let first = match inv.next().await {
         Some(Ok(chunk)) => chunk,
         Some(Err(e)) => {
@@ -156,7 +229,7 @@ where
                 predictions: 0,
                 ..inv.pipeline.stats()
             };
-            return Err((e, stats, inv.bytes_in));
+            return Err(Refused::Input(e, stats, inv.bytes_in));
         }
         None => Bytes::new(),
     };
@@ -179,6 +252,145 @@ where
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, content_type);
     Ok(response)
+}
+
+/// `content-length` framing: run the whole body through the pipeline into a
+/// [`Spill`], then answer with its exact length. The log stays with the
+/// handler until the answer is whole, then moves into the [`Delivery`].
+async fn hold<S, B>(
+    mut inv: Invocation<S>,
+    log: &mut Option<RequestLog>,
+    output: Format,
+    started: Instant,
+    spill_dir: &Path,
+) -> Result<Response, Refused>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    *log = inv.log.take();
+    // Nothing was sent, so on an error no prediction counts as made.
+    let unsent = |inv: &Invocation<S>| Stats {
+        predictions: 0,
+        ..inv.pipeline.stats()
+    };
+    let mut spill = Spill::new(spill_dir);
+    while let Some(item) = inv.next().await {
+        match item {
+            Ok(chunk) => {
+                if let Err(e) = spill.push(&chunk).await {
+                    return Err(Refused::Storage(e, unsent(&inv), inv.bytes_in));
+                }
+            }
+            Err(e) => return Err(Refused::Input(e, unsent(&inv), inv.bytes_in)),
+        }
+    }
+    let answer = match spill.finish().await {
+        Ok(a) => a,
+        Err(e) => return Err(Refused::Storage(e, unsent(&inv), inv.bytes_in)),
+    };
+    metrics()
+        .first_byte
+        .observe(started.elapsed().as_secs_f64());
+    if answer.spilled() > 0 {
+        metrics().spills.inc();
+        metrics().spill_bytes.inc_by(answer.spilled());
+    }
+    let len = answer.len();
+    let mut log = log.take();
+    if let Some(log) = log.as_mut() {
+        log.framing = Some(Framing::ContentLength);
+        log.spilled = answer.spilled();
+    }
+    let stats = inv.pipeline.stats();
+    let mut response = if answer.is_empty() {
+        // No body to pull, so hyper never polls one: log the end here.
+        if let Some(log) = log {
+            log.finish(200, &stats, inv.bytes_in, 0, None);
+        }
+        http::Response::new(Bytes::new()).into_response()
+    } else {
+        let delivery = Delivery {
+            answer,
+            len,
+            sent: 0,
+            stats,
+            bytes_in: inv.bytes_in,
+            log,
+            _permit: inv.permit.take(),
+        };
+        warp::reply::stream(delivery).into_response()
+    };
+    // hyper frames a body of unknown size by this header when it is set
+    // (`proto/h1/role.rs`), and cuts the connection if fewer bytes come.
+    let headers = response.headers_mut();
+    headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(output.mime()),
+    );
+    Ok(response)
+}
+
+/// The body of a `content-length` answer: the held bytes, then the log line.
+struct Delivery {
+    answer: Answer,
+    len: u64,
+    sent: u64,
+    stats: Stats,
+    bytes_in: u64,
+    /// Written when the last byte is handed over, or on drop before that.
+    log: Option<RequestLog>,
+    /// The request's place among `max_in_flight`, held until the answer is
+    /// sent: it also bounds the temporary files open at once.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Stream for Delivery {
+    type Item = Result<Bytes, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.sent == this.len {
+            return Poll::Ready(None);
+        }
+        let e = match ready!(this.answer.poll_next_unpin(cx)) {
+            Some(Ok(chunk)) => {
+                this.sent += chunk.len() as u64;
+                // hyper stops polling once the length is written, so the
+                // end is logged with the last chunk.
+                if this.sent == this.len {
+                    if let Some(log) = this.log.take() {
+                        log.finish(200, &this.stats, this.bytes_in, this.sent, None);
+                    }
+                }
+                return Poll::Ready(Some(Ok(chunk)));
+            }
+            Some(Err(e)) => Error::io("reading back the spilled response", e),
+            None => Error::io(
+                "reading back the spilled response",
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended after {} of {} bytes", this.sent, this.len),
+                ),
+            ),
+        };
+        // Cut the connection: the client sees fewer bytes than announced.
+        if let Some(log) = this.log.take() {
+            log.finish(200, &this.stats, this.bytes_in, this.sent, Some(&e));
+        }
+        this.sent = this.len;
+        Poll::Ready(Some(Err(e)))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // Dropped before its end: the client went away, or shutdown cut it.
+        if let Some(log) = self.log.take() {
+            log.aborted(true, &self.stats, self.bytes_in, self.sent);
+        }
+    }
 }
 
 /// A header as text; a non-ASCII value is a client error.
@@ -253,8 +465,9 @@ struct Invocation<S> {
     bytes_out: u64,
     /// Written once, when the stream ends or is dropped.
     log: Option<RequestLog>,
-    /// This request's place among `max_in_flight`, released when it ends.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// This request's place among `max_in_flight`, released when it ends
+    /// (or handed to the [`Delivery`] of a `content-length` answer).
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<S, B> Invocation<S>
@@ -293,7 +506,8 @@ where
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Bytes, Error>>> {
         self.done = true;
         if self.committed {
-            if let Some(log) = self.log.take() {
+            if let Some(mut log) = self.log.take() {
+                log.framing = Some(Framing::Chunked);
                 let stats = self.pipeline.stats();
                 log.finish(200, &stats, self.bytes_in, self.bytes_out, Some(&e));
             }
@@ -309,7 +523,13 @@ where
             }
             if self.ended {
                 self.done = true;
-                if let Some(log) = self.log.take() {
+                if let Some(mut log) = self.log.take() {
+                    // Ended before the commit: the handler sends it whole.
+                    log.framing = Some(if self.committed {
+                        Framing::Chunked
+                    } else {
+                        Framing::ContentLength
+                    });
                     let out = self.bytes_out + self.out.len() as u64;
                     log.finish(200, &self.pipeline.stats(), self.bytes_in, out, None);
                 }
@@ -392,7 +612,10 @@ where
 impl<S> Drop for Invocation<S> {
     fn drop(&mut self) {
         // Dropped before its end: the client went away, or shutdown cut it.
-        if let Some(log) = self.log.take() {
+        if let Some(mut log) = self.log.take() {
+            if self.committed {
+                log.framing = Some(Framing::Chunked);
+            }
             let stats = self.pipeline.stats();
             log.aborted(self.committed, &stats, self.bytes_in, self.bytes_out);
         }
@@ -408,6 +631,11 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: String,
     inference_id: Option<String>,
     variant: Option<String>,
+    /// How the response body went out, once known (`None`: no HTTP body of
+    /// ours, e.g. a WebSocket session or a client gone before the status).
+    pub(crate) framing: Option<Framing>,
+    /// Bytes of the answer held in a temporary file (`content-length`).
+    pub(crate) spilled: u64,
 }
 
 /// A process-unique request id: the start time of the process and a
@@ -441,12 +669,17 @@ impl RequestLog {
             request_id: next_request_id(),
             inference_id: get("x-amzn-sagemaker-inference-id"),
             variant: get("x-amzn-sagemaker-target-variant"),
+            framing: None,
+            spilled: 0,
         }
     }
 
     /// Count the request's totals.
     fn account(&self, stats: &Stats, bytes_in: u64, bytes_out: u64) -> f64 {
         let m = metrics();
+        if let Some(f) = self.framing {
+            m.framing.with_label_values(&[f.label()]).inc();
+        }
         m.records.inc_by(stats.records);
         m.predictions.inc_by(stats.predictions);
         m.request_bytes.inc_by(bytes_in);
@@ -466,12 +699,29 @@ impl RequestLog {
         bytes_out: u64,
         err: Option<&Error>,
     ) {
+        let err = err.map(|e| (e.code(), e.to_string()));
+        let err = err.as_ref().map(|(kind, msg)| (*kind, msg.as_str()));
+        self.finish_with(status, stats, bytes_in, bytes_out, err);
+    }
+
+    /// As [`RequestLog::finish`], with the error as its kind and message
+    /// (for failures that are not an [`Error`], such as a full spill disk).
+    pub(crate) fn finish_with(
+        self,
+        status: u16,
+        stats: &Stats,
+        bytes_in: u64,
+        bytes_out: u64,
+        err: Option<(&str, &str)>,
+    ) {
         let ms = self.account(stats, bytes_in, bytes_out);
         metrics().request(self.path, status);
         let (method, path) = (self.method, self.path);
         let id = self.inference_id.as_deref().unwrap_or("");
         let variant = self.variant.as_deref().unwrap_or("");
         let request_id = self.request_id.as_str();
+        let framing = self.framing.map_or("", Framing::label);
+        let spilled_bytes = self.spilled;
         match err {
             None => tracing::info!(
                 target: "mmp::request",
@@ -479,11 +729,13 @@ impl RequestLog {
                 records = stats.records, predictions = stats.predictions,
                 placeholders = stats.placeholders, bytes_in, bytes_out,
                 duration_ms = ms, request_id, inference_id = id, target_variant = variant,
+                framing, spilled_bytes,
                 "request"
             ),
-            Some(e) => {
-                metrics().error(e.code());
-                if status == 200 || e.is_client_closed() {
+            Some((kind, message)) => {
+                metrics().error(kind);
+                // A client gone inside its body is an abort too.
+                if status == 200 || kind == ErrorKind::CLIENT_CLOSED {
                     metrics().aborted.inc();
                 }
                 tracing::warn!(
@@ -492,7 +744,8 @@ impl RequestLog {
                     records = stats.records, predictions = stats.predictions,
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
-                    error = %e, kind = e.code(),
+                    framing, spilled_bytes,
+                    error = %message, kind,
                     "request failed"
                 )
             }
@@ -513,6 +766,8 @@ impl RequestLog {
             bytes_in, bytes_out, duration_ms = ms,
             request_id = self.request_id.as_str(),
             inference_id = self.inference_id.as_deref().unwrap_or(""),
+            framing = self.framing.map_or("", Framing::label),
+            spilled_bytes = self.spilled,
             "request aborted before its end (client gone or shutdown)"
         );
     }

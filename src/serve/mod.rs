@@ -13,6 +13,7 @@ pub mod invocations;
 pub mod listener;
 pub mod reply;
 pub mod routes;
+pub mod spill;
 
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -178,6 +179,7 @@ fn log_config(cfg: &ServeConfig, addr: std::net::SocketAddr) {
         max_concurrent_transforms = cfg.max_concurrent_transforms,
         default_accept = ?cfg.default_accept.map(|f| f.mime()),
         on_error = ?cfg.pipeline.policy,
+        response_framing = cfg.response_framing.as_str(),
         csv_header = cfg.pipeline.decode.csv_header,
         max_record_bytes = cfg.pipeline.decode.max_record_bytes,
         max_document_bytes = cfg.pipeline.decode.max_document_bytes,
