@@ -213,6 +213,17 @@ pub enum ErrorKind {
         /// What the socket said.
         source: io::Error,
     },
+    /// The answer could not be held for `content-length` framing (the
+    /// temporary file in `TMPDIR`): 507 when the disk is full, else 500.
+    #[error("cannot hold the response for Content-Length framing: {doing} in {} (TMPDIR): {source}", dir.display())]
+    Spill {
+        /// The directory the file was in (or was to be made in).
+        dir: std::path::PathBuf,
+        /// What was being done.
+        doing: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
     /// A bad option or environment value.
     #[error("{0}")]
     Config(String),
@@ -334,6 +345,8 @@ impl Error {
             ModelLoad { .. } => "model_load",
             Io { .. } => "io",
             ClientClosed { .. } => ErrorKind::CLIENT_CLOSED,
+            Spill { ref source, .. } if disk_full(source) => "insufficient_storage",
+            Spill { .. } => "spill_failed",
             Config(_) => "config",
             Context { .. } => "context",
         }
@@ -358,6 +371,11 @@ impl Error {
             // client may still be reading (a half-close); it is also counted
             // as an abort.
             ClientClosed { .. } => 400,
+            // RFC 4918 §11.5: the server cannot store what it needs to
+            // complete the request; SageMaker passes the status on in
+            // `ModelError.OriginalStatusCode`.
+            Spill { ref source, .. } if disk_full(source) => 507,
+            Spill { .. } => 500,
             _ => 400,
         }
     }
@@ -374,7 +392,7 @@ impl Error {
             Config(_) => 64,
             ModelLoad { .. } => 66,
             Model(_) => 70,
-            Io { .. } | ClientClosed { .. } => 74,
+            Io { .. } | ClientClosed { .. } | Spill { .. } => 74,
             _ => 65,
         }
     }
@@ -398,6 +416,14 @@ impl Error {
 }
 
 use ErrorKind::Io;
+
+/// A full disk or an exhausted quota.
+fn disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
 
 impl ErrorKind {
     /// The code of [`ErrorKind::ClientClosed`].
@@ -451,7 +477,9 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &*self.0 {
-            Io { source, .. } | ErrorKind::ClientClosed { source } => Some(source),
+            Io { source, .. }
+            | ErrorKind::ClientClosed { source }
+            | ErrorKind::Spill { source, .. } => Some(source),
             _ => None,
         }
     }

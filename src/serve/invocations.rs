@@ -37,13 +37,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue};
 use tokio::time::Sleep;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::reply::{error_response, json_error, CUSTOM_ATTRIBUTES};
-use super::spill::{Answer, Spill, SpillError};
+use super::reply::{error_response, CUSTOM_ATTRIBUTES};
+use super::spill::{Answer, Spill};
 use super::State;
 use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
@@ -73,7 +73,7 @@ where
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
     let mut response = match start(&state, &headers, body, &mut log).await {
         Ok(r) => r,
-        Err(Refused::Input(e, stats, bytes_in)) => {
+        Err((e, stats, bytes_in)) => {
             // Not committed: the stream did not log it; log it with the
             // status it gets.
             if let Some(mut log) = log.take() {
@@ -81,9 +81,6 @@ where
                 log.finish(e.status(), &stats, bytes_in, 0, Some(&e));
             }
             error_response(&e)
-        }
-        Err(Refused::Storage(e, stats, bytes_in)) => {
-            storage_response(&e, log.take(), &stats, bytes_in)
         }
     };
     if let Some(v) = attributes {
@@ -100,12 +97,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Why a request was answered with an error before its status went out,
 /// with the stats and body bytes read so far.
-enum Refused {
-    /// The request itself: its status and kind come from the error.
-    Input(Error, Stats, u64),
-    /// The answer could not be held for `content-length` framing.
-    Storage(SpillError, Stats, u64),
-}
+type Refused = (Error, Stats, u64);
 
 /// How a response body went out on the wire; a metrics label, so a fixed set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,34 +117,6 @@ impl Framing {
     }
 }
 
-/// The answer to a disk that cannot hold a `content-length` answer: 507
-/// Insufficient Storage when it is full (RFC 4918 §11.5: the server cannot
-/// store what it needs to complete the request; SageMaker passes the status
-/// on in `ModelError.OriginalStatusCode`), 500 for any other I/O failure.
-/// The body names the directory and the cause.
-fn storage_response(
-    e: &SpillError,
-    log: Option<RequestLog>,
-    stats: &Stats,
-    bytes_in: u64,
-) -> Response {
-    let (status, kind) = if e.is_full() {
-        (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
-    } else {
-        (StatusCode::INTERNAL_SERVER_ERROR, "spill_failed")
-    };
-    let message = e.to_string();
-    if let Some(mut log) = log {
-        log.framing = Some(Framing::ContentLength);
-        log.finish_with(status.as_u16(), stats, bytes_in, 0, Some((kind, &message)));
-    }
-    let mut res = json_error(status, kind, message);
-    // The rest of the body may still be coming: close rather than read it.
-    res.headers_mut()
-        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-    res
-}
-
 /// Negotiate, pull the first output chunk, and build the response. The
 /// request's log moves into the response stream; on an error before the
 /// commit it is left in `log` for the caller, with the stats so far.
@@ -166,7 +130,7 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let fail = |e: Error| Refused::Input(e, Stats::default(), 0);
+    let fail = |e: Error| (e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
     let Some(model) = state.model.get().cloned() else {
         return Err(fail(Error::new(ErrorKind::NotReady)));
@@ -229,7 +193,7 @@ where
                 predictions: 0,
                 ..inv.pipeline.stats()
             };
-            return Err(Refused::Input(e, stats, inv.bytes_in));
+            return Err((e, stats, inv.bytes_in));
         }
         None => Bytes::new(),
     };
@@ -279,15 +243,15 @@ where
         match item {
             Ok(chunk) => {
                 if let Err(e) = spill.push(&chunk).await {
-                    return Err(Refused::Storage(e, unsent(&inv), inv.bytes_in));
+                    return Err((e, unsent(&inv), inv.bytes_in));
                 }
             }
-            Err(e) => return Err(Refused::Input(e, unsent(&inv), inv.bytes_in)),
+            Err(e) => return Err((e, unsent(&inv), inv.bytes_in)),
         }
     }
     let answer = match spill.finish().await {
         Ok(a) => a,
-        Err(e) => return Err(Refused::Storage(e, unsent(&inv), inv.bytes_in)),
+        Err(e) => return Err((e, unsent(&inv), inv.bytes_in)),
     };
     metrics()
         .first_byte
@@ -699,21 +663,6 @@ impl RequestLog {
         bytes_out: u64,
         err: Option<&Error>,
     ) {
-        let err = err.map(|e| (e.code(), e.to_string()));
-        let err = err.as_ref().map(|(kind, msg)| (*kind, msg.as_str()));
-        self.finish_with(status, stats, bytes_in, bytes_out, err);
-    }
-
-    /// As [`RequestLog::finish`], with the error as its kind and message
-    /// (for failures that are not an [`Error`], such as a full spill disk).
-    pub(crate) fn finish_with(
-        self,
-        status: u16,
-        stats: &Stats,
-        bytes_in: u64,
-        bytes_out: u64,
-        err: Option<(&str, &str)>,
-    ) {
         let ms = self.account(stats, bytes_in, bytes_out);
         metrics().request(self.path, status);
         let (method, path) = (self.method, self.path);
@@ -732,10 +681,11 @@ impl RequestLog {
                 framing, spilled_bytes,
                 "request"
             ),
-            Some((kind, message)) => {
+            Some(e) => {
+                let kind = e.code();
                 metrics().error(kind);
                 // A client gone inside its body is an abort too.
-                if status == 200 || kind == ErrorKind::CLIENT_CLOSED {
+                if status == 200 || e.is_client_closed() {
                     metrics().aborted.inc();
                 }
                 tracing::warn!(
@@ -745,7 +695,7 @@ impl RequestLog {
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
                     framing, spilled_bytes,
-                    error = %message, kind,
+                    error = %e, kind,
                     "request failed"
                 )
             }

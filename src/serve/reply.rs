@@ -40,7 +40,8 @@ pub fn json_error(status: StatusCode, kind: &str, message: String) -> Response {
 pub fn error_response(e: &Error) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = json_error(status, e.code(), e.to_string());
-    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST {
+    let spill = matches!(e.kind(), crate::ErrorKind::Spill { .. });
+    if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::BAD_REQUEST || spill {
         // The rest of the body may still be on its way: do not make the client
         // send it, and do not reuse a connection in an unknown state.
         res.headers_mut().insert(

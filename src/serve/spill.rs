@@ -31,6 +31,8 @@ use futures::Stream;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
 use tokio_util::io::ReaderStream;
 
+use crate::error::{Error, ErrorKind};
+
 /// Output kept in memory before the rest goes to a file. Large enough that a
 /// typical realtime-sized answer never touches the disk (InvokeEndpoint caps
 /// answers at 6 MiB; this model's CSV answer is about as long as its input),
@@ -48,41 +50,6 @@ pub const WRITE_BUFFER: usize = 1024 * 1024;
 /// large enough to keep the blocking-pool round trips few, small enough
 /// that hyper's write buffer applies backpressure at once.
 pub const READ_CHUNK: usize = 256 * 1024;
-
-/// Holding the answer failed: the disk is full, or the temporary directory
-/// cannot be written.
-#[derive(Debug)]
-pub struct SpillError {
-    /// The directory the file was in (or was to be made in).
-    pub dir: PathBuf,
-    /// What was being done.
-    pub doing: &'static str,
-    /// The cause.
-    pub source: io::Error,
-}
-
-impl SpillError {
-    /// Whether the cause is a full disk or an exhausted quota (then the
-    /// server answers 507 Insufficient Storage, else 500).
-    pub fn is_full(&self) -> bool {
-        matches!(
-            self.source.kind(),
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
-        )
-    }
-}
-
-impl std::fmt::Display for SpillError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "cannot hold the response for Content-Length framing: {} in {} (TMPDIR): {}",
-            self.doing,
-            self.dir.display(),
-            self.source
-        )
-    }
-}
 
 /// An answer being gathered.
 pub struct Spill {
@@ -106,16 +73,16 @@ impl Spill {
         }
     }
 
-    fn error(&self, doing: &'static str, source: io::Error) -> SpillError {
-        SpillError {
+    fn error(&self, doing: &'static str, source: io::Error) -> Error {
+        Error::new(ErrorKind::Spill {
             dir: self.dir.clone(),
             doing,
             source,
-        }
+        })
     }
 
     /// Append `chunk` to the answer.
-    pub async fn push(&mut self, mut chunk: &[u8]) -> Result<(), SpillError> {
+    pub async fn push(&mut self, mut chunk: &[u8]) -> Result<(), Error> {
         if self.file.is_none() {
             // The head takes exactly the first MEMORY_BOUND bytes.
             let take = chunk.len().min(MEMORY_BOUND - self.head.len());
@@ -158,7 +125,7 @@ impl Spill {
 
     /// The whole answer, ready to be sent. A write error that tokio deferred
     /// (it reports a failed write on the next operation) surfaces here.
-    pub async fn finish(mut self) -> Result<Answer, SpillError> {
+    pub async fn finish(mut self) -> Result<Answer, Error> {
         let file = match self.file.take() {
             None => None,
             Some(mut w) => {
@@ -287,6 +254,6 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("creating a temporary file"), "{msg}");
         assert!(msg.contains(&gone.display().to_string()), "{msg}");
-        assert!(!e.is_full());
+        assert_eq!(e.status(), 500, "not a full disk");
     }
 }
