@@ -106,6 +106,14 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
+    /// Multi-model endpoint mode (`SAGEMAKER_MULTI_MODEL`): models are
+    /// loaded on demand through `/models` instead of from `model_dir`.
+    pub multi_model: bool,
+    /// Bytes of model artifacts a multi-model endpoint may hold
+    /// (`MMP_MME_MEMORY_BUDGET`); `None`: derived from the memory limit.
+    pub mme_memory_budget: Option<u64>,
+    /// The only tree `POST /models` may load from (`MMP_MME_MODEL_ROOT`).
+    pub mme_model_root: PathBuf,
 }
 
 /// Overrides from the command line (each wins over its variable).
@@ -173,6 +181,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "time to send a request's headers; also the idle keep-alive timeout",
     ),
     ("MMP_MAX_HEADER_BYTES", "65536", "largest request head"),
+    (
+        "SAGEMAKER_MULTI_MODEL",
+        "false",
+        "multi-model endpoint: load models on demand through /models (also --multi-model)",
+    ),
+    (
+        "MMP_MME_MEMORY_BUDGET",
+        "90% of the memory limit",
+        "multi-model: bytes of artifacts loaded at once; more gets 507",
+    ),
+    (
+        "MMP_MME_MODEL_ROOT",
+        "/opt/ml/models",
+        "multi-model: the only tree POST /models may load from",
+    ),
 ];
 
 /// Default connection limit: far above what SageMaker's front end opens,
@@ -311,6 +334,12 @@ impl ServeConfig {
             max_header_bytes: r
                 .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
                 .max(1024),
+            multi_model: r.boolean("SAGEMAKER_MULTI_MODEL")?.unwrap_or(false),
+            mme_memory_budget: r.positive_opt("MMP_MME_MEMORY_BUDGET")?.map(|b| b as u64),
+            mme_model_root: r
+                .get("MMP_MME_MODEL_ROOT")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/opt/ml/models"), PathBuf::from),
         };
         if let Some(bind) = over.bind {
             cfg.bind = bind;

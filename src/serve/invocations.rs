@@ -38,6 +38,7 @@ use super::State;
 use crate::error::{Error, ErrorKind};
 use crate::media::{negotiate, ContentType, Format};
 use crate::metrics::metrics;
+use crate::model::SharedModel;
 use crate::pipeline::{Pipeline, Stats};
 
 /// Output size that commits the status line before the body ends.
@@ -57,10 +58,29 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let mut log = Some(RequestLog::new(&headers, "POST", "/invocations"));
+    let model = state.model.get().cloned();
+    let log = RequestLog::new(&headers, "POST", "/invocations");
+    invoke_model(state, model, log, headers, body).await
+}
+
+/// Run a request on `model` (`None`: not loaded yet, 503), logging it with
+/// `log`: `/invocations` and a multi-model endpoint's
+/// `/models/{model_name}/invoke` share everything from here on.
+pub(crate) async fn invoke_model<S, B>(
+    state: Arc<State>,
+    model: Option<SharedModel>,
+    log: RequestLog,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response, std::convert::Infallible>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    let mut log = Some(log);
     let request_id = log.as_ref().map(|l| l.request_id.clone());
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
-    let mut response = match start(&state, &headers, body, &mut log).await {
+    let mut response = match start(&state, model, &headers, body, &mut log).await {
         Ok(r) => r,
         Err((e, stats, bytes_in)) => {
             // Not committed: the stream did not log it; log it with the
@@ -88,6 +108,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// commit it is left in `log` for the caller, with the stats so far.
 async fn start<S, B>(
     state: &Arc<State>,
+    model: Option<SharedModel>,
     headers: &HeaderMap,
     body: S,
     log: &mut Option<RequestLog>,
@@ -98,7 +119,7 @@ where
 {
     let fail = |e: Error| (e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
-    let Some(model) = state.model.get().cloned() else {
+    let Some(model) = model else {
         return Err(fail(Error::new(ErrorKind::NotReady)));
     };
     let cfg = &state.cfg;
@@ -379,6 +400,10 @@ pub(crate) struct RequestLog {
     pub(crate) request_id: String,
     inference_id: Option<String>,
     variant: Option<String>,
+    /// A multi-model endpoint's model name (`None`: not logged).
+    model: Option<Arc<str>>,
+    /// `X-Amzn-SageMaker-Target-Model`, which SageMaker sends for logging.
+    target_model: Option<String>,
 }
 
 /// A process-unique request id: the start time of the process and a
@@ -412,7 +437,15 @@ impl RequestLog {
             request_id: next_request_id(),
             inference_id: get("x-amzn-sagemaker-inference-id"),
             variant: get("x-amzn-sagemaker-target-variant"),
+            model: None,
+            target_model: get("x-amzn-sagemaker-target-model"),
         }
+    }
+
+    /// Log the request with a multi-model endpoint's model name.
+    pub(crate) fn with_model(mut self, name: Arc<str>) -> RequestLog {
+        self.model = Some(name);
+        self
     }
 
     /// Count the request's totals.
@@ -450,6 +483,7 @@ impl RequestLog {
                 records = stats.records, predictions = stats.predictions,
                 placeholders = stats.placeholders, bytes_in, bytes_out,
                 duration_ms = ms, request_id, inference_id = id, target_variant = variant,
+                model = self.model.as_deref(), target_model = self.target_model.as_deref(),
                 "request"
             ),
             Some(e) => {
@@ -463,6 +497,7 @@ impl RequestLog {
                     records = stats.records, predictions = stats.predictions,
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
+                    model = self.model.as_deref(), target_model = self.target_model.as_deref(),
                     error = %e, kind = e.code(),
                     "request failed"
                 )
@@ -484,6 +519,7 @@ impl RequestLog {
             bytes_in, bytes_out, duration_ms = ms,
             request_id = self.request_id.as_str(),
             inference_id = self.inference_id.as_deref().unwrap_or(""),
+            model = self.model.as_deref(), target_model = self.target_model.as_deref(),
             "request aborted before its end (client gone or shutdown)"
         );
     }
