@@ -75,12 +75,13 @@ pub const MAX_PAGE: usize = 1000;
 const MAX_ARTIFACT_FILES: usize = 100_000;
 
 /// The route labels of the multi-model routes (metrics and log lines); never
-/// the model name, so label cardinality stays fixed.
+/// the model name, so label cardinality stays fixed. `:model_name`, not
+/// `{model_name}`: some Prometheus parsers trip on braces in label values.
 pub const ROUTE_MODELS: &str = "/models";
 /// See [`ROUTE_MODELS`].
-pub const ROUTE_MODEL: &str = "/models/{model_name}";
+pub const ROUTE_MODEL: &str = "/models/:model_name";
 /// See [`ROUTE_MODELS`].
-pub const ROUTE_INVOKE: &str = "/models/{model_name}/invoke";
+pub const ROUTE_INVOKE: &str = "/models/:model_name/invoke";
 
 /// A loaded model.
 pub struct Loaded {

@@ -178,12 +178,23 @@ pub fn models(
     let invoke = warp::path!("models" / String / "invoke")
         .and(warp::post())
         .and(with_state(state.clone()))
-        .and(with_registry(state))
+        .and(with_registry(state.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .and_then(|name, state, reg, headers, body| mme::invoke(state, reg, name, headers, body));
-    list.or(load)
-        .unify()
+    // Off a multi-model endpoint every /models request is a plain 404 (not
+    // a 405 from a branch whose path matched).
+    let enabled = warp::any()
+        .and(with_state(state.clone()))
+        .and_then(|state: Arc<State>| async move {
+            match state.mme {
+                Some(_) => Ok(()),
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one();
+    enabled
+        .and(list.or(load).unify())
         .or(describe)
         .unify()
         .or(unload)
