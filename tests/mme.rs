@@ -517,6 +517,53 @@ fn concurrent_loads_of_one_name_give_one_200_and_the_rest_409() {
 }
 
 #[test]
+fn requests_are_served_while_a_large_model_loads() {
+    let root = tempfile::tempdir().unwrap();
+    let small = write_model(root.path(), "small", 1.0, &[1.0]);
+    // Two million weights: some 26 MB of JSON, long enough to parse that
+    // the requests below land in the middle of the load.
+    let weights: Vec<f64> = (0..2_000_000).map(|i| (i % 1000) as f64 / 997.0).collect();
+    let big = write_model(root.path(), "big", 0.0, &weights);
+    let s = mme_server(root.path(), &[]);
+    assert_eq!(load(&s, "small", &small).status, 200);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let served_during_load = std::thread::scope(|scope| {
+        let loader = scope.spawn(|| {
+            let r = load(&s, "big", &big);
+            done.store(true, Ordering::SeqCst);
+            r.status
+        });
+        // The load has reserved its name once it logs this.
+        s.wait_log("loading model model=\"big\"", Duration::from_secs(30));
+        let mut served = 0;
+        let mut c = Conn::new(&s);
+        while !done.load(Ordering::SeqCst) {
+            let r = c.send("POST", "/models", &[], &load_body("big", &big));
+            assert_eq!(r.status, 409, "{}", r.text());
+            let r = c.send(
+                "POST",
+                "/models/small/invoke",
+                &[("Content-Type", "text/csv")],
+                b"2\n",
+            );
+            assert_eq!((r.status, r.text().as_str()), (200, "3.0\n"));
+            // Still not ready after the invoke: it was answered mid-load.
+            if c.send("GET", "/models/big", &[], b"").status == 404 {
+                served += 1;
+            }
+        }
+        assert_eq!(loader.join().unwrap(), 200);
+        served
+    });
+    eprintln!("invokes answered while the big model loaded: {served_during_load}");
+    assert!(
+        served_during_load > 0,
+        "no request was answered during the load"
+    );
+    assert_eq!(call(&s, "GET", "/models/big", &[], b"").status, 200);
+}
+
+#[test]
 fn loads_unloads_and_invokes_racing_never_see_a_half_loaded_model() {
     let root = tempfile::tempdir().unwrap();
     // Models whose answers tell them apart: model k predicts k + x.

@@ -280,20 +280,6 @@ impl Registry {
         }
     }
 
-    /// Models loaded now.
-    pub fn len(&self) -> usize {
-        self.read()
-            .models
-            .values()
-            .filter(|s| matches!(s, Slot::Ready(_)))
-            .count()
-    }
-
-    /// Whether no model is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Reserve `bytes` for loading `name`: 409 if it is loaded or loading,
     /// 507 if the budget has no room.
     fn reserve(&self, name: &Arc<str>, bytes: u64) -> Result<(), MmeError> {
@@ -656,6 +642,7 @@ async fn load_task(
             .map_err(blocking_failed)??
     };
     reg.reserve(&name, bytes)?;
+    tracing::info!(target: "mmp::mme", model = &*name, url = %url, bytes, "loading model");
     let loaded = tokio::task::spawn_blocking(move || crate::model::load(&dir)).await;
     let model = match loaded {
         Ok(Ok(m)) => m,
