@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// What to do with a bad record (default: $MMP_ON_ERROR, else fail).
     #[arg(long, value_enum)]
     pub on_error: Option<ErrorPolicy>,
+    /// Serve a multi-model endpoint: load models on demand through
+    /// `/models` (also $SAGEMAKER_MULTI_MODEL=true).
+    #[arg(long)]
+    pub multi_model: bool,
 }
 
 /// `mmp train`.

@@ -173,6 +173,14 @@ pub struct ServeConfig {
     /// Where `content-length` framing spills answers too large to hold in
     /// memory (`TMPDIR`, else `/tmp`, as `std::env::temp_dir` does on Unix).
     pub spill_dir: PathBuf,
+    /// Multi-model endpoint mode (`SAGEMAKER_MULTI_MODEL`): models are
+    /// loaded on demand through `/models` instead of from `model_dir`.
+    pub multi_model: bool,
+    /// Bytes of model artifacts a multi-model endpoint may hold
+    /// (`MMP_MME_MEMORY_BUDGET`); `None`: derived from the memory limit.
+    pub mme_memory_budget: Option<u64>,
+    /// The only tree `POST /models` may load from (`MMP_MME_MODEL_ROOT`).
+    pub mme_model_root: PathBuf,
 }
 
 /// Overrides from the command line (each wins over its variable).
@@ -254,6 +262,21 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "TMPDIR",
         "/tmp",
         "where content-length framing spills answers over 4 MiB (an unnamed file, gone when closed)",
+    ),
+    (
+        "SAGEMAKER_MULTI_MODEL",
+        "false",
+        "multi-model endpoint: load models on demand through /models (also --multi-model)",
+    ),
+    (
+        "MMP_MME_MEMORY_BUDGET",
+        "90% of the memory limit",
+        "multi-model: bytes of artifacts loaded at once; more gets 507",
+    ),
+    (
+        "MMP_MME_MODEL_ROOT",
+        "/opt/ml/models",
+        "multi-model: the only tree POST /models may load from",
     ),
 ];
 
@@ -413,6 +436,12 @@ impl ServeConfig {
                 .max(1024),
             response_framing,
             spill_dir,
+            multi_model: r.boolean("SAGEMAKER_MULTI_MODEL")?.unwrap_or(false),
+            mme_memory_budget: r.positive_opt("MMP_MME_MEMORY_BUDGET")?.map(|b| b as u64),
+            mme_model_root: r
+                .get("MMP_MME_MODEL_ROOT")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("/opt/ml/models"), PathBuf::from),
         };
         if let Some(bind) = over.bind {
             cfg.bind = bind;

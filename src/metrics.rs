@@ -206,3 +206,55 @@ impl Metrics {
 pub fn count_placeholder(e: &crate::Error) {
     metrics().error(e.code());
 }
+
+/// Multi-model endpoint metrics. None carries a model label, so their number
+/// stays fixed however many models come and go; invocations of a loaded
+/// model are counted by the request metrics above, under the route
+/// `/models/{model_name}/invoke`.
+pub struct MmeMetrics {
+    /// Models loaded now.
+    pub loaded: IntGauge,
+    /// Models loaded since start.
+    pub loads: IntCounter,
+    /// Models unloaded since start.
+    pub unloads: IntCounter,
+    /// Loads refused with 507 (over the memory budget).
+    pub refused: IntCounter,
+    /// Time to load a model, from request to ready.
+    pub load_seconds: Histogram,
+}
+
+/// The multi-model metrics, registered with the others on first use (so a
+/// single-model server's `/metrics` does not show them).
+pub fn mme() -> &'static MmeMetrics {
+    static MME: OnceLock<MmeMetrics> = OnceLock::new();
+    MME.get_or_init(|| {
+        // Constant names and help texts: see `Metrics::new`.
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let m = MmeMetrics {
+            loaded: IntGauge::new(
+                "mme_models_loaded",
+                "models loaded now (multi-model endpoint)",
+            )
+            .expect("valid metric"),
+            loads: counter("mme_loads_total", "models loaded since start"),
+            unloads: counter("mme_unloads_total", "models unloaded since start"),
+            refused: counter(
+                "mme_loads_refused_total",
+                "loads refused with 507 because they would exceed the memory budget",
+            ),
+            load_seconds: Histogram::with_opts(
+                HistogramOpts::new("mme_load_seconds", "time to load a model, request to ready")
+                    .buckets(BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+        };
+        let r = &metrics().registry;
+        let _ = r.register(Box::new(m.loaded.clone()));
+        let _ = r.register(Box::new(m.loads.clone()));
+        let _ = r.register(Box::new(m.unloads.clone()));
+        let _ = r.register(Box::new(m.refused.clone()));
+        let _ = r.register(Box::new(m.load_seconds.clone()));
+        m
+    })
+}

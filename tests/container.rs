@@ -370,7 +370,11 @@ fn the_image_is_one_static_binary_under_20_mb_with_sagemakers_label() {
         image,
     ]))
     .unwrap();
-    for label in ["accept-bind-to-port", "bidirectional-streaming"] {
+    for label in [
+        "accept-bind-to-port",
+        "bidirectional-streaming",
+        "multi-models",
+    ] {
         assert_eq!(
             config["Labels"][format!("com.amazonaws.sagemaker.capabilities.{label}")],
             "true",
@@ -522,6 +526,154 @@ fn serve_listens_on_sagemaker_bind_to_port() {
     wait_ping(&c, addr, Instant::now());
     let r = post(addr, "text/csv", None, b"1,2,3\n");
     assert_eq!((r.status, r.text().as_str()), (200, "-1.75\n"));
+}
+
+// ---------------------------------------------------------------- multi-model
+
+/// One request with a body (and a Content-Length) on a new connection.
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> util::Response {
+    let mut raw = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    request(addr, &raw)
+}
+
+/// As SageMaker runs a multi-model endpoint: `SAGEMAKER_MULTI_MODEL=true`, no
+/// `/opt/ml/model`, the models under `/opt/ml/models/{model_name}/model`
+/// (mounted read-only here), a memory limit, and the calls SageMaker makes:
+/// load, invoke with `X-Amzn-SageMaker-Target-Model`, list, unload, and a
+/// load that does not fit (507, so SageMaker would unload another).
+#[test]
+fn multi_model_endpoint_loads_invokes_and_unloads_as_sagemaker_does() {
+    if !need_docker("multi-model endpoint") {
+        return;
+    }
+    let models = tempfile::tempdir().unwrap();
+    for name in ["alpha", "beta"] {
+        let dir = models.path().join(name).join("model");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(util::model_dir().join("model.json"), dir.join("model.json")).unwrap();
+    }
+    // An artifact larger than the container's whole memory limit.
+    let big = models.path().join("big/model");
+    std::fs::create_dir_all(&big).unwrap();
+    std::fs::copy(util::model_dir().join("model.json"), big.join("model.json")).unwrap();
+    std::fs::File::create(big.join("weights.bin"))
+        .unwrap()
+        .set_len(80 << 20)
+        .unwrap();
+    let mount = format!("{}:/opt/ml/models:ro", models.path().display());
+    let c = Container::run(&[
+        "-e",
+        "SAGEMAKER_MULTI_MODEL=true",
+        "-m",
+        "64m",
+        "-p",
+        "127.0.0.1::8080",
+        "-v",
+        &mount,
+        image(),
+        "serve",
+    ]);
+    let addr = c.addr("8080/tcp");
+    // Ready with no model loaded.
+    let ready = wait_ping(&c, addr, Instant::now());
+    say(&format!(
+        "measured: multi-model /ping 200 after {} ms",
+        ready.as_millis()
+    ));
+    let json = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json"),
+    ];
+    let load = |name: &str| {
+        let body =
+            serde_json::json!({"model_name": name, "url": format!("/opt/ml/models/{name}/model")});
+        call(addr, "POST", "/models", &json, body.to_string().as_bytes())
+    };
+    let invoke = |name: &str| {
+        call(
+            addr,
+            "POST",
+            &format!("/models/{name}/invoke"),
+            &[
+                ("Content-Type", "text/csv"),
+                ("Accept", "text/csv"),
+                ("X-Amzn-SageMaker-Target-Model", &format!("{name}.tar.gz")),
+            ],
+            b"1,2,3\n",
+        )
+    };
+    let started = Instant::now();
+    let r = load("alpha");
+    say(&format!(
+        "measured: multi-model load in the container {} ms",
+        started.elapsed().as_millis()
+    ));
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), c.logs());
+    assert_eq!(load("beta").status, 200);
+    assert_eq!(load("alpha").status, 409);
+    for name in ["alpha", "beta"] {
+        let r = invoke(name);
+        assert_eq!((r.status, r.text().as_str()), (200, "-1.75\n"), "{name}");
+    }
+    let r = call(
+        addr,
+        "GET",
+        "/models",
+        &[("Accept", "application/json")],
+        b"",
+    );
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"models": [
+            {"modelName": "alpha", "modelUrl": "/opt/ml/models/alpha/model"},
+            {"modelName": "beta", "modelUrl": "/opt/ml/models/beta/model"},
+        ]})
+    );
+    // The cgroup limit (64 MiB) is the budget: 80 MiB cannot fit.
+    let r = load("big");
+    assert_eq!(r.status, 507, "{}", r.text());
+    let msg = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("67108864"),
+        "the budget does not come from the cgroup: {msg}"
+    );
+    // Unload, then it is gone.
+    assert_eq!(call(addr, "DELETE", "/models/alpha", &[], b"").status, 200);
+    assert_eq!(invoke("alpha").status, 404);
+    assert_eq!(call(addr, "GET", "/models/alpha", &[], b"").status, 404);
+    assert_eq!(invoke("beta").status, 200);
+    // The invoke log line names the model and SageMaker's TargetModel
+    // (request lines reach the log within 100 ms: poll for it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let logs = c.logs();
+        if let Some(l) = logs.lines().find(|l| l.contains("beta.tar.gz")) {
+            break l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line with the target model:\n{logs}"
+        );
+        std::thread::yield_now();
+    };
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["model"], "beta");
+    assert_eq!(v["target_model"], "beta.tar.gz");
 }
 
 #[test]

@@ -49,6 +49,7 @@ use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
 use crate::media::{negotiate, ContentType, Format};
 use crate::metrics::metrics;
+use crate::model::SharedModel;
 use crate::pipeline::{Pipeline, Stats};
 
 /// Output size that commits the status line before the body ends.
@@ -68,10 +69,29 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
-    let mut log = Some(RequestLog::new(&headers, "POST", "/invocations"));
+    let model = state.model.get().cloned();
+    let log = RequestLog::new(&headers, "POST", "/invocations");
+    invoke_model(state, model, log, headers, body).await
+}
+
+/// Run a request on `model` (`None`: not loaded yet, 503), logging it with
+/// `log`: `/invocations` and a multi-model endpoint's
+/// `/models/{model_name}/invoke` share everything from here on.
+pub(crate) async fn invoke_model<S, B>(
+    state: Arc<State>,
+    model: Option<SharedModel>,
+    log: RequestLog,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response, std::convert::Infallible>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
+    B: Buf,
+{
+    let mut log = Some(log);
     let request_id = log.as_ref().map(|l| l.request_id.clone());
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
-    let mut response = match start(&state, &headers, body, &mut log).await {
+    let mut response = match start(&state, model, &headers, body, &mut log).await {
         Ok(r) => r,
         Err((e, stats, bytes_in)) => {
             // Not committed: the stream did not log it; log it with the
@@ -122,6 +142,7 @@ impl Framing {
 /// commit it is left in `log` for the caller, with the stats so far.
 async fn start<S, B>(
     state: &Arc<State>,
+    model: Option<SharedModel>,
     headers: &HeaderMap,
     body: S,
     log: &mut Option<RequestLog>,
@@ -132,7 +153,7 @@ where
 {
     let fail = |e: Error| (e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
-    let Some(model) = state.model.get().cloned() else {
+    let Some(model) = model else {
         return Err(fail(Error::new(ErrorKind::NotReady)));
     };
     let cfg = &state.cfg;
@@ -600,6 +621,10 @@ pub(crate) struct RequestLog {
     pub(crate) framing: Option<Framing>,
     /// Bytes of the answer held in a temporary file (`content-length`).
     pub(crate) spilled: u64,
+    /// A multi-model endpoint's model name (`None`: not logged).
+    model: Option<Arc<str>>,
+    /// `X-Amzn-SageMaker-Target-Model`, which SageMaker sends for logging.
+    target_model: Option<String>,
 }
 
 /// A process-unique request id: the start time of the process and a
@@ -635,7 +660,15 @@ impl RequestLog {
             variant: get("x-amzn-sagemaker-target-variant"),
             framing: None,
             spilled: 0,
+            model: None,
+            target_model: get("x-amzn-sagemaker-target-model"),
         }
+    }
+
+    /// Log the request with a multi-model endpoint's model name.
+    pub(crate) fn with_model(mut self, name: Arc<str>) -> RequestLog {
+        self.model = Some(name);
+        self
     }
 
     /// Count the request's totals.
@@ -679,6 +712,7 @@ impl RequestLog {
                 placeholders = stats.placeholders, bytes_in, bytes_out,
                 duration_ms = ms, request_id, inference_id = id, target_variant = variant,
                 framing, spilled_bytes,
+                model = self.model.as_deref(), target_model = self.target_model.as_deref(),
                 "request"
             ),
             Some(e) => {
@@ -695,6 +729,7 @@ impl RequestLog {
                     placeholders = stats.placeholders, bytes_in, bytes_out,
                     duration_ms = ms, request_id, inference_id = id, target_variant = variant,
                     framing, spilled_bytes,
+                    model = self.model.as_deref(), target_model = self.target_model.as_deref(),
                     error = %e, kind,
                     "request failed"
                 )
@@ -718,6 +753,7 @@ impl RequestLog {
             inference_id = self.inference_id.as_deref().unwrap_or(""),
             framing = self.framing.map_or("", Framing::label),
             spilled_bytes = self.spilled,
+            model = self.model.as_deref(), target_model = self.target_model.as_deref(),
             "request aborted before its end (client gone or shutdown)"
         );
     }

@@ -6,11 +6,14 @@
 //! `GET /execution-parameters`. The socket is bound before the model loads,
 //! so connections are accepted at once (SageMaker wants that within 250 ms);
 //! `/ping` answers 503 until the model is ready, and a model that cannot be
-//! loaded ends the process with its reason.
+//! loaded ends the process with its reason. As a multi-model endpoint
+//! ([`mme`], `SAGEMAKER_MULTI_MODEL=true`) it loads no model at start, answers
+//! `/ping` at once, and loads models on demand through `/models`.
 
 pub mod bidi;
 pub mod invocations;
 pub mod listener;
+pub mod mme;
 pub mod reply;
 pub mod routes;
 pub mod spill;
@@ -39,6 +42,8 @@ pub struct State {
     pub sessions: tokio_util::task::TaskTracker,
     /// Turns true when shutdown starts: sessions close with 1001.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// A multi-model endpoint's models (`None`: single-model serving).
+    pub mme: Option<Arc<mme::Registry>>,
 }
 
 impl State {
@@ -48,6 +53,10 @@ impl State {
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
             sessions: tokio_util::task::TaskTracker::new(),
             shutdown: tokio::sync::watch::channel(false).0,
+            mme: cfg.multi_model.then(|| {
+                let budget = mme::budget(cfg.mme_memory_budget, mme::resident_bytes());
+                Arc::new(mme::Registry::new(budget, cfg.mme_model_root.clone()))
+            }),
             cfg,
             model: OnceLock::new(),
         }
@@ -63,7 +72,10 @@ pub fn main(args: &ServeArgs) -> ExitCode {
         on_error: args.on_error,
     };
     let cfg = match ServeConfig::from_env(&ProcessEnv, &over) {
-        Ok(cfg) => cfg,
+        Ok(mut cfg) => {
+            cfg.multi_model |= args.multi_model;
+            cfg
+        }
         Err(e) => {
             eprintln!("mmp serve: {e}");
             return ExitCode::from(e.exit_code());
@@ -127,6 +139,18 @@ pub async fn run(
     };
     let server = tokio::spawn(listener::serve(listener, service, limits, signal));
 
+    if let Some(reg) = &state.mme {
+        let budget = reg.budget();
+        tracing::info!(
+            target: "mmp::startup",
+            model_root = %state.cfg.mme_model_root.display(),
+            budget_bytes = budget.bytes,
+            budget_source = %budget.source,
+            ready_ms = started.elapsed().as_secs_f64() * 1e3,
+            "multi-model endpoint; ready"
+        );
+        return drain(&state, server).await;
+    }
     let dir = state.cfg.model_dir.clone();
     let load_started = Instant::now();
     let loaded = tokio::task::spawn_blocking(move || crate::model::load(&dir))
@@ -144,6 +168,12 @@ pub async fn run(
         "model loaded; ready"
     );
     let _ = state.model.set(model);
+    drain(&state, server).await
+}
+
+/// Wait for the server to stop, then give WebSocket sessions what is left of
+/// the grace period.
+async fn drain(state: &State, server: tokio::task::JoinHandle<bool>) -> Result<(), Error> {
     let drain_started = Instant::now();
     server
         .await

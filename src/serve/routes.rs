@@ -9,7 +9,10 @@ use serde::Serialize;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use std::collections::HashMap;
+
 use super::invocations;
+use super::mme::{self, Registry};
 use super::reply::{handle_rejection, json_error};
 use super::State;
 use crate::metrics::metrics;
@@ -22,6 +25,8 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         .or(metrics_route())
         .unify()
         .or(super::bidi::route(state.clone()))
+        .unify()
+        .or(models(state.clone()))
         .unify()
         .or(invocations(state))
         .unify()
@@ -44,7 +49,9 @@ pub fn ping(
         .and(warp::get().or(warp::head()).unify())
         .and(with_state(state))
         .map(|state: Arc<State>| {
-            let res = if state.model.get().is_some() {
+            // A multi-model endpoint is ready once it is up (AWS DG,
+            // multi-model endpoints): models come later through /models.
+            let res = if state.model.get().is_some() || state.mme.is_some() {
                 StatusCode::OK.into_response()
             } else {
                 json_error(
@@ -119,7 +126,81 @@ pub fn invocations(
         .and(with_state(state))
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and_then(invocations::invoke)
+        .and_then(|state: Arc<State>, headers, body| async move {
+            if state.mme.is_some() {
+                // SageMaker sends a multi-model endpoint's requests to
+                // /models/{model_name}/invoke; there is no default model.
+                let res = json_error(
+                    StatusCode::NOT_FOUND,
+                    "multi_model",
+                    "this is a multi-model endpoint: invoke a loaded model with POST /models/{model_name}/invoke".into(),
+                );
+                metrics().request("/invocations", 404);
+                return Ok(res);
+            }
+            invocations::invoke(state, headers, body).await
+        })
+}
+
+/// The multi-model routes, which exist only on a multi-model endpoint.
+fn with_registry(
+    state: Arc<State>,
+) -> impl Filter<Extract = (Arc<Registry>,), Error = warp::Rejection> + Clone {
+    warp::any().and_then(move || {
+        let reg = state.mme.clone();
+        async move { reg.ok_or_else(warp::reject::not_found) }
+    })
+}
+
+/// `GET /models`, `POST /models`, `GET|DELETE /models/{model_name}` and
+/// `POST /models/{model_name}/invoke` ([`mme`]).
+pub fn models(
+    state: Arc<State>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let list = warp::path!("models")
+        .and(warp::get())
+        .and(with_registry(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .map(|reg: Arc<Registry>, q: HashMap<String, String>| mme::list(&reg, &q));
+    let load = warp::path!("models")
+        .and(warp::post())
+        .and(with_registry(state.clone()))
+        .and(warp::body::stream())
+        .and_then(mme::load);
+    let describe = warp::path!("models" / String)
+        .and(warp::get())
+        .and(with_registry(state.clone()))
+        .map(|name: String, reg: Arc<Registry>| mme::describe(&reg, &name));
+    let unload = warp::path!("models" / String)
+        .and(warp::delete())
+        .and(with_registry(state.clone()))
+        .map(|name: String, reg: Arc<Registry>| mme::unload(&reg, &name));
+    let invoke = warp::path!("models" / String / "invoke")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(with_registry(state.clone()))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and_then(|name, state, reg, headers, body| mme::invoke(state, reg, name, headers, body));
+    // Off a multi-model endpoint every /models request is a plain 404 (not
+    // a 405 from a branch whose path matched).
+    let enabled = warp::any()
+        .and(with_state(state.clone()))
+        .and_then(|state: Arc<State>| async move {
+            match state.mme {
+                Some(_) => Ok(()),
+                None => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one();
+    enabled
+        .and(list.or(load).unify())
+        .or(describe)
+        .unify()
+        .or(unload)
+        .unify()
+        .or(invoke)
+        .unify()
 }
 
 #[cfg(test)]
