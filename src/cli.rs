@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::codec::{DecodeOptions, DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_RECORD_BYTES};
 use crate::pipeline::{ErrorPolicy, PipelineOptions, DEFAULT_BATCH_RECORDS};
@@ -26,6 +26,27 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parse the process's arguments (exiting on an error or `--help`, as
+    /// clap does); `mmp serve --help` also lists the environment variables
+    /// the server reads, from [`crate::config::VARIABLES`].
+    pub fn parse_args() -> Cli {
+        let command = Cli::command().mut_subcommand("serve", |c| c.after_help(variables_help()));
+        Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The environment variables of `mmp serve`, one a line with its default.
+fn variables_help() -> String {
+    let mut help = String::from("Environment (the flags above win):\n");
+    for (name, default, what) in crate::config::VARIABLES {
+        help.push_str(&format!(
+            "  {name}  [default: {default}]\n          {what}\n"
+        ));
+    }
+    help
 }
 
 /// The commands.

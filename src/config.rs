@@ -194,8 +194,9 @@ pub struct Overrides {
     pub on_error: Option<ErrorPolicy>,
 }
 
-/// Every variable the server reads, with its default, for the README and
-/// the startup log.
+/// Every variable the server reads, with its default and meaning: printed by
+/// `mmp serve --help`, and checked against the README's configuration table
+/// (tests/readme.rs).
 pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("SAGEMAKER_BIND_TO_PORT", "8080", "port to listen on (all interfaces)"),
     ("SM_MODEL_DIR", "/opt/ml/model", "directory holding model.json"),

@@ -365,3 +365,34 @@ fn version_names_the_commit() {
         format!("mmp {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// The README's configuration table lists every variable the server reads
+/// (`mmp::config::VARIABLES`, which `mmp serve --help` prints too).
+#[test]
+fn the_configuration_table_lists_every_variable() {
+    let rows: Vec<&str> = README.lines().filter(|l| l.starts_with("| `")).collect();
+    for (name, _, _) in mmp::config::VARIABLES {
+        assert!(
+            rows.iter().any(|r| r.starts_with(&format!("| `{name}`"))),
+            "README.md has no table row for {name}"
+        );
+    }
+}
+
+/// `mmp serve --help` lists the variables with their defaults.
+#[test]
+fn serve_help_lists_the_variables() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mmp"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for (name, default, _) in mmp::config::VARIABLES {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{help}"));
+        assert!(line.contains(default), "{line:?} lacks {default:?}");
+    }
+}
