@@ -76,7 +76,7 @@ pub struct ServeArgs {
     pub model_dir: Option<PathBuf>,
     /// What to do with a bad record (default: $MMP_ON_ERROR, else fail).
     #[arg(long, value_enum)]
-    pub on_error: Option<ErrorPolicy>,
+    pub on_error: Option<OnError>,
     /// Serve a multi-model endpoint: load models on demand through
     /// `/models` (also $SAGEMAKER_MULTI_MODEL=true).
     #[arg(long)]
@@ -184,8 +184,8 @@ pub struct TransformArgs {
     #[arg(long, default_value_t = 240.0)]
     pub ping_timeout: f64,
     /// In-process only: what to do with a bad record.
-    #[arg(long, value_enum, default_value_t = ErrorPolicy::Fail)]
-    pub on_error: ErrorPolicy,
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    pub on_error: OnError,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -194,13 +194,44 @@ pub struct TransformArgs {
     pub quiet: bool,
 }
 
+/// `--on-error`'s values: clap's side of [`ErrorPolicy`], which knows no
+/// clap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// Stop at the first bad record with its error.
+    Fail,
+    /// Write an error marker in the bad record's place and go on.
+    Placeholder,
+}
+
+impl From<OnError> for ErrorPolicy {
+    fn from(v: OnError) -> ErrorPolicy {
+        match v {
+            OnError::Fail => ErrorPolicy::Fail,
+            OnError::Placeholder => ErrorPolicy::Placeholder,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The server's overrides of its environment.
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            bind: self.bind,
+            model_dir: self.model_dir.clone(),
+            on_error: self.on_error.map(ErrorPolicy::from),
+            multi_model: self.multi_model,
+        }
+    }
+}
+
 /// Options of the record pipeline.
 #[derive(Clone, Debug, Args)]
 pub struct PipelineArgs {
     /// What to do with a bad record: stop with its error, or write an error
     /// marker in its place and go on.
-    #[arg(long, value_enum, default_value_t = ErrorPolicy::Fail)]
-    pub on_error: ErrorPolicy,
+    #[arg(long, value_enum, default_value_t = OnError::Fail)]
+    pub on_error: OnError,
     /// Skip the first CSV record of each input (a header row).
     #[arg(long)]
     pub csv_header: bool,
@@ -233,7 +264,7 @@ impl PipelineArgs {
                 max_document_bytes: self.max_document_bytes,
                 ..DecodeOptions::default()
             },
-            policy: self.on_error,
+            policy: self.on_error.into(),
             batch_records: self.batch_records,
         }
     }

@@ -192,6 +192,8 @@ pub struct Overrides {
     pub model_dir: Option<PathBuf>,
     /// `--on-error`.
     pub on_error: Option<ErrorPolicy>,
+    /// `--multi-model` (or `SAGEMAKER_MULTI_MODEL=true`).
+    pub multi_model: bool,
 }
 
 /// Every variable the server reads, with its default and meaning: printed by
@@ -450,6 +452,7 @@ impl ServeConfig {
         if let Some(dir) = &over.model_dir {
             cfg.model_dir = dir.clone();
         }
+        cfg.multi_model |= over.multi_model;
         if let Some(policy) = over.on_error {
             cfg.pipeline.policy = policy;
         }
@@ -655,8 +658,10 @@ mod tests {
             bind: Some("127.0.0.1:1234".parse().unwrap()),
             model_dir: Some("/tmp/m".into()),
             on_error: Some(ErrorPolicy::Placeholder),
+            multi_model: true,
         };
         let c = ServeConfig::from_env(&env, &over).unwrap();
+        assert!(c.multi_model);
         assert_eq!(c.bind, "127.0.0.1:1234".parse().unwrap());
         assert_eq!(c.model_dir, PathBuf::from("/tmp/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);

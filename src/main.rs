@@ -13,7 +13,7 @@ fn main() -> ExitCode {
                 eprintln!("mmp serve: {msg}");
                 return ExitCode::from(64);
             }
-            let code = mmp::serve::main(&args);
+            let code = mmp::serve::main(&args.overrides());
             mmp::logging::flush();
             return code;
         }

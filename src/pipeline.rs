@@ -18,7 +18,7 @@ use crate::model::{model_error, SharedModel};
 use crate::record::{Batch, Shape};
 
 /// What to do with a bad record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ErrorPolicy {
     /// Stop at the first bad record with its error (HTTP 400 if nothing was
     /// sent yet, else the response is cut off; CLI exit code 65).

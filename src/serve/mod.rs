@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::cli::ServeArgs;
 use crate::config::{Overrides, ProcessEnv, ServeConfig};
 use crate::error::Error;
 use crate::model::SharedModel;
@@ -64,18 +63,10 @@ impl State {
 }
 
 /// Run `mmp serve` and return the process exit code.
-pub fn main(args: &ServeArgs) -> ExitCode {
+pub fn main(over: &Overrides) -> ExitCode {
     let started = Instant::now();
-    let over = Overrides {
-        bind: args.bind,
-        model_dir: args.model_dir.clone(),
-        on_error: args.on_error,
-    };
-    let cfg = match ServeConfig::from_env(&ProcessEnv, &over) {
-        Ok(mut cfg) => {
-            cfg.multi_model |= args.multi_model;
-            cfg
-        }
+    let cfg = match ServeConfig::from_env(&ProcessEnv, over) {
+        Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("mmp serve: {e}");
             return ExitCode::from(e.exit_code());

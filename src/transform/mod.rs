@@ -186,7 +186,7 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
     plan.output_format = Some(output);
     let model = crate::model::load(model_dir)?;
     let opts = PipelineOptions {
-        policy: args.on_error,
+        policy: args.on_error.into(),
         ..PipelineOptions::default()
     };
     let backend = InProcess::new(model, input, output, opts);
