@@ -21,18 +21,27 @@
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
 //! - [`config`]: the server's configuration, from the environment.
-//! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes),
-//!   with [`shutdown`] for SIGTERM, [`logging`] for `tracing` setup (text or
-//!   JSON lines) and [`metrics`] for the Prometheus registry.
+//! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes):
+//!   `/invocations` streaming in both directions ([`serve::invocations`],
+//!   with [`serve::spill`] holding a whole answer for `content-length`
+//!   framing), the WebSocket sessions ([`serve::bidi`]) and multi-model
+//!   endpoints ([`serve::mme`]); with [`shutdown`] for SIGTERM, [`logging`]
+//!   for `tracing` setup (text or JSON lines) and [`metrics`] for the
+//!   Prometheus registry.
 //! - [`output`]: output files written all-or-nothing (temporary file,
 //!   then rename) when they are regular files, written through when they
 //!   are devices, FIFOs or `/dev/stdout`.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract for the linear
-//!   model.
+//!   model, on one host or several (per-host statistics when the data is
+//!   sharded, combined when the model is loaded).
 //! - [`transform`]: `mmp transform`, a Batch Transform job against a
 //!   container's URL or the model in-process.
-//! - [`cli`]: the command line.
+//! - [`cli`]: the command line, the only module that knows clap: it turns
+//!   arguments into each command's own options.
+//!
+//! What SageMaker requires of the container, and where each requirement is
+//! met, is in `docs/contract.md`; comments cite it by section.
 
 pub mod cli;
 pub mod codec;
