@@ -1,7 +1,9 @@
 //! Output files: `<input>.out` under the output folder, written under a
 //! temporary name and renamed only when the whole input succeeded, so a
 //! failed file leaves nothing behind (SageMaker aborts the multipart upload
-//! of a failed object: sagemaker-contract.md §3, "Output assembly").
+//! of a failed object: API reference, `TransformOutput`). Only a regular
+//! file (or a new one) is written that way: an existing device or FIFO at
+//! the output's path is written through.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, Write};
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::score::tmp_path;
 
-use super::error::{Result, TransformError};
+use crate::error::{Error, Result};
 
 /// Output buffer per file: small outputs (one record's answer) are
 /// gathered; a mini-batch's output, larger than this, is written straight
@@ -39,11 +41,21 @@ impl FileOutput {
     pub fn create(path: PathBuf) -> Result<FileOutput> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| TransformError::io(format!("creating {}", dir.display()), e))?;
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        let tmp = tmp_path(&path);
-        let file = File::create(&tmp)
-            .map_err(|e| TransformError::io(format!("creating {}", tmp.display()), e))?;
+        let special = std::fs::metadata(&path).is_ok_and(|m| !m.is_file());
+        let tmp = if special {
+            PathBuf::new()
+        } else {
+            tmp_path(&path)
+        };
+        let target = if special { &path } else { &tmp };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(!special)
+            .truncate(!special)
+            .open(target)
+            .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
         Ok(FileOutput {
             path,
             tmp,
@@ -60,12 +72,23 @@ impl FileOutput {
     /// Append bytes.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_all(bytes)
-            .map_err(|e| TransformError::io(format!("writing {}", self.tmp.display()), e))
+            .map_err(|e| Error::io(format!("writing {}", self.tmp.display()), e))
     }
 
     /// Forget everything written (a streamed request is being retried).
     pub fn reset(&mut self) -> Result<()> {
-        let err = |e| TransformError::io(format!("truncating {}", self.tmp.display()), e);
+        if self.tmp.as_os_str().is_empty() && self.written > 0 {
+            let why =
+                std::io::Error::other("not a regular file: what was written cannot be taken back");
+            return Err(Error::io(
+                format!("retrying into {}", self.path.display()),
+                why,
+            ));
+        }
+        if self.tmp.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let err = |e| Error::io(format!("truncating {}", self.tmp.display()), e);
         if let Some(f) = self.file.as_mut() {
             f.flush().map_err(err)?;
             let file = f.get_mut();
@@ -80,10 +103,12 @@ impl FileOutput {
     pub fn commit(mut self) -> Result<u64> {
         if let Some(mut f) = self.file.take() {
             f.flush()
-                .map_err(|e| TransformError::io(format!("writing {}", self.tmp.display()), e))?;
+                .map_err(|e| Error::io(format!("writing {}", self.tmp.display()), e))?;
         }
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| TransformError::io(format!("renaming to {}", self.path.display()), e))?;
+        if !self.tmp.as_os_str().is_empty() {
+            std::fs::rename(&self.tmp, &self.path)
+                .map_err(|e| Error::io(format!("renaming to {}", self.path.display()), e))?;
+        }
         self.tmp = PathBuf::new();
         Ok(self.written)
     }
