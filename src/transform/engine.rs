@@ -1,7 +1,7 @@
 //! Running a job on tokio: a blocking reader cuts the files into
-//! mini-batches, in file order, into a bounded channel; `buffered(n)` keeps
-//! at most `MaxConcurrentTransforms` of them in flight and yields their
-//! outputs in input order; the job writes each file's outputs as they come,
+//! mini-batches, in file order, into a bounded channel; `buffered` yields
+//! their outputs in input order, a semaphore keeps at most
+//! `MaxConcurrentTransforms` requests in flight; the job writes each file's outputs as they come,
 //! and commits the file at its end. A file streamed whole in one request
 //! (`MaxPayloadInMB=0`) writes its own output as the answer arrives.
 //!
@@ -33,7 +33,7 @@ use super::inputs::InputFile;
 use super::output::{out_path, FileOutput};
 use super::plan::{AssembleWith, CompressionType, Plan, SplitType};
 use super::progress::Progress;
-use super::split::{self, Batch, SplitOptions, Splitter, READ_CHUNK};
+use super::split::{self, Batch, SplitOptions, Splitter};
 
 /// What answers requests: a container over HTTP, or the pipeline.
 pub enum Backend {
@@ -225,6 +225,10 @@ pub async fn run(
         line: job.plan.assemble == AssembleWith::Line,
     };
     let (job_arc, job_ref, files_ref, failed_ref) = (&job, &*job, &*files, &*failed);
+    // At most `MaxConcurrentTransforms` requests in flight; twice as many
+    // batches may wait, done, for the one before them to be written, so a
+    // slow request does not leave the others idle.
+    let permits = &tokio::sync::Semaphore::new(workers);
     let done = items
         .map(|item| async move {
             match item {
@@ -232,19 +236,20 @@ pub async fn run(
                     if failed_ref[file].load(Ordering::Relaxed) {
                         return Done::Part(file, Ok(None));
                     }
-                    let out = part(backend, job_ref, rules, seq, &batch).await;
+                    let out = part(backend, permits, job_ref, rules, seq, &batch).await;
                     let span = batch.original_span().len() as u64;
                     Done::Part(file, out.map(|o| Some((o, batch.records, span))))
                 }
                 Item::Stream(f) => {
-                    Done::Streamed(f, stream(backend, job_arc, rules, &files_ref[f]).await)
+                    let file = &files_ref[f];
+                    Done::Streamed(f, stream(backend, permits, job_arc, rules, file).await)
                 }
                 Item::Start(f) => Done::Start(f),
                 Item::End(f) => Done::End(f),
                 Item::Failed(f, e) => Done::Failed(f, e),
             }
         })
-        .buffered(workers);
+        .buffered(2 * workers);
     let mut done = std::pin::pin!(done);
 
     let mut outcomes: Vec<Option<Result<FileStats>>> = files.iter().map(|_| None).collect();
@@ -401,13 +406,16 @@ fn whole_document(plan: &Plan) -> bool {
 /// Score one batch into its output bytes, retrying as configured.
 async fn part(
     backend: &Backend,
+    permits: &tokio::sync::Semaphore,
     job: &Job,
     rules: Rules<'_>,
     seq: u64,
     batch: &Batch,
 ) -> Result<Vec<u8>> {
     let attempt = || async {
+        let permit = permits.acquire().await;
         let (response, _) = backend.invoke(batch).await?;
+        drop(permit);
         if job.check_lines {
             let open = response.last().is_some_and(|b| *b != b'\n');
             let got = memchr::memchr_iter(b'\n', &response).count() as u64 + open as u64;
@@ -440,6 +448,10 @@ async fn part(
     })
 }
 
+/// Pieces of a streamed body: with two of them queued and one being sent,
+/// a 1 GB file streams in a few MiB.
+const STREAM_CHUNK: usize = 256 << 10;
+
 /// The body of a streamed request, read from the file on a blocking
 /// thread: the file's records (filtered, if an `InputFilter` is set)
 /// through the splitter, counted as they go, or its bytes as they are when
@@ -450,7 +462,7 @@ fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>
     let dp = plan.data_processing.as_ref();
     if !plan.split.splits() && dp.is_none() {
         loop {
-            let mut chunk = vec![0; READ_CHUNK];
+            let mut chunk = vec![0; STREAM_CHUNK];
             let n = match reader.read(&mut chunk) {
                 Ok(0) => return Ok(0),
                 Ok(n) => n,
@@ -470,7 +482,7 @@ fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>
     };
     let opts = SplitOptions {
         framing,
-        target: READ_CHUNK as u64,
+        target: STREAM_CHUNK as u64,
         single: false,
         max_record: None,
         mb: 0,
@@ -503,6 +515,7 @@ fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>
 /// written as it comes back; retried from the start of both.
 async fn stream(
     backend: &Backend,
+    permits: &tokio::sync::Semaphore,
     job: &Arc<Job>,
     rules: Rules<'_>,
     file: &InputFile,
@@ -513,7 +526,8 @@ async fn stream(
     let records = loop {
         attempt += 1;
         out.reset()?;
-        let (tx, rx) = mpsc::channel(4);
+        let permit = permits.acquire().await;
+        let (tx, rx) = mpsc::channel(2);
         let producer = {
             let (job, file) = (job.clone(), file.clone());
             tokio::task::spawn_blocking(move || produce(&job, &file, tx))
@@ -529,6 +543,7 @@ async fn stream(
         let answered = backend
             .invoke_streamed(rx, &mut |piece| asm.feed(piece, &mut out))
             .await;
+        drop(permit);
         let produced = producer
             .await
             .map_err(|e| Error::io("reading the input", std::io::Error::other(e)))?;

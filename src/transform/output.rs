@@ -168,4 +168,18 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "only a/ remains: {left:?}");
     }
+
+    #[test]
+    fn a_device_is_written_through() {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = FileOutput::create(PathBuf::from("/dev/null")).unwrap();
+        out.write(b"x\n").unwrap();
+        out.reset().unwrap_err();
+        assert_eq!(out.commit().unwrap(), 2);
+        let meta = std::fs::metadata("/dev/null").unwrap();
+        assert!(
+            meta.file_type().is_char_device(),
+            "not replaced by a rename"
+        );
+    }
 }

@@ -115,9 +115,9 @@ impl<'d, R: Read> Splitter<'d, R> {
         let len = self.buf.len();
         // Room for a whole batch: one allocation per batch, not per read.
         let room = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
-        if self.buf.capacity() - len < READ_CHUNK {
-            self.buf
-                .reserve(room.clamp(READ_CHUNK, 64 << 20) + READ_CHUNK);
+        if self.buf.capacity() - len < want.min(READ_CHUNK) {
+            let room = room.clamp(64 << 10, 64 << 20);
+            self.buf.reserve(room + room.min(READ_CHUNK));
         }
         self.buf.resize(len + want.clamp(1, READ_CHUNK), 0);
         loop {
