@@ -2,9 +2,10 @@
 //! DataProcessing and assembly as against a container, without HTTP, on
 //! every core.
 //!
-//! Each batch runs through `mmp score`'s own job ([`score::Job::run`], a
-//! fresh pipeline, exactly what `mmp serve` does for one request), so the
-//! bytes are the ones the server would answer.
+//! Each batch runs through a fresh [`Pipeline`], exactly what `mmp serve`
+//! does for one request and `mmp score` for one file, so the bytes are the
+//! ones the server would answer; a streamed body runs through `mmp score`'s
+//! own read loop ([`score::Job::run`]).
 //! When both formats are record-wise (CSV or JSON lines in and out), the
 //! output of a request is the concatenation of its records' outputs, so the
 //! request boundaries do not change a byte: the file is then cut into
@@ -21,13 +22,13 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Position, Result};
 use crate::media::Format;
 use crate::model::SharedModel;
-use crate::pipeline::PipelineOptions;
+use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::score;
 
 use super::split::Batch;
@@ -81,9 +82,13 @@ impl InProcess {
             batch.start,
         );
         let scored = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::with_capacity(body.len() / 2 + 64);
-            match me.job().run(&mut &body[..], &mut out) {
-                Ok(_) => Ok(out),
+            // The pipeline `mmp score` runs, fed the batch as it is (its
+            // read loop would copy it into a buffer first).
+            let mut p = Pipeline::new(me.model.clone(), me.input, me.output, &me.opts);
+            let mut out = BytesMut::with_capacity(body.len() / 2 + 64);
+            match p.feed(&body, &mut out).and_then(|()| p.finish(&mut out)) {
+                // Takes the buffer over without a copy.
+                Ok(()) => Ok(Vec::from(out)),
                 Err(e) if filtered => Err(e),
                 Err(e) => Err(rebase(e, start)),
             }
