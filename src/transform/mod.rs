@@ -16,7 +16,8 @@
 //! [`output`]); report ([`progress`]). Files fail on their own and the
 //! others go on; the exit code says whether any failed.
 //!
-//! Where this differs from SDK local mode on purpose (peers.md §5):
+//! Where this differs from SDK local mode (sagemaker-python-sdk,
+//! `sagemaker/local/`) on purpose:
 //! exact mini-batch sizes, no empty body for an oversize record, status
 //! codes checked, retries, concurrency, chunked streaming for
 //! `MaxPayloadInMB=0`, both spellings of `BatchStrategy`, and no blank line
