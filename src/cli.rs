@@ -126,8 +126,20 @@ pub struct ScoreArgs {
 #[derive(Debug, Args)]
 pub struct TransformArgs {
     /// Input file, or folder (every file in it, recursively).
+    #[arg(
+        long,
+        required_unless_present = "manifest",
+        conflicts_with = "manifest"
+    )]
+    pub input: Option<PathBuf>,
+    /// A manifest listing the inputs (S3DataType=ManifestFile): a JSON
+    /// array, `{"prefix": "s3://bucket/path/"}` then keys; the prefix is a
+    /// folder below the manifest's (`bucket/path/`).
     #[arg(long)]
-    pub input: PathBuf,
+    pub manifest: Option<PathBuf>,
+    /// CompressionType: Gzip inputs are decompressed before splitting.
+    #[arg(long, value_enum, ignore_case = true, default_value = "None")]
+    pub compression_type: crate::transform::plan::CompressionType,
     /// Output folder: input `a/b.csv` gives `OUTPUT/a/b.csv.out`.
     #[arg(long)]
     pub output: PathBuf,
@@ -148,7 +160,7 @@ pub struct TransformArgs {
     /// Accept: a media type or csv, jsonl, json.
     #[arg(long)]
     pub accept: Option<String>,
-    /// SplitType [default: None].
+    /// SplitType: None, Line, RecordIO or TFRecord [default: None].
     #[arg(long, value_enum, ignore_case = true)]
     pub split_type: Option<crate::transform::plan::SplitType>,
     /// BatchStrategy [default: the container's, else MultiRecord].

@@ -227,6 +227,115 @@ pub enum ErrorKind {
     /// A bad option or environment value.
     #[error("{0}")]
     Config(String),
+    /// `mmp transform`: no input file to transform (exit 66).
+    #[error("no input files: {0}")]
+    NoInput(String),
+    /// `mmp transform`: the container never answered `/ping` with 200 (exit
+    /// 69).
+    #[error("endpoint {url} is not available: {reason}")]
+    Unavailable {
+        /// The endpoint's URL.
+        url: String,
+        /// The last thing that went wrong.
+        reason: String,
+    },
+    /// `mmp transform`: the container answered with a status other than
+    /// 2xx (exit 69 for 5xx, else 65).
+    #[error("HTTP {status} from the container: {body}")]
+    Status {
+        /// The status code.
+        status: u16,
+        /// The start of the response body.
+        body: String,
+    },
+    /// `mmp transform`: the connection to the container broke (exit 69).
+    #[error("connection failed: {0}")]
+    Connection(String),
+    /// `mmp transform`: no complete answer in time (exit 69).
+    #[error("no complete response within {secs} s (--timeout, InvocationsTimeoutInSeconds)")]
+    InvocationTimeout {
+        /// The timeout in seconds.
+        secs: f64,
+    },
+    /// `mmp transform`: a response to join has a different number of lines
+    /// than the records sent.
+    #[error(
+        "the response has {got} lines for {sent} records: each record must give exactly one line"
+    )]
+    RecordCount {
+        /// Records in the request.
+        sent: u64,
+        /// Lines in the response.
+        got: u64,
+    },
+    /// `mmp transform`: one record is larger than `MaxPayloadInMB`.
+    #[error(
+        "{pos} is larger than MaxPayloadInMB={mb} ({limit} bytes): no mini-batch can carry it"
+    )]
+    PayloadTooLarge {
+        /// Where the record starts in the file.
+        pos: Position,
+        /// MaxPayloadInMB.
+        mb: u32,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// `mmp transform`: with `SplitType=None` a file over `MaxPayloadInMB`.
+    #[error("the file is {size} bytes, over MaxPayloadInMB={mb} ({limit} bytes); with SplitType=None the whole file is one request: use --split-type Line, or --max-payload-mb 0 to stream it")]
+    FileTooLarge {
+        /// The file's (or filtered body's) size.
+        size: u64,
+        /// MaxPayloadInMB.
+        mb: u32,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// `mmp transform`: a RecordIO or TFRecord record that is cut short or
+    /// corrupt.
+    #[error("{format} record {record} at byte {offset}: {reason}")]
+    BadFrame {
+        /// `RecordIO` or `TFRecord`.
+        format: &'static str,
+        /// 1-based record number.
+        record: u64,
+        /// Byte offset of the record's first byte in the (decompressed) file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `mmp transform`: a record could not be filtered or joined
+    /// (DataProcessing).
+    #[error("{pos}: {what}: {reason}")]
+    DataProcessing {
+        /// Where the input record starts in the file.
+        pos: Position,
+        /// `InputFilter`, `OutputFilter` or `JoinSource`.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `mmp transform`: a container's output line to join or filter does not
+    /// parse (SageMaker: "Failed to parse output from the algorithm as CSV").
+    #[error("{pos}: Failed to parse output from the algorithm as {format}: {reason}")]
+    OutputParse {
+        /// Where the input record that gave the output starts.
+        pos: Position,
+        /// `CSV` or `JSON`.
+        format: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `mmp transform`: a request failed on every attempt; the exit code is
+    /// the last attempt's.
+    #[error("failed after {attempts} attempts (1 + --max-retries {retries}); last error: {last}")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// `--max-retries`.
+        retries: u32,
+        /// The last attempt's error.
+        last: Error,
+    },
     /// Another error, with what was being worked on (a file name).
     #[error("{context}: {source}")]
     Context {
@@ -348,6 +457,18 @@ impl Error {
             Spill { ref source, .. } if disk_full(source) => "insufficient_storage",
             Spill { .. } => "spill_failed",
             Config(_) => "config",
+            NoInput(_) => "no_input",
+            Unavailable { .. } => "unavailable",
+            Status { .. } => "status",
+            Connection(_) => "connection",
+            InvocationTimeout { .. } => "invocation_timeout",
+            RecordCount { .. } => "record_count",
+            PayloadTooLarge { .. } => "payload_too_large",
+            FileTooLarge { .. } => "file_too_large",
+            BadFrame { .. } => "bad_frame",
+            DataProcessing { .. } => "data_processing",
+            OutputParse { .. } => "output_parse",
+            GaveUp { .. } => "gave_up",
             Context { .. } => "context",
         }
     }
@@ -381,16 +502,21 @@ impl Error {
     }
 
     /// The process exit code for this error (BSD `sysexits` values): 64 bad
-    /// usage or configuration, 65 bad input data, 66 model not loadable, 70
-    /// model failure, 74 I/O.
+    /// usage or configuration, 65 bad input data, 66 model not loadable (or
+    /// no input), 69 the container is unavailable, 70 model failure, 74 I/O.
     pub fn exit_code(&self) -> u8 {
-        if let ErrorKind::Context { source, .. } = &*self.0 {
+        if let ErrorKind::Context { source, .. } | ErrorKind::GaveUp { last: source, .. } = &*self.0
+        {
             return source.exit_code();
         }
         use ErrorKind::*;
         match *self.0 {
             Config(_) => 64,
-            ModelLoad { .. } => 66,
+            ModelLoad { .. } | NoInput(_) => 66,
+            // `mmp transform`: the container is unavailable (sysexits'
+            // EX_UNAVAILABLE); a 4xx answer is bad data (65).
+            Unavailable { .. } | Connection(_) | InvocationTimeout { .. } => 69,
+            Status { status, .. } if status >= 500 => 69,
             Model(_) => 70,
             Io { .. } | ClientClosed { .. } | Spill { .. } => 74,
             _ => 65,

@@ -119,12 +119,6 @@ fn each_fault_fails_only_its_file_after_the_retries() {
             "(cut response)",
         ),
         (
-            "wrong record count",
-            Reply::Ok(b"bad,1\n".to_vec()),
-            65,
-            "the response has 1 lines for 2 records",
-        ),
-        (
             "client error",
             Reply::Status(400, b"{\"error\":\"not_a_number\",\"message\":\"record 1\"}".to_vec()),
             65,
@@ -163,6 +157,50 @@ fn each_fault_fails_only_its_file_after_the_retries() {
             .unwrap_or_else(|| panic!("{name}: {}", run.stderr));
         assert!(line.contains(message), "{name}: {line}");
     }
+}
+
+/// Record counts are the service's business only to join: a response with
+/// fewer lines than records is written as it came, but to join it is a
+/// failed attempt, retried, then fatal to its file.
+#[test]
+fn a_wrong_record_count_fails_only_a_join() {
+    let input = folder(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
+    let short = |req: &Seen| {
+        if is_bad(req) {
+            Reply::Ok(b"bad,1\n".to_vec())
+        } else {
+            echo(req)
+        }
+    };
+    let fake = Fake::start(None, move |req, _| short(req));
+    let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.read("sub/bad.csv.out").unwrap(), "bad,1\n");
+    assert_eq!(fake.invocations().len(), 2);
+
+    let fake = Fake::start(None, move |req, _| short(req));
+    let join = [
+        "--split-type",
+        "Line",
+        "--max-retries",
+        "2",
+        "--content-type",
+        "csv",
+        "--join-source",
+        "Input",
+        "--assemble-with",
+        "Line",
+    ];
+    let run = transform(&fake.url(), input.path(), &join);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    assert_eq!(fake.invocations().iter().filter(|r| is_bad(r)).count(), 3);
+    assert_eq!(run.files(), ["good.csv.out"]);
+    assert_eq!(run.read("good.csv.out").unwrap(), "1,2,1,2\n3,4,3,4\n");
+    assert!(
+        run.stderr.contains("failed sub/bad.csv: mini-batch 1 (records 1-2, from line 1): failed after 3 attempts (1 + --max-retries 2); last error: the response has 1 lines for 2 records"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

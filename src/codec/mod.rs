@@ -12,6 +12,7 @@ mod encode;
 mod field;
 mod json;
 mod lines;
+pub mod records;
 
 pub use self::csv::CsvDecoder;
 pub use self::encode::Encoder;

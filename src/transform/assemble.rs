@@ -1,14 +1,13 @@
 //! From a container's response to the bytes of the output file: the record
 //! count check, DataProcessing's join and output filter, and `AssembleWith`.
 //!
-//! **Record counts.** When records are lines (`SplitType=Line`, or any
-//! DataProcessing on lines) and the answer is line-based (`text/csv`,
-//! `application/jsonlines`), a response must have exactly one line per
-//! record sent; anything else is [`TransformError::RecordCount`], retried
-//! like a failed request, then fatal to the file. A last line without `\n`
-//! counts as a line. (The contract leaves a join with a different count
-//! undocumented and says not to break ordering, §3 "DataProcessing"; a
-//! silent misalignment is the worst outcome, so it fails.)
+//! **Record counts** are checked only where the service needs them: to join
+//! (`JoinSource=Input`), each output line is paired with its input record,
+//! so a response must have exactly one line per record sent; anything else
+//! is [`ErrorKind::RecordCount`], retried like a failed request, then fatal
+//! to the file. A last line without `\n` counts as a line. Otherwise the
+//! container's answer is written as it came (the service does not count a
+//! response's lines: AWS DG, "Batch Transform", output assembly).
 //!
 //! **`AssembleWith=Line`** (§3 "Output assembly": "a newline is added after
 //! each transformed record"): every response ends with exactly one `\n`. A
@@ -30,9 +29,10 @@ use bytes::Bytes;
 
 use crate::error::Position;
 
+use crate::codec::records::{Blank, Records};
+use crate::error::{Error, ErrorKind, Result};
+
 use super::dataprocessing::DataProcessing;
-use super::error::{Result, TransformError};
-use super::split::{Blank, Records};
 
 /// How responses become output, for a whole job.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +110,7 @@ impl<R: BufRead> Originals for FileRecords<R> {
             let n = self
                 .reader
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| TransformError::io("reading the input again to join", e))?;
+                .map_err(|e| Error::io("reading the input again to join", e))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -155,8 +155,8 @@ impl<'p, O: Originals> Assembler<'p, O> {
         }
     }
 
-    fn io(e: std::io::Error) -> TransformError {
-        TransformError::io("writing the output", e)
+    fn io(e: std::io::Error) -> Error {
+        Error::io("writing the output", e)
     }
 
     /// Take the next piece of the response.
@@ -191,21 +191,23 @@ impl<'p, O: Originals> Assembler<'p, O> {
     }
 
     /// One output line (DataProcessing): join it with its record, filter,
-    /// write. Lines past the last record are only counted.
+    /// write. To join, lines past the last record are only counted.
     fn line(&mut self, dp: &DataProcessing, output: &[u8], out: &mut dyn Write) -> Result<()> {
         self.lines += 1;
-        let Some((orig, pos)) = self.originals.next_record()? else {
-            return Ok(());
+        let (orig, pos) = match self.originals.next_record()? {
+            Some(r) => r,
+            None if dp.join => return Ok(()),
+            None => (Vec::new(), Position::default()),
         };
         self.scratch.clear();
         dp.process_output(&orig, pos, output, &mut self.scratch)?;
         out.write_all(&self.scratch).map_err(Self::io)
     }
 
-    /// The response ended; `records` were sent, and with `count` the
-    /// response must have one line per record (see the module docs).
-    /// Returns the output records.
-    pub fn finish(mut self, count: bool, records: u64, out: &mut dyn Write) -> Result<u64> {
+    /// The response ended; `records` were sent (to join, the response must
+    /// have one line per record: see the module docs). Returns the output
+    /// records.
+    pub fn finish(mut self, records: u64, out: &mut dyn Write) -> Result<u64> {
         match self.rules.dp {
             None => {
                 if self.last.is_some_and(|b| b != b'\n') {
@@ -217,11 +219,11 @@ impl<'p, O: Originals> Assembler<'p, O> {
             }
             Some(dp) if dp.whole_response() => {
                 let whole = std::mem::take(&mut self.whole);
-                if records != 1 {
-                    return Err(TransformError::RecordCount {
+                if dp.join && records != 1 {
+                    return Err(Error::new(ErrorKind::RecordCount {
                         sent: records,
                         got: 1,
-                    });
+                    }));
                 }
                 self.line(dp, whole.trim_ascii(), out)?;
                 return Ok(1);
@@ -233,12 +235,12 @@ impl<'p, O: Originals> Assembler<'p, O> {
                 }
             }
         }
-        let checked = count || self.rules.dp.is_some();
+        let checked = self.rules.dp.is_some_and(|d| d.join);
         if checked && self.lines != records {
-            return Err(TransformError::RecordCount {
+            return Err(Error::new(ErrorKind::RecordCount {
                 sent: records,
                 got: self.lines,
-            });
+            }));
         }
         Ok(if checked { self.lines } else { records })
     }
@@ -248,23 +250,12 @@ impl<'p, O: Originals> Assembler<'p, O> {
 /// the response itself, plus a `\n` if `AssembleWith=Line` needs one).
 pub fn assemble_buffered(
     rules: Rules<'_>,
-    count: bool,
     mut response: Vec<u8>,
     originals: impl Originals,
     records: u64,
 ) -> Result<Vec<u8>> {
     if rules.dp.is_none() {
-        let ends_open = response.last().is_some_and(|b| *b != b'\n');
-        if count {
-            let lines = memchr::memchr_iter(b'\n', &response).count() as u64 + ends_open as u64;
-            if lines != records {
-                return Err(TransformError::RecordCount {
-                    sent: records,
-                    got: lines,
-                });
-            }
-        }
-        if ends_open && rules.line {
+        if rules.line && response.last().is_some_and(|b| *b != b'\n') {
             response.push(b'\n');
         }
         return Ok(response);
@@ -272,7 +263,7 @@ pub fn assemble_buffered(
     let mut out = Vec::with_capacity(response.len() * 2);
     let mut a = Assembler::new(rules, originals);
     a.feed(&response, &mut out)?;
-    a.finish(count, records, &mut out)?;
+    a.finish(records, &mut out)?;
     Ok(out)
 }
 
@@ -295,35 +286,60 @@ mod tests {
             line: false,
         };
         assert_eq!(
-            assemble_buffered(line, true, b"0.5".to_vec(), none(), 1).unwrap(),
+            assemble_buffered(line, b"0.5".to_vec(), none(), 1).unwrap(),
             b"0.5\n"
         );
         assert_eq!(
-            assemble_buffered(line, true, b"1\n2\n".to_vec(), none(), 2).unwrap(),
+            assemble_buffered(line, b"1\n2\n".to_vec(), none(), 2).unwrap(),
             b"1\n2\n"
         );
+        assert_eq!(assemble_buffered(line, Vec::new(), none(), 0).unwrap(), b"");
         assert_eq!(
-            assemble_buffered(line, false, Vec::new(), none(), 0).unwrap(),
-            b""
-        );
-        assert_eq!(
-            assemble_buffered(none_rule, true, b"0.5".to_vec(), none(), 1).unwrap(),
+            assemble_buffered(none_rule, b"0.5".to_vec(), none(), 1).unwrap(),
             b"0.5"
         );
     }
 
     #[test]
-    fn a_wrong_line_count_is_an_error() {
+    fn line_counts_are_checked_only_to_join() {
+        use crate::media::Format;
+        use crate::transform::dataprocessing::Options;
+        use crate::transform::plan::{AssembleWith, BatchStrategy, JoinSource, SplitType};
         let r = Rules {
             dp: None,
             line: true,
         };
-        let e = assemble_buffered(r, true, b"1\n2\n".to_vec(), none(), 3).unwrap_err();
+        // Not joining: what the container answered, as it answered it.
+        assert_eq!(
+            assemble_buffered(r, b"1\n2\n".to_vec(), none(), 3).unwrap(),
+            b"1\n2\n"
+        );
+        let dp = DataProcessing::new(&Options {
+            input_filter: None,
+            join: JoinSource::Input,
+            output_filter: None,
+            content_type: Some(("text/csv", Some(Format::Csv))),
+            accept: None,
+            split: SplitType::Line,
+            assemble: AssembleWith::Line,
+            strategy: BatchStrategy::MultiRecord,
+        })
+        .unwrap()
+        .unwrap();
+        let r = Rules {
+            dp: Some(&dp),
+            line: true,
+        };
+        let originals = || Records::new(b"a\nb\nc\n", Position::default(), Blank::Empty);
+        let e = assemble_buffered(r, b"1\n2\n".to_vec(), originals(), 3).unwrap_err();
         assert_eq!(
             e.to_string(),
             "the response has 2 lines for 3 records: each record must give exactly one line"
         );
-        assert!(assemble_buffered(r, false, b"1\n2\n".to_vec(), none(), 3).is_ok());
+        assert_eq!(
+            assemble_buffered(r, b"1\n2\n3".to_vec(), originals(), 3).unwrap(),
+            b"a,1\nb,2\nc,3\n"
+        );
     }
 
     #[test]
@@ -338,7 +354,7 @@ mod tests {
             let mut a = Assembler::new(r, none());
             a.feed(&resp[..cut], &mut out).unwrap();
             a.feed(&resp[cut..], &mut out).unwrap();
-            assert_eq!(a.finish(true, 3, &mut out).unwrap(), 3);
+            assert_eq!(a.finish(3, &mut out).unwrap(), 3);
             assert_eq!(out, b"1\n2\n3\n");
         }
     }

@@ -21,10 +21,10 @@
 use crate::error::Position;
 use crate::media::Format;
 
-use super::error::{Result, TransformError};
 use super::json::Json;
 use super::jsonpath::{Filter, JsonPath};
 use super::plan::{AssembleWith, BatchStrategy, JoinSource, SplitType};
+use crate::error::{Error, ErrorKind, Result};
 
 /// The key the output is joined under.
 pub const OUTPUT_KEY: &str = "SageMakerOutput";
@@ -112,8 +112,8 @@ impl DataProcessing {
         };
         if input == Format::Csv && (o.split != SplitType::Line || o.assemble != AssembleWith::Line)
         {
-            return Err(TransformError::Usage(
-                "DataProcessing with ContentType text/csv needs SplitType=Line and AssembleWith=Line".into(),
+            return Err(Error::config(
+                "DataProcessing with ContentType text/csv needs SplitType=Line and AssembleWith=Line",
             ));
         }
         let join = o.join == JoinSource::Input;
@@ -121,8 +121,8 @@ impl DataProcessing {
             && o.strategy == BatchStrategy::SingleRecord)
             || (o.split == SplitType::None && input == Format::Json);
         if join && output == Format::Json && !one_record_per_request {
-            return Err(TransformError::Usage(
-                "JoinSource=Input with Accept application/json needs one record per request (BatchStrategy=SingleRecord, or an application/json input with SplitType=None): an application/json answer is one document for the whole request, so its records cannot be told apart; use application/jsonlines".into(),
+            return Err(Error::config(
+                "JoinSource=Input with Accept application/json needs one record per request (BatchStrategy=SingleRecord, or an application/json input with SplitType=None): an application/json answer is one document for the whole request, so its records cannot be told apart; use application/jsonlines",
             ));
         }
         let parse = |f: Option<&str>, which: Filter, format: Format| {
@@ -166,7 +166,7 @@ impl DataProcessing {
             out.push(b'\n');
             return Ok(());
         };
-        let fail = |reason: String| TransformError::Record {
+        let fail = |reason: String| ErrorKind::DataProcessing {
             pos,
             what: "InputFilter",
             reason,
@@ -197,16 +197,16 @@ impl DataProcessing {
         output: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<()> {
-        let fail =
-            |what: &'static str| move |reason: String| TransformError::Record { pos, what, reason };
+        let fail = |what: &'static str| {
+            move |reason: String| ErrorKind::DataProcessing { pos, what, reason }
+        };
         match self.output_family() {
             Family::Csv => {
-                let result =
-                    read_csv_strict(output).map_err(|reason| TransformError::OutputParse {
-                        pos,
-                        format: "CSV",
-                        reason,
-                    })?;
+                let result = read_csv_strict(output).map_err(|reason| ErrorKind::OutputParse {
+                    pos,
+                    format: "CSV",
+                    reason,
+                })?;
                 let mut fields: Vec<Vec<u8>> = Vec::new();
                 if self.join {
                     fields = read_csv(strip_bom(original)).map_err(fail("JoinSource"))?;
@@ -221,12 +221,12 @@ impl DataProcessing {
                 write_csv(picked.iter().map(|&i| &fields[i]), out);
             }
             Family::Json => {
-                let text = utf8(output).map_err(|reason| TransformError::OutputParse {
+                let text = utf8(output).map_err(|reason| ErrorKind::OutputParse {
                     pos,
                     format: "JSON",
                     reason,
                 })?;
-                let result = Json::parse(text).map_err(|e| TransformError::OutputParse {
+                let result = Json::parse(text).map_err(|e| ErrorKind::OutputParse {
                     pos,
                     format: "JSON",
                     reason: e.to_string(),
@@ -268,8 +268,8 @@ fn join_json<'a>(orig: Json<'a>, output: Json<'a>) -> Json<'a> {
     }
 }
 
-fn unsupported(what: &str, given: &str) -> TransformError {
-    TransformError::Usage(format!(
+fn unsupported(what: &str, given: &str) -> Error {
+    Error::config(format!(
         "DataProcessing (InputFilter, JoinSource, OutputFilter) supports only text/csv, application/json and application/jsonlines; {what} is {given}"
     ))
 }

@@ -1,21 +1,30 @@
-//! A container over HTTP, as Batch Transform talks to it
-//! (sagemaker-contract.md §3, "Lifecycle & endpoints"): wait for `GET /ping`
-//! to answer 200, ask `GET /execution-parameters` once, then `POST
-//! /invocations` with `Content-Type` = the job's ContentType and `Accept` =
-//! its Accept, each request bounded by `InvocationsTimeoutInSeconds`.
+//! A container over HTTP, as Batch Transform talks to it (AWS DG, "Use Your
+//! Own Inference Code with Batch Transform"): wait for `GET /ping` to answer
+//! 200, ask `GET /execution-parameters` once, then `POST /invocations` with
+//! `Content-Type` = the job's ContentType and `Accept` = its Accept, each
+//! request bounded by `InvocationsTimeoutInSeconds`.
+//!
+//! On hyper's HTTP/1 client with pooled keep-alive connections: it reads
+//! the answer while a streamed (chunked) body is still being sent, so a
+//! container that answers as it reads never deadlocks against us, and a
+//! chunked answer cut before its last chunk is an error, not a short body.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{header, Request, Uri};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::media::{ContentType, Format};
 
-use super::engine::{Backend, Response};
-use super::error::{Result, TransformError};
-use super::http::{Body, Client, Url};
 use super::plan::ExecutionParameters;
-use super::split::Batch;
 
-/// SageMaker's timeout for one `/ping` (§1, "GET /ping").
+/// SageMaker's timeout for one `/ping` (AWS DG, "GET /ping": 2 s).
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `/execution-parameters` may take.
 const PARAMETERS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,199 +33,371 @@ const PING_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How much of an error answer's body goes into the message.
 const ERROR_BODY_CHARS: usize = 300;
 
-/// Wait until `GET /ping` answers 200, at most `within`.
-pub fn wait_ready(url: &Url, within: Duration) -> Result<()> {
-    let start = Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let deadline = Instant::now() + PING_TIMEOUT;
-        let reason = match Client::new(url.clone()).request(
-            "GET",
-            "/ping",
-            &[],
-            Body::Empty,
-            deadline,
-            &mut |_, _| Ok(()),
-        ) {
-            Ok(h) if h.status == 200 => return Ok(()),
-            Ok(h) => format!("GET /ping answered {}", h.status),
-            Err(TransformError::Timeout { .. }) => "GET /ping took more than 2 s".to_string(),
-            Err(e) => format!("GET /ping: {e}"),
-        };
-        let waited = start.elapsed();
-        if waited >= within {
-            return Err(TransformError::Unavailable {
-                url: format!("http://{}{}", url.authority, url.base),
-                reason: format!(
-                    "{reason} (waited {:.1} s, --ping-timeout)",
-                    waited.as_secs_f64()
-                ),
-            });
-        }
-        std::thread::sleep(pause.min(within - waited));
-        pause = (pause * 2).min(PING_BACKOFF_MAX);
-    }
+/// A request or streamed body.
+pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A streamed request body (chunked), fed by `rx`.
+pub fn stream_body(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Body {
+    let frames = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|r| (r.map(Frame::data), rx))
+    });
+    StreamBody::new(frames).boxed_unsync()
 }
 
-/// Ask `GET /execution-parameters` once; the answer counts only if it is
-/// 200 (as SageMaker and its local mode: anything else means defaults).
-pub fn execution_parameters(url: &Url, notes: &mut Vec<String>) -> Option<ExecutionParameters> {
-    let mut body = Vec::new();
-    let deadline = Instant::now() + PARAMETERS_TIMEOUT;
-    let result = Client::new(url.clone()).request(
-        "GET",
-        "/execution-parameters",
-        &[],
-        Body::Empty,
-        deadline,
-        &mut |_, b| {
-            body.extend_from_slice(b);
-            Ok(())
-        },
-    );
-    match result {
-        Ok(h) if h.status == 200 => Some(ExecutionParameters::from_json(&body, notes)),
-        Ok(h) => {
-            notes.push(format!(
-                "GET /execution-parameters answered {}: SageMaker's defaults apply",
-                h.status
-            ));
-            None
-        }
-        Err(e) => {
-            notes.push(format!(
-                "GET /execution-parameters failed ({e}): SageMaker's defaults apply"
-            ));
-            None
-        }
-    }
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
-/// `POST /invocations` to a container.
+/// `POST /invocations` (and the other routes) of one container.
 #[derive(Debug)]
 pub struct Endpoint {
-    url: Url,
+    client: Client<HttpConnector, Body>,
+    /// `http://host:port/prefix` as given, without a trailing `/`.
+    pub base: String,
+    authority: String,
     content_type: Option<String>,
     accept: Option<String>,
     accept_format: Option<Format>,
-    timeout: Duration,
-    retries: u32,
+    /// `InvocationsTimeoutInSeconds`.
+    pub timeout: Duration,
+    /// `InvocationsMaxRetries`.
+    pub retries: u32,
 }
 
 impl Endpoint {
-    /// An endpoint at `url` with the job's types, timeout and retries.
-    pub fn new(
-        url: Url,
+    /// The container at `url` (`http://host:port`, maybe with a path
+    /// prefix); types, timeout and retries are set with [`Endpoint::job`].
+    pub fn new(url: &str) -> Result<Endpoint> {
+        let bad = |why: &str| Error::config(format!("--endpoint {url:?}: {why}"));
+        let uri: Uri = url.parse().map_err(|e| bad(&format!("not a URL: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad(
+                "must start with http:// (a container on this machine; no TLS)",
+            ));
+        }
+        let authority = match uri.authority() {
+            Some(a) if !a.host().is_empty() => a.to_string(),
+            _ => return Err(bad("no host")),
+        };
+        let base = format!("http://{authority}{}", uri.path().trim_end_matches('/'));
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Ok(Endpoint {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            base,
+            authority,
+            content_type: None,
+            accept: None,
+            accept_format: None,
+            timeout: Duration::from_secs(600),
+            retries: 3,
+        })
+    }
+
+    /// The job's `Content-Type`, `Accept` (and its format), timeout and
+    /// retries.
+    pub fn job(
+        mut self,
         content_type: Option<String>,
         accept: Option<String>,
         accept_format: Option<Format>,
         timeout: Duration,
         retries: u32,
     ) -> Endpoint {
-        Endpoint {
-            url,
-            content_type,
-            accept,
-            accept_format,
-            timeout,
-            retries,
-        }
+        self.content_type = content_type;
+        self.accept = accept;
+        self.accept_format = accept_format;
+        self.timeout = timeout;
+        self.retries = retries;
+        self
     }
 
-    fn headers(&self) -> Vec<(&str, &str)> {
-        let mut h = Vec::new();
-        if let Some(ct) = &self.content_type {
-            h.push(("Content-Type", ct.as_str()));
+    fn connection(&self, e: &hyper_util::client::legacy::Error) -> Error {
+        use std::error::Error as _;
+        let mut cause = e.source();
+        let mut detail = String::new();
+        while let Some(c) = cause {
+            if let Some(h) = c.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() {
+                    return conn("the connection closed before the response was complete");
+                }
+            }
+            detail = c.to_string();
+            cause = c.source();
         }
-        if let Some(a) = &self.accept {
-            h.push(("Accept", a.as_str()));
+        if e.is_connect() {
+            return conn(&format!("connecting to {}: {detail}", self.authority));
         }
-        h
+        conn(&format!("{e}: {detail}"))
     }
 
-    /// The format of a response: its `Content-Type`, else what was asked.
-    fn format(&self, content_type: Option<&str>) -> Option<Format> {
-        content_type
-            .and_then(|ct| ContentType::parse(ct).ok())
-            .map(|ct| ct.format)
-            .or(self.accept_format)
-    }
-
-    /// Send one request; the body pieces go to `sink` only on a 2xx.
-    fn post(
+    /// Send one request within `limit`; a 2xx answer's body goes to `sink`
+    /// piece by piece, any other is an [`ErrorKind::Status`]. Returns the
+    /// answer's format (its `Content-Type`, else what was asked).
+    async fn send(
         &self,
-        client: &mut Client,
-        body: Body<'_>,
+        method: http::Method,
+        path: &str,
+        body: Body,
+        limit: Duration,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<Option<Format>> {
-        let deadline = Instant::now() + self.timeout;
-        let mut error_body = Vec::new();
-        let head = client
-            .request(
-                "POST",
+        let exchange = async {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.base));
+            if path == "/invocations" {
+                if let Some(ct) = &self.content_type {
+                    req = req.header(header::CONTENT_TYPE, ct);
+                }
+                if let Some(a) = &self.accept {
+                    req = req.header(header::ACCEPT, a);
+                }
+            }
+            let req = req
+                .body(body)
+                .map_err(|e| Error::config(format!("bad request header: {e}")))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| self.connection(&e))?;
+            let ok = resp.status().is_success();
+            let format = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ct| ContentType::parse(ct).ok())
+                .map(|ct| ct.format)
+                .or(self.accept_format);
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut error_body = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|_| {
+                    conn("the connection closed before the response was complete (cut response)")
+                })?;
+                let Some(piece) = frame.data_ref() else {
+                    continue;
+                };
+                if ok {
+                    sink(piece)?;
+                } else if error_body.len() < 4 * ERROR_BODY_CHARS {
+                    error_body.extend_from_slice(piece);
+                }
+            }
+            if !ok {
+                let text = String::from_utf8_lossy(&error_body);
+                let body = text.trim().chars().take(ERROR_BODY_CHARS).collect();
+                return Err(Error::new(ErrorKind::Status { status, body }));
+            }
+            Ok(format)
+        };
+        tokio::time::timeout(limit, exchange).await.map_err(|_| {
+            Error::new(ErrorKind::InvocationTimeout {
+                secs: limit.as_secs_f64(),
+            })
+        })?
+    }
+
+    /// Wait until `GET /ping` answers 200, at most `within`.
+    pub async fn wait_ready(&self, within: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let mut ignore = |_: &[u8]| Ok(());
+            let get = self.send(
+                http::Method::GET,
+                "/ping",
+                full(Bytes::new()),
+                PING_TIMEOUT,
+                &mut ignore,
+            );
+            let reason = match get.await {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.kind() {
+                    ErrorKind::Status { status, .. } => format!("GET /ping answered {status}"),
+                    ErrorKind::InvocationTimeout { .. } => "GET /ping took more than 2 s".into(),
+                    _ => format!("GET /ping: {e}"),
+                },
+            };
+            let waited = start.elapsed();
+            if waited >= within {
+                return Err(Error::new(ErrorKind::Unavailable {
+                    url: self.base.clone(),
+                    reason: format!(
+                        "{reason} (waited {:.1} s, --ping-timeout)",
+                        waited.as_secs_f64()
+                    ),
+                }));
+            }
+            // Polling with a growing pause, as SageMaker polls a starting
+            // container: a retry interval, not a synchronisation.
+            tokio::time::sleep(pause.min(within - waited)).await;
+            pause = (pause * 2).min(PING_BACKOFF_MAX);
+        }
+    }
+
+    /// Ask `GET /execution-parameters` once; the answer counts only if it is
+    /// 200 (as SageMaker and its local mode: anything else means defaults).
+    pub async fn execution_parameters(
+        &self,
+        notes: &mut Vec<String>,
+    ) -> Option<ExecutionParameters> {
+        let mut body = Vec::new();
+        let mut keep = |b: &[u8]| {
+            body.extend_from_slice(b);
+            Ok(())
+        };
+        let path = "/execution-parameters";
+        let get = self.send(
+            http::Method::GET,
+            path,
+            full(Bytes::new()),
+            PARAMETERS_TIMEOUT,
+            &mut keep,
+        );
+        match get.await {
+            Ok(_) => Some(ExecutionParameters::from_json(&body, notes)),
+            Err(e) => {
+                notes.push(match e.kind() {
+                    ErrorKind::Status { status, .. } => format!(
+                        "GET /execution-parameters answered {status}: SageMaker's defaults apply"
+                    ),
+                    _ => format!(
+                        "GET /execution-parameters failed ({e}): SageMaker's defaults apply"
+                    ),
+                });
+                None
+            }
+        }
+    }
+
+    /// One mini-batch: the whole 2xx answer, and its format.
+    pub async fn invoke(&self, body: Bytes) -> Result<(Vec<u8>, Option<Format>)> {
+        // Room for a typical answer (a score per record) without regrowing.
+        let mut out = Vec::with_capacity(body.len() / 4);
+        let format = self
+            .send(
+                http::Method::POST,
                 "/invocations",
-                &self.headers(),
-                body,
-                deadline,
-                &mut |head, piece| {
-                    if (200..300).contains(&head.status) {
-                        sink(piece)
-                    } else {
-                        if error_body.len() < 4 * ERROR_BODY_CHARS {
-                            error_body.extend_from_slice(piece);
-                        }
-                        Ok(())
-                    }
+                full(body),
+                self.timeout,
+                &mut |b| {
+                    out.extend_from_slice(b);
+                    Ok(())
                 },
             )
-            .map_err(|e| match e {
-                TransformError::Timeout { .. } => TransformError::Timeout {
-                    secs: self.timeout.as_secs_f64(),
-                },
-                e => e,
-            })?;
-        if !(200..300).contains(&head.status) {
-            let text = String::from_utf8_lossy(&error_body);
-            return Err(TransformError::Status {
-                status: head.status,
-                body: text.trim().chars().take(ERROR_BODY_CHARS).collect(),
-            });
-        }
-        Ok(self.format(head.content_type.as_deref()))
+            .await?;
+        Ok((out, format))
+    }
+
+    /// One streamed request: its answer goes to `sink` as it arrives.
+    pub async fn invoke_streamed(
+        &self,
+        body: mpsc::Receiver<std::io::Result<Bytes>>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Format>> {
+        self.send(
+            http::Method::POST,
+            "/invocations",
+            stream_body(body),
+            self.timeout,
+            sink,
+        )
+        .await
     }
 }
 
-impl Backend for Endpoint {
-    type Worker = Client;
+fn conn(what: &str) -> Error {
+    Error::new(ErrorKind::Connection(what.to_string()))
+}
 
-    fn worker(&self) -> Client {
-        Client::new(self.url.clone())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A server that answers one connection with `answer`, then closes.
+    fn serve(answer: &'static [u8]) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(answer);
+        });
+        url
     }
 
-    fn invoke(&self, client: &mut Client, batch: &Batch, mut body: Vec<u8>) -> Result<Response> {
-        // Room for a typical answer (a score per record) without regrowing.
-        body.reserve(batch.body.len() / 4);
-        let format = self.post(client, Body::Bytes(&batch.body), &mut |b| {
-            body.extend_from_slice(b);
-            Ok(())
-        })?;
-        Ok(Response { body, format })
+    fn get(url: &str) -> Result<(u16, Vec<u8>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = Endpoint::new(url)?;
+        let mut body = Vec::new();
+        let r = rt.block_on(e.send(
+            http::Method::GET,
+            "/x",
+            full(Bytes::new()),
+            PING_TIMEOUT,
+            &mut |b| {
+                body.extend_from_slice(b);
+                Ok(())
+            },
+        ));
+        match r {
+            Ok(_) => Ok((200, body)),
+            Err(e) => match e.kind() {
+                ErrorKind::Status { status, body } => Ok((*status, body.as_bytes().to_vec())),
+                _ => Err(e),
+            },
+        }
     }
 
-    fn invoke_streamed(
-        &self,
-        client: &mut Client,
-        body: &mut (dyn Read + Send),
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
-        self.post(client, Body::Stream(body), sink)
+    #[test]
+    fn answers_and_statuses() {
+        let url = serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+        assert_eq!(get(&url).unwrap(), (200, b"abcde".to_vec()));
+        let url = serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno");
+        assert_eq!(get(&url).unwrap(), (404, b"no".to_vec()));
+        let url = serve(b"HTTP/1.0 200 OK\r\n\r\nto close");
+        assert_eq!(get(&url).unwrap(), (200, b"to close".to_vec()));
     }
 
-    fn max_retries(&self) -> u32 {
-        self.retries
+    #[test]
+    fn a_cut_response_is_an_error() {
+        let url = serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n");
+        let e = get(&url).unwrap_err();
+        assert!(
+            e.to_string().contains("before the response was complete"),
+            "{e}"
+        );
+        let url = serve(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nabc");
+        assert!(get(&url).is_err());
+        let url = serve(b"");
+        let e = get(&url).unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Connection(_)), "{e}");
+        assert_eq!(e.exit_code(), 69);
     }
 
-    fn batches_are_requests(&self) -> bool {
-        true
+    #[test]
+    fn urls() {
+        assert_eq!(
+            Endpoint::new("http://127.0.0.1:8080/").unwrap().base,
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            Endpoint::new("http://localhost:9/prefix/").unwrap().base,
+            "http://localhost:9/prefix"
+        );
+        for bad in ["https://x", "http://", "127.0.0.1:8080"] {
+            let e = Endpoint::new(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 64, "{bad}: {e}");
+        }
     }
 }

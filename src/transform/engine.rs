@@ -1,71 +1,75 @@
-//! Running a job: one reader thread cuts the files into mini-batches
-//! (`reader.rs`), a pool of workers sends them (at most
-//! `MaxConcurrentTransforms` requests in flight, sagemaker-contract.md §3),
-//! and the calling thread writes each file's responses in input order
-//! (`collect.rs`); a whole file streamed in one request is a worker's alone
-//! (`streamed.rs`).
+//! Running a job on tokio: a blocking reader cuts the files into
+//! mini-batches, in file order, into a bounded channel; `buffered` yields
+//! their outputs in input order, a semaphore keeps at most
+//! `MaxConcurrentTransforms` requests in flight; the job writes each file's outputs as they come,
+//! and commits the file at its end. A file streamed whole in one request
+//! (`MaxPayloadInMB=0`) writes its own output as the answer arrives.
 //!
-//! Files follow each other through the same pool, so many small files are
-//! in flight together, and mini-batches never span files (§3, "Splitting
-//! and batching"). Memory is bounded by a fixed number of tokens: a batch
-//! takes one when it is read and gives it back when its response has been
-//! written (or dropped), so a slow first batch holds back at most that many
-//! later ones. A failed file is marked at once: its remaining batches are
+//! Files follow each other through the same stream, so many small files
+//! are in flight together, and mini-batches never span files (AWS DG,
+//! "Batch Transform"). Memory is bounded by the channel and the in-flight
+//! requests. A failed file is marked at once: its remaining batches are
 //! skipped, its temporary output removed, and the other files go on.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::codec::records::{Blank, Framing, Records};
+use crate::error::{Error, ErrorKind, Result};
 use crate::media::Format;
 
-use super::assemble::{assemble_buffered, Originals, Rules, Whole};
-use super::error::{Result, TransformError};
+use super::assemble::{assemble_buffered, Assembler, FileRecords, Originals, Rules, Whole};
+use super::endpoint::Endpoint;
+use super::inprocess::InProcess;
 use super::inputs::InputFile;
-use super::plan::{Plan, SplitType};
-use super::pool::Pool;
+use super::output::{out_path, FileOutput};
+use super::plan::{AssembleWith, CompressionType, Plan, SplitType};
 use super::progress::Progress;
-use super::split::{Batch, Blank, Records, SplitOptions};
+use super::split::{self, Batch, SplitOptions, Splitter};
 
 /// What answers requests: a container over HTTP, or the pipeline.
-pub trait Backend: Sync {
-    /// A worker's own state (a connection).
-    type Worker: Send;
-
-    /// State for a new worker.
-    fn worker(&self) -> Self::Worker;
-
-    /// One request held in memory: the whole 2xx response, written into
-    /// `out` (an empty buffer from the job's pool).
-    fn invoke(&self, worker: &mut Self::Worker, batch: &Batch, out: Vec<u8>) -> Result<Response>;
-
-    /// One request whose body is streamed; the response goes to `sink` in
-    /// pieces. Returns the response's format, if known.
-    fn invoke_streamed(
-        &self,
-        worker: &mut Self::Worker,
-        body: &mut (dyn Read + Send),
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>>;
-
-    /// How often a failed request is tried again.
-    fn max_retries(&self) -> u32;
-
-    /// Whether each batch is one request (so errors name "mini-batch N"),
-    /// rather than a range of the file.
-    fn batches_are_requests(&self) -> bool;
+pub enum Backend {
+    /// A container.
+    Http(Box<Endpoint>),
+    /// Our model, in this process.
+    Local(Arc<InProcess>),
 }
 
-/// A 2xx response.
-#[derive(Debug)]
-pub struct Response {
-    /// The body.
-    pub body: Vec<u8>,
-    /// Its format (its `Content-Type`, else the `Accept` type), if known.
-    pub format: Option<Format>,
+impl Backend {
+    async fn invoke(&self, batch: &Batch) -> Result<(Vec<u8>, Option<Format>)> {
+        match self {
+            Backend::Http(e) => e.invoke(batch.body.clone()).await,
+            Backend::Local(p) => p.invoke(batch).await,
+        }
+    }
+
+    async fn invoke_streamed(
+        &self,
+        body: mpsc::Receiver<std::io::Result<Bytes>>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Format>> {
+        match self {
+            Backend::Http(e) => e.invoke_streamed(body, sink).await,
+            Backend::Local(p) => p.invoke_streamed(body, sink).await,
+        }
+    }
+
+    /// How often a failed request is tried again (the pipeline is
+    /// deterministic: another attempt fails the same way).
+    fn retries(&self) -> u32 {
+        match self {
+            Backend::Http(e) => e.retries,
+            Backend::Local(_) => 0,
+        }
+    }
 }
 
 /// How files are cut.
@@ -80,18 +84,23 @@ pub enum Mode {
 }
 
 /// A job, ready to run.
-#[derive(Clone, Debug)]
-pub struct Job<'a> {
+#[derive(Debug)]
+pub struct Job {
     /// The resolved settings.
-    pub plan: &'a Plan,
+    pub plan: Plan,
     /// How files are cut.
     pub mode: Mode,
     /// Which lines are blank.
     pub blank: Blank,
-    /// Worker threads.
+    /// Requests in flight.
     pub workers: usize,
     /// The output folder.
-    pub out_dir: &'a Path,
+    pub out_dir: PathBuf,
+    /// In-process ranges of `SplitType=Line` records: a response must have
+    /// one line per record. The ranges stand for the service's requests
+    /// only while each line is one record; a CSV record with a quoted
+    /// newline, which the service would cut in two, breaks that.
+    pub check_lines: bool,
 }
 
 /// What became of one file.
@@ -112,224 +121,444 @@ pub struct FileStats {
     pub bytes_out: u64,
 }
 
-/// Pauses between attempts of a failed request: short, growing, capped.
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((50u64 << attempt.min(5)).min(1000))
+/// Whether another attempt of the same request may succeed: the
+/// container's answer (a status, a wrong number of lines to join) or the
+/// connection, not our own input or output, nor a 2xx answer that does not
+/// parse for joining. (SageMaker retries "failing invocation requests",
+/// whatever the status: API reference, `InvocationsMaxRetries`.)
+pub fn retryable(e: &Error) -> bool {
+    match e.kind() {
+        ErrorKind::Status { .. }
+        | ErrorKind::Connection(_)
+        | ErrorKind::InvocationTimeout { .. }
+        | ErrorKind::RecordCount { .. } => true,
+        ErrorKind::Context { source, .. } => retryable(source),
+        _ => false,
+    }
+}
+
+/// After failed attempt `attempt`: pause and go on (`Ok`), or the error to
+/// give up with.
+async fn again(attempt: u32, retries: u32, e: Error) -> Result<()> {
+    if retryable(&e) && attempt <= retries {
+        // A retry interval (short, growing, capped), not a synchronisation.
+        let pause = Duration::from_millis((50u64 << attempt.min(5)).min(1000));
+        tokio::time::sleep(pause).await;
+        return Ok(());
+    }
+    if attempt == 1 {
+        return Err(e);
+    }
+    Err(Error::new(ErrorKind::GaveUp {
+        attempts: attempt,
+        retries,
+        last: e,
+    }))
 }
 
 /// Run `f` until it succeeds, fails with an error not worth retrying, or
 /// has failed `1 + retries` times.
-pub fn with_retries<T>(retries: u32, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+pub async fn with_retries<T, F: std::future::Future<Output = Result<T>>>(
+    retries: u32,
+    mut f: impl FnMut() -> F,
+) -> Result<T> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match f() {
+        match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt <= retries => {
-                std::thread::sleep(backoff(attempt));
-            }
-            Err(e) if attempt > 1 => {
-                return Err(TransformError::GaveUp {
-                    attempts: attempt,
-                    retries,
-                    last: Box::new(e),
-                })
-            }
-            Err(e) => return Err(e),
+            Err(e) => again(attempt, retries, e).await?,
         }
     }
 }
 
-/// At most this many batches read and not yet written, per worker.
-const TOKENS_PER_WORKER: usize = 2;
-
-/// A counting semaphore (std has none).
-pub(super) struct Tokens {
-    free: Mutex<usize>,
-    cv: Condvar,
+/// Open an input, decompressing it as it is read if asked (SageMaker
+/// decompresses before splitting: API reference,
+/// `TransformInput.CompressionType`).
+pub fn open(file: &InputFile, compression: CompressionType) -> Result<Box<dyn Read + Send>> {
+    let f = File::open(&file.path)
+        .map_err(|e| Error::io(format!("cannot open {}", file.path.display()), e))?;
+    Ok(match compression {
+        CompressionType::None => Box::new(f),
+        CompressionType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
+    })
 }
 
-impl Tokens {
-    fn new(n: usize) -> Tokens {
-        Tokens {
-            free: Mutex::new(n),
-            cv: Condvar::new(),
-        }
-    }
-
-    pub(super) fn acquire(&self) {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.cv.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-    }
-
-    pub(super) fn release(&self) {
-        *self.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.cv.notify_one();
-    }
-}
-
-/// Work for a worker.
-pub(super) enum Work {
-    /// Batch `seq` of file `file`.
+/// What the reader sends, in file order.
+enum Item {
+    Start(usize),
     Part { file: usize, seq: u64, batch: Batch },
-    /// File `file`, streamed whole.
-    Stream { file: usize },
+    End(usize),
+    Failed(usize, Error),
+    Stream(usize),
 }
 
-/// What the collector hears.
-pub(super) enum Event {
-    /// The reader started file `file`.
-    Start { file: usize },
-    /// The reader cut file `file` into `parts` batches.
-    Read { file: usize, parts: u64 },
-    /// The reader failed on file `file`.
-    ReadFailed { file: usize, error: TransformError },
-    /// A batch's output (`None`: skipped, its file had failed), with its
-    /// records and input bytes.
-    Part {
-        file: usize,
-        seq: u64,
-        result: Result<Option<(Vec<u8>, u64, u64)>>,
-    },
-    /// A streamed file is done.
-    Streamed {
-        file: usize,
-        result: Result<FileStats>,
-        bytes_in: u64,
-    },
+/// An item once done: a part's output, records and input bytes (`None`:
+/// skipped, its file had failed).
+enum Done {
+    Start(usize),
+    Part(usize, Result<Option<(Vec<u8>, u64, u64)>>),
+    End(usize),
+    Failed(usize, Error),
+    Streamed(usize, Result<FileStats>),
 }
 
 /// Run the job over `files`.
-pub fn run<B: Backend>(
-    backend: &B,
-    job: &Job<'_>,
-    files: &[InputFile],
+pub async fn run(
+    backend: &Backend,
+    job: Arc<Job>,
+    files: Arc<Vec<InputFile>>,
     progress: &Progress,
 ) -> Vec<FileReport> {
     let workers = job.workers.max(1);
-    let tokens = Tokens::new(workers * TOKENS_PER_WORKER);
-    let failed: Vec<AtomicBool> = files.iter().map(|_| AtomicBool::new(false)).collect();
-    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(workers);
-    let work_rx = Mutex::new(work_rx);
-    let (event_tx, event_rx) = mpsc::channel::<Event>();
-    // Response buffers, reused once written (see `pool.rs`: fresh ones cost
-    // a page fault per page).
-    let outputs = Pool::new(0);
+    let failed: Arc<Vec<AtomicBool>> =
+        Arc::new(files.iter().map(|_| AtomicBool::new(false)).collect());
+    let (tx, rx) = mpsc::channel(2 * workers);
+    let reader = {
+        let (job, files, failed) = (job.clone(), files.clone(), failed.clone());
+        tokio::task::spawn_blocking(move || read_files(&job, &files, &failed, tx))
+    };
+    let items =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) });
     let rules = Rules {
         dp: job.plan.data_processing.as_ref(),
-        line: job.plan.assemble == super::plan::AssembleWith::Line,
+        line: job.plan.assemble == AssembleWith::Line,
     };
-    std::thread::scope(|s| {
-        let events = event_tx.clone();
-        let (tokens, failed, outputs) = (&tokens, &failed, &outputs);
-        s.spawn(move || super::reader::read_files(job, files, tokens, failed, work_tx, events));
-        for _ in 0..workers {
-            let events = event_tx.clone();
-            let work_rx = &work_rx;
-            s.spawn(move || {
-                let mut w = backend.worker();
-                loop {
-                    let next = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok(work) = next else { break };
-                    let event = match work {
-                        Work::Part { file, seq, batch } => {
-                            let result = if failed[file].load(Ordering::Relaxed) {
-                                Ok(None)
-                            } else {
-                                part(backend, &mut w, job, rules, seq, &batch, outputs).map(|out| {
-                                    Some((out, batch.records, batch.original_span().len() as u64))
-                                })
-                            };
-                            Event::Part { file, seq, result }
+    let (job_arc, job_ref, files_ref, failed_ref) = (&job, &*job, &*files, &*failed);
+    // At most `MaxConcurrentTransforms` requests in flight; twice as many
+    // batches may wait, done, for the one before them to be written, so a
+    // slow request does not leave the others idle.
+    let permits = &tokio::sync::Semaphore::new(workers);
+    let done = items
+        .map(|item| async move {
+            match item {
+                Item::Part { file, seq, batch } => {
+                    if failed_ref[file].load(Ordering::Relaxed) {
+                        return Done::Part(file, Ok(None));
+                    }
+                    let out = part(backend, permits, job_ref, rules, seq, &batch).await;
+                    let span = batch.original_span().len() as u64;
+                    Done::Part(file, out.map(|o| Some((o, batch.records, span))))
+                }
+                Item::Stream(f) => {
+                    let file = &files_ref[f];
+                    Done::Streamed(f, stream(backend, permits, job_arc, rules, file).await)
+                }
+                Item::Start(f) => Done::Start(f),
+                Item::End(f) => Done::End(f),
+                Item::Failed(f, e) => Done::Failed(f, e),
+            }
+        })
+        .buffered(2 * workers);
+    let mut done = std::pin::pin!(done);
+
+    let mut outcomes: Vec<Option<Result<FileStats>>> = files.iter().map(|_| None).collect();
+    // The file being written: its output and records so far.
+    let mut current: Option<(FileOutput, u64)> = None;
+    let mut finish = |f: usize, r: Result<FileStats>, current: &mut Option<(FileOutput, u64)>| {
+        if outcomes[f].is_some() {
+            return;
+        }
+        if r.is_err() {
+            failed[f].store(true, Ordering::Relaxed);
+            *current = None; // removes the temporary file
+        }
+        progress.file_done(r.is_ok());
+        outcomes[f] = Some(r);
+    };
+    while let Some(d) = done.next().await {
+        match d {
+            Done::Start(f) => match FileOutput::create(out_path(&job.out_dir, &files[f].rel)) {
+                Ok(out) => current = Some((out, 0)),
+                Err(e) => finish(f, Err(e), &mut current),
+            },
+            Done::Part(f, Ok(Some((bytes, records, bytes_in)))) => {
+                if let Some((out, n)) = current
+                    .as_mut()
+                    .filter(|_| !failed[f].load(Ordering::Relaxed))
+                {
+                    match out.write(&bytes) {
+                        Ok(()) => {
+                            *n += records;
+                            progress.add(records, bytes_in);
                         }
-                        Work::Stream { file } => {
-                            let result =
-                                super::streamed::stream(backend, &mut w, job, rules, &files[file]);
-                            Event::Streamed {
-                                file,
-                                result,
-                                bytes_in: files[file].size,
-                            }
-                        }
-                    };
-                    if events.send(event).is_err() {
-                        break;
+                        Err(e) => finish(f, Err(e), &mut current),
                     }
                 }
-            });
+            }
+            Done::Part(_, Ok(None)) => {}
+            Done::Part(f, Err(e)) | Done::Failed(f, e) => finish(f, Err(e), &mut current),
+            Done::End(f) => {
+                if let Some((out, records)) = current.take() {
+                    let r = out
+                        .commit()
+                        .map(|bytes_out| FileStats { records, bytes_out });
+                    finish(f, r, &mut current);
+                }
+            }
+            Done::Streamed(f, r) => {
+                if let Ok(s) = &r {
+                    progress.add(s.records, files[f].size);
+                }
+                finish(f, r, &mut current);
+            }
         }
-        drop(event_tx);
-        super::collect::collect(job, files, tokens, failed, event_rx, progress, outputs)
-    })
+    }
+    let _ = reader.await;
+    files
+        .iter()
+        .zip(outcomes)
+        .map(|(f, o)| FileReport {
+            rel: f.rel.clone(),
+            outcome: o.unwrap_or_else(|| {
+                Err(Error::io(
+                    "the job",
+                    std::io::Error::other("stopped before this file was done"),
+                ))
+            }),
+        })
+        .collect()
 }
 
-/// Whether a response's lines must match the records sent: records are
-/// lines and the answer is line-based (see `assemble.rs`).
-pub(super) fn check_counts(job: &Job<'_>, format: Option<Format>) -> bool {
-    let lines_out = matches!(format, Some(Format::Csv | Format::JsonLines));
-    let dp_lines = job
-        .plan
-        .data_processing
-        .as_ref()
-        .is_some_and(|d| d.input != Format::Json);
-    lines_out && (job.plan.split == SplitType::Line || dp_lines)
-}
-
-/// The original records of a batch, for joining.
-fn originals<'b>(job: &Job<'_>, batch: &'b Batch) -> Box<dyn Originals + 'b> {
-    let whole_doc = job.plan.split == SplitType::None
-        && job
-            .plan
-            .data_processing
-            .as_ref()
-            .is_some_and(|d| d.input == Format::Json);
-    if whole_doc {
-        Box::new(Whole(Some(batch.original_span().clone())))
-    } else {
-        Box::new(Records::new(batch.original_span(), batch.start, job.blank))
+/// The reader: cut each file and hand out the batches, in order.
+fn read_files(job: &Job, files: &[InputFile], failed: &[AtomicBool], tx: mpsc::Sender<Item>) {
+    let send = |item| tx.blocking_send(item).is_ok();
+    for (id, file) in files.iter().enumerate() {
+        if let Mode::Streamed = job.mode {
+            if !send(Item::Stream(id)) {
+                return;
+            }
+            continue;
+        }
+        if !send(Item::Start(id)) {
+            return;
+        }
+        let mut seq = 0;
+        let result = cut_file(job, file, &failed[id], &mut |batch| {
+            seq += 1;
+            send(Item::Part {
+                file: id,
+                seq: seq - 1,
+                batch,
+            })
+        });
+        let end = match result {
+            Ok(()) => Item::End(id),
+            Err(e) => Item::Failed(id, e),
+        };
+        if !send(end) {
+            return;
+        }
     }
 }
 
+/// Cut one file into batches, passing each to `send` (false: stop).
+fn cut_file(
+    job: &Job,
+    file: &InputFile,
+    failed: &AtomicBool,
+    send: &mut dyn FnMut(Batch) -> bool,
+) -> Result<()> {
+    let plan = &job.plan;
+    let plain = plan.compression == CompressionType::None;
+    if let Some(limit) = plan
+        .payload_limit()
+        .filter(|l| plain && plan.split == SplitType::None && file.size > *l)
+    {
+        return Err(Error::new(ErrorKind::FileTooLarge {
+            size: file.size,
+            mb: plan.max_payload_mb,
+            limit,
+        }));
+    }
+    let reader = open(file, plan.compression)?;
+    let dp = plan.data_processing.as_ref();
+    match &job.mode {
+        Mode::Batches(opts) => {
+            let mut splitter = Splitter::new(reader, opts.clone(), dp);
+            while !failed.load(Ordering::Relaxed) {
+                let Some(batch) = splitter.next_batch()? else {
+                    break;
+                };
+                if !send(batch) {
+                    break;
+                }
+            }
+        }
+        Mode::Whole => {
+            let limit = plan.payload_limit().map(|l| (l, plan.max_payload_mb));
+            send(split::whole(reader, dp, job.blank, limit)?);
+        }
+        Mode::Streamed => {}
+    }
+    Ok(())
+}
+
+/// Whether the job's records are one `application/json` document per file.
+fn whole_document(plan: &Plan) -> bool {
+    plan.split == SplitType::None
+        && plan
+            .data_processing
+            .as_ref()
+            .is_some_and(|d| d.input == Format::Json)
+}
+
 /// Score one batch into its output bytes, retrying as configured.
-fn part<B: Backend>(
-    backend: &B,
-    w: &mut B::Worker,
-    job: &Job<'_>,
+async fn part(
+    backend: &Backend,
+    permits: &tokio::sync::Semaphore,
+    job: &Job,
     rules: Rules<'_>,
     seq: u64,
     batch: &Batch,
-    outputs: &Pool,
 ) -> Result<Vec<u8>> {
-    with_retries(backend.max_retries(), || {
-        let mut out = outputs.take();
-        out.clear();
-        let response = backend.invoke(w, batch, out)?;
-        let count = check_counts(job, response.format);
-        assemble_buffered(
-            rules,
-            count,
-            response.body,
-            originals(job, batch),
-            batch.records,
-        )
-    })
-    .map_err(|e| {
+    let attempt = || async {
+        let permit = permits.acquire().await;
+        let (response, _) = backend.invoke(batch).await?;
+        drop(permit);
+        if job.check_lines {
+            let open = response.last().is_some_and(|b| *b != b'\n');
+            let got = memchr::memchr_iter(b'\n', &response).count() as u64 + open as u64;
+            if got != batch.records {
+                return Err(Error::new(ErrorKind::RecordCount {
+                    sent: batch.records,
+                    got,
+                }));
+            }
+        }
+        let originals: Box<dyn Originals> = if whole_document(&job.plan) {
+            Box::new(Whole(Some(batch.original_span().clone())))
+        } else {
+            Box::new(Records::new(batch.original_span(), batch.start, job.blank))
+        };
+        assemble_buffered(rules, response, originals, batch.records)
+    };
+    with_retries(backend.retries(), attempt).await.map_err(|e| {
         let first = batch.start.record;
         let last = first + batch.records.saturating_sub(1);
-        let what = if backend.batches_are_requests() {
-            format!(
+        let what = match backend {
+            Backend::Http(_) => format!(
                 "mini-batch {} (records {first}-{last}, from line {})",
                 seq + 1,
                 batch.start.line
-            )
-        } else {
-            format!("records {first}-{last}")
+            ),
+            Backend::Local(_) => format!("records {first}-{last}"),
         };
         e.context(what)
     })
+}
+
+/// Pieces of a streamed body: with two of them queued and one being sent,
+/// a 1 GB file streams in a few MiB.
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// The body of a streamed request, read from the file on a blocking
+/// thread: the file's records (filtered, if an `InputFilter` is set)
+/// through the splitter, counted as they go, or its bytes as they are when
+/// nothing needs counting or filtering. Returns the records sent.
+fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>) -> Result<u64> {
+    let plan = &job.plan;
+    let mut reader = open(file, plan.compression)?;
+    let dp = plan.data_processing.as_ref();
+    if !plan.split.splits() && dp.is_none() {
+        loop {
+            let mut chunk = vec![0; STREAM_CHUNK];
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => return Ok(0),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("reading the input", e)),
+            };
+            chunk.truncate(n);
+            if tx.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return Ok(0);
+            }
+        }
+    }
+    let framing = match plan.split {
+        SplitType::RecordIO => Framing::RecordIO,
+        SplitType::TFRecord => Framing::TFRecord,
+        SplitType::Line | SplitType::None => Framing::Line,
+    };
+    let opts = SplitOptions {
+        framing,
+        target: STREAM_CHUNK as u64,
+        single: false,
+        max_record: None,
+        mb: 0,
+        blank: job.blank,
+        keep_originals: false,
+    };
+    let mut splitter = Splitter::new(reader, opts, dp);
+    let mut records = 0;
+    loop {
+        match splitter.next_batch() {
+            Ok(Some(b)) => {
+                records += b.records;
+                if tx.blocking_send(Ok(b.body)).is_err() {
+                    return Ok(records);
+                }
+            }
+            Ok(None) => return Ok(records),
+            Err(e) => {
+                // The request fails; the error is reported as what it is (a
+                // bad record, not a broken connection).
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Send a whole file in one streamed request (AWS API reference,
+/// `MaxPayloadInMB`: 0 streams the body with chunked encoding), its output
+/// written as it comes back; retried from the start of both.
+async fn stream(
+    backend: &Backend,
+    permits: &tokio::sync::Semaphore,
+    job: &Arc<Job>,
+    rules: Rules<'_>,
+    file: &InputFile,
+) -> Result<FileStats> {
+    let mut out = FileOutput::create(out_path(&job.out_dir, &file.rel))?;
+    let join = job.plan.data_processing.as_ref().is_some_and(|d| d.join);
+    let mut attempt = 0;
+    let records = loop {
+        attempt += 1;
+        out.reset()?;
+        let permit = permits.acquire().await;
+        let (tx, rx) = mpsc::channel(2);
+        let producer = {
+            let (job, file) = (job.clone(), file.clone());
+            tokio::task::spawn_blocking(move || produce(&job, &file, tx))
+        };
+        let originals: Box<dyn Originals> = match join {
+            true => Box::new(FileRecords::new(
+                BufReader::with_capacity(1 << 20, open(file, job.plan.compression)?),
+                job.blank,
+            )),
+            false => Box::new(Records::new(b"", Default::default(), job.blank)),
+        };
+        let mut asm = Assembler::new(rules, originals);
+        let answered = backend
+            .invoke_streamed(rx, &mut |piece| asm.feed(piece, &mut out))
+            .await;
+        drop(permit);
+        let produced = producer
+            .await
+            .map_err(|e| Error::io("reading the input", std::io::Error::other(e)))?;
+        let result = match (produced, answered) {
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(sent), Ok(_)) => asm.finish(sent, &mut out).map(|_| sent),
+        };
+        match result {
+            Ok(records) => break records,
+            Err(e) => again(attempt, backend.retries(), e).await?,
+        }
+    };
+    let bytes_out = out.commit()?;
+    Ok(FileStats { records, bytes_out })
 }
 
 #[cfg(test)]
@@ -338,31 +567,63 @@ mod tests {
 
     #[test]
     fn retries_stop_at_the_limit_and_say_so() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let mut calls = 0;
-        let r: Result<()> = with_retries(2, || {
+        let r: Result<()> = rt.block_on(with_retries(2, || {
             calls += 1;
-            Err(TransformError::Connection("reset".into()))
-        });
+            async { Err(Error::new(ErrorKind::Connection("reset".into()))) }
+        }));
         assert_eq!(calls, 3);
         assert_eq!(
             r.unwrap_err().to_string(),
             "failed after 3 attempts (1 + --max-retries 2); last error: connection failed: reset"
         );
         let mut calls = 0;
-        let r: Result<()> = with_retries(3, || {
+        let r: Result<()> = rt.block_on(with_retries(3, || {
             calls += 1;
-            Err(TransformError::Usage("no".into()))
-        });
+            async { Err(Error::config("no")) }
+        }));
         assert_eq!((calls, r.unwrap_err().to_string()), (1, "no".to_string()));
         let mut calls = 0;
-        let r = with_retries(3, || {
+        let r = rt.block_on(with_retries(3, || {
             calls += 1;
-            if calls < 2 {
-                Err(TransformError::Timeout { secs: 1.0 })
-            } else {
-                Ok(7)
+            let n = calls;
+            async move {
+                if n < 2 {
+                    Err(Error::new(ErrorKind::InvocationTimeout { secs: 1.0 }))
+                } else {
+                    Ok(7)
+                }
             }
-        });
+        }));
         assert_eq!(r.unwrap(), 7);
+    }
+
+    #[test]
+    fn context_and_retries_keep_the_exit_code() {
+        let e = Error::new(ErrorKind::Status {
+            status: 503,
+            body: "busy".into(),
+        });
+        assert!(retryable(&e));
+        let e = Error::new(ErrorKind::GaveUp {
+            attempts: 4,
+            retries: 3,
+            last: e.context("mini-batch 2"),
+        });
+        assert_eq!(e.exit_code(), 69);
+        assert_eq!(
+            e.to_string(),
+            "failed after 4 attempts (1 + --max-retries 3); last error: mini-batch 2: HTTP 503 from the container: busy"
+        );
+        let bad = Error::new(ErrorKind::Status {
+            status: 400,
+            body: String::new(),
+        });
+        assert_eq!(bad.exit_code(), 65);
+        assert!(!retryable(&Error::config("x")));
     }
 }

@@ -3,7 +3,9 @@
 //! every core.
 //!
 //! Each batch runs through a fresh [`Pipeline`], exactly what `mmp serve`
-//! does for one request, so the bytes are the ones the server would answer.
+//! does for one request and `mmp score` for one file, so the bytes are the
+//! ones the server would answer; a streamed body runs through `mmp score`'s
+//! own read loop ([`score::Job::run`]).
 //! When both formats are record-wise (CSV or JSON lines in and out), the
 //! output of a request is the concatenation of its records' outputs, so the
 //! request boundaries do not change a byte: the file is then cut into
@@ -17,26 +19,24 @@
 //! Positions in errors are the file's (a range's positions are shifted by
 //! where it starts), unless an `InputFilter` rewrote the records.
 
-use std::io::Read;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
 
-use crate::error::{Error, Position};
+use crate::error::{Error, Position, Result};
 use crate::media::Format;
 use crate::model::SharedModel;
 use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::score;
 
-use super::engine::{Backend, Response};
-use super::error::{Result, TransformError};
 use super::split::Batch;
 
 /// Size of the ranges a record-wise file is scored in: large enough that a
 /// pipeline per range costs nothing, small enough to spread a file over the
 /// cores and keep memory at a few ranges per worker.
 pub const RANGE_BYTES: u64 = 2 << 20;
-
-/// Bytes fed to the pipeline at a time when streaming.
-const FEED: usize = 1 << 20;
 
 /// The pipeline, in this process.
 pub struct InProcess {
@@ -63,70 +63,104 @@ impl InProcess {
         input != Format::Json && output != Format::Json
     }
 
-    fn pipeline(&self) -> Pipeline {
-        Pipeline::new(self.model.clone(), self.input, self.output, &self.opts)
+    /// `mmp score`'s job for one request: the same code path.
+    fn job(&self) -> score::Job<'_> {
+        score::Job {
+            model: &self.model,
+            opts: &self.opts,
+            input: self.input,
+            output: self.output,
+            progress: None,
+        }
+    }
+
+    /// Score one batch on a blocking thread (tokio's pool).
+    pub async fn invoke(self: &Arc<Self>, batch: &Batch) -> Result<(Vec<u8>, Option<Format>)> {
+        let (me, body, filtered, start) = (
+            self.clone(),
+            batch.body.clone(),
+            batch.filtered,
+            batch.start,
+        );
+        let scored = tokio::task::spawn_blocking(move || {
+            // The pipeline `mmp score` runs, fed the batch as it is (its
+            // read loop would copy it into a buffer first).
+            let mut p = Pipeline::new(me.model.clone(), me.input, me.output, &me.opts);
+            let mut out = BytesMut::with_capacity(body.len() / 2 + 64);
+            match p.feed(&body, &mut out).and_then(|()| p.finish(&mut out)) {
+                // Takes the buffer over without a copy.
+                Ok(()) => Ok(Vec::from(out)),
+                Err(e) if filtered => Err(e),
+                Err(e) => Err(rebase(e, start)),
+            }
+        });
+        let out = scored.await.map_err(joined)??;
+        Ok((out, Some(self.output)))
+    }
+
+    /// Score a streamed body; the output goes to `sink` as it is made.
+    pub async fn invoke_streamed(
+        self: &Arc<Self>,
+        body: mpsc::Receiver<io::Result<Bytes>>,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Option<Format>> {
+        let (tx, mut rx) = mpsc::channel(4);
+        let me = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut reader = FromChannel(body, Bytes::new());
+            me.job().run(&mut reader, &mut ToChannel(tx)).map(drop)
+        });
+        let mut sunk = Ok(());
+        while let Some(piece) = rx.recv().await {
+            sunk = sink(&piece);
+            if sunk.is_err() {
+                break; // dropping `rx` stops the pipeline
+            }
+        }
+        drop(rx);
+        let scored = task.await.map_err(joined)?;
+        sunk?;
+        scored?;
+        Ok(Some(self.output))
     }
 }
 
-impl Backend for InProcess {
-    type Worker = ();
+fn joined(e: tokio::task::JoinError) -> Error {
+    Error::new(crate::error::ErrorKind::Model(format!(
+        "the scoring thread failed: {e}"
+    )))
+}
 
-    fn worker(&self) {}
+/// A body arriving on a channel, read by the pipeline.
+struct FromChannel(mpsc::Receiver<io::Result<Bytes>>, Bytes);
 
-    fn invoke(&self, _: &mut (), batch: &Batch, _: Vec<u8>) -> Result<Response> {
-        let mut p = self.pipeline();
-        // The pipeline writes into a `BytesMut`, which cannot take a pooled
-        // `Vec` over without a copy; its own buffer is handed on instead.
-        let mut out = BytesMut::with_capacity(batch.body.len() / 2 + 64);
-        let result = p
-            .feed(&batch.body, &mut out)
-            .and_then(|()| p.finish(&mut out));
-        if let Err(e) = result {
-            return Err(TransformError::Pipeline(if batch.filtered {
-                e
-            } else {
-                rebase(e, batch.start)
-            }));
+impl Read for FromChannel {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.1.is_empty() {
+            match self.0.blocking_recv() {
+                Some(piece) => self.1 = piece?,
+                None => return Ok(0),
+            }
         }
-        Ok(Response {
-            // Takes the buffer over without a copy.
-            body: Vec::from(out),
-            format: Some(self.output),
-        })
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1.split_to(n));
+        Ok(n)
+    }
+}
+
+/// The pipeline's output, sent back to the job as it is written.
+struct ToChannel(mpsc::Sender<Bytes>);
+
+impl Write for ToChannel {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(buf))
+            .map_err(|_| io::Error::other("the output was closed"))?;
+        Ok(buf.len())
     }
 
-    fn invoke_streamed(
-        &self,
-        _: &mut (),
-        body: &mut (dyn Read + Send),
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
-        let mut p = self.pipeline();
-        let mut buf = vec![0u8; FEED];
-        let mut out = BytesMut::new();
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TransformError::io("reading the input", e)),
-            };
-            p.feed(&buf[..n], &mut out)?;
-            sink(&out)?;
-            out.clear();
-        }
-        p.finish(&mut out)?;
-        sink(&out)?;
-        Ok(Some(self.output))
-    }
-
-    fn max_retries(&self) -> u32 {
-        // The pipeline is deterministic: another attempt fails the same way.
-        0
-    }
-
-    fn batches_are_requests(&self) -> bool {
-        false
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

@@ -25,9 +25,9 @@
 
 use crate::media::Format;
 
-use super::error::TransformError;
 use super::json::Json;
 use super::plan::validation;
+use crate::error::Error;
 
 /// Whether `[start:end]` includes `end`. `false`: end-exclusive, as the
 /// operator table's `slice()` and Jayway JsonPath (see the module docs for
@@ -100,7 +100,7 @@ impl std::fmt::Display for JsonPath {
 impl JsonPath {
     /// Parse `text` as a filter over records of `format` (`text/csv` allows
     /// index paths only).
-    pub fn parse(text: &str, filter: Filter, format: Format) -> Result<JsonPath, TransformError> {
+    pub fn parse(text: &str, filter: Filter, format: Format) -> Result<JsonPath, Error> {
         if text.chars().count() > MAX_FILTER_CHARS {
             return Err(validation(
                 text,
@@ -112,7 +112,7 @@ impl JsonPath {
             .chars()
             .find(|c| !c.is_alphanumeric() && !"$[]*. ,:-'".contains(*c))
         {
-            return Err(TransformError::Usage(format!(
+            return Err(Error::config(format!(
                 "Unexpected \"{c}\" in JsonPath. Supported operators for \"{}\" are {OPERATORS}",
                 format.mime()
             )));
@@ -177,8 +177,8 @@ impl JsonPath {
 }
 
 /// `Invalid JsonPath: <path>: <reason>`, the service's wording.
-fn invalid(path: &str, reason: &str) -> TransformError {
-    TransformError::Usage(format!("Invalid JsonPath: {path}: {reason}"))
+fn invalid(path: &str, reason: &str) -> Error {
+    Error::config(format!("Invalid JsonPath: {path}: {reason}"))
 }
 
 /// A 0-based index for `i` in a list of `len` (negative counts from the end).
@@ -336,11 +336,11 @@ impl Parser<'_> {
         self.chars.get(self.at).map(|(_, c)| *c)
     }
 
-    fn err(&self, reason: impl AsRef<str>) -> TransformError {
+    fn err(&self, reason: impl AsRef<str>) -> Error {
         invalid(self.text, reason.as_ref())
     }
 
-    fn unexpected(&self) -> TransformError {
+    fn unexpected(&self) -> Error {
         match self.peek() {
             Some(c) => self.err(format!("unexpected '{c}' at character {}", self.at + 1)),
             None => self.err("unexpected end of path"),
@@ -353,7 +353,7 @@ impl Parser<'_> {
         }
     }
 
-    fn path(mut self) -> Result<Vec<Segment>, TransformError> {
+    fn path(mut self) -> Result<Vec<Segment>, Error> {
         if self.peek() != Some('$') {
             return Err(self.err("a path starts with $"));
         }
@@ -394,7 +394,7 @@ impl Parser<'_> {
     }
 
     /// `[...]`, from its `[` to past its `]`.
-    fn bracket(&mut self) -> Result<Segment, TransformError> {
+    fn bracket(&mut self) -> Result<Segment, Error> {
         self.at += 1;
         self.skip_spaces();
         let seg = match self.peek() {
@@ -428,7 +428,7 @@ impl Parser<'_> {
     }
 
     /// `'name'`.
-    fn quoted(&mut self) -> Result<String, TransformError> {
+    fn quoted(&mut self) -> Result<String, Error> {
         if self.peek() != Some('\'') {
             return Err(self.unexpected());
         }
@@ -457,7 +457,7 @@ impl Parser<'_> {
     }
 
     /// `i`, `i,j,...` or `a:b` inside brackets.
-    fn indexes(&mut self) -> Result<Segment, TransformError> {
+    fn indexes(&mut self) -> Result<Segment, Error> {
         let mut items: Vec<(Option<i64>, Option<Option<i64>>)> = Vec::new();
         loop {
             self.skip_spaces();
@@ -493,7 +493,7 @@ impl Parser<'_> {
     }
 
     /// An optional integer with an optional `-`.
-    fn int(&mut self) -> Result<Option<i64>, TransformError> {
+    fn int(&mut self) -> Result<Option<i64>, Error> {
         let from = self.at;
         if self.peek() == Some('-') {
             self.at += 1;

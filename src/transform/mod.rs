@@ -1,64 +1,63 @@
 //! `mmp transform`: a Batch Transform job on this machine, as SageMaker runs
-//! it (sagemaker-contract.md §3), against any container's URL or against our
-//! model in-process.
+//! it (AWS DG, "Use Your Own Inference Code with Batch Transform"), against
+//! any container's URL or against our model in-process.
 //!
-//! The job: list the input files ([`inputs`]); against a container, wait for
-//! `/ping` and ask `/execution-parameters` once ([`endpoint`]); settle each
-//! parameter, command line first ([`plan`]); cut every file into records and
+//! The job: list the input files, from a folder or a manifest ([`inputs`]);
+//! against a container, wait for `/ping` and ask `/execution-parameters`
+//! once ([`endpoint`], on hyper's client); settle each parameter, command
+//! line first ([`plan`]); cut every file, decompressed if asked, into
+//! records (`Line`, `RecordIO`, `TFRecord`: [`crate::codec::records`]) and
 //! mini-batches ([`split`]), filtering them if asked ([`dataprocessing`],
 //! [`jsonpath`]); send them, up to `MaxConcurrentTransforms` at once and
-//! retried on failure, over HTTP ([`endpoint`], [`http`]) or through the
-//! pipeline ([`inprocess`]); turn responses into output, checking record
-//! counts and joining ([`assemble`]); write each file's output in input
-//! order under a temporary name, renamed only when the whole file succeeded
-//! ([`engine`], [`output`]); report ([`progress`]). Files fail on their own
-//! and the others go on; the exit code says whether any failed.
+//! retried on failure, over HTTP or through `mmp score`'s pipeline
+//! ([`inprocess`]); turn responses into output, joining if asked
+//! ([`assemble`]); write each file's output in input order under a
+//! temporary name, renamed only when the whole file succeeded ([`engine`],
+//! [`output`]); report ([`progress`]). Files fail on their own and the
+//! others go on; the exit code says whether any failed.
 //!
-//! Where this differs from SDK local mode on purpose (peers.md §5):
+//! Where this differs from SDK local mode (sagemaker-python-sdk,
+//! `sagemaker/local/`) on purpose:
 //! exact mini-batch sizes, no empty body for an oversize record, status
 //! codes checked, retries, concurrency, chunked streaming for
 //! `MaxPayloadInMB=0`, both spellings of `BatchStrategy`, and no blank line
 //! after each response under `AssembleWith=Line`.
 
 pub mod assemble;
-mod collect;
 pub mod dataprocessing;
 pub mod endpoint;
 pub mod engine;
-pub mod error;
-pub mod http;
 pub mod inprocess;
 pub mod inputs;
 pub mod json;
 pub mod jsonpath;
 pub mod output;
 pub mod plan;
-pub mod pool;
 pub mod progress;
-mod reader;
 pub mod split;
-mod streamed;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::TransformArgs;
+use crate::codec::records::{Blank, Framing};
+use crate::error::{Error, Result};
 use crate::media::Format;
 use crate::pipeline::PipelineOptions;
 
 pub use self::engine::FileReport;
-pub use self::error::TransformError;
 
 use self::dataprocessing::{DataProcessing, Options};
-use self::engine::{Job, Mode};
-use self::error::Result;
+use self::endpoint::Endpoint;
+use self::engine::{Backend, Job, Mode};
 use self::inprocess::{InProcess, RANGE_BYTES};
 use self::plan::{
     check_requested, media_type_option, resolve, BatchStrategy, ExecutionParameters, Plan,
     Requested, SplitType, DEFAULT_MAX_CONCURRENT,
 };
-use self::split::{Blank, SplitOptions};
+use self::split::SplitOptions;
 
 /// What a finished job gives.
 #[derive(Debug)]
@@ -78,7 +77,7 @@ impl Outcome {
         self.reports
             .iter()
             .find_map(|r| r.outcome.as_ref().err())
-            .map_or(0, TransformError::exit_code)
+            .map_or(0, Error::exit_code)
     }
 }
 
@@ -99,6 +98,15 @@ pub fn main(args: &TransformArgs) -> ExitCode {
 
 /// Run a job: an error is one that stops it before any file is done.
 pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the runtime", e))?;
+    runtime.block_on(job(args, tty))
+}
+
+async fn job(args: &TransformArgs, tty: bool) -> Result<Outcome> {
     let req = Requested {
         split: args.split_type,
         strategy: args.batch_strategy,
@@ -108,42 +116,32 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
     };
     check_requested(&req, args.timeout, args.max_retries)?;
     if !(args.ping_timeout >= 0.0 && args.ping_timeout.is_finite()) {
-        return Err(TransformError::Usage(
-            "--ping-timeout must be a number of seconds".into(),
-        ));
+        return Err(Error::config("--ping-timeout must be a number of seconds"));
     }
     let content_type = args.content_type.as_deref().map(media_type_option);
     let accept = args.accept.as_deref().map(media_type_option);
-    let files = inputs::list(&args.input, &args.output)?;
+    let files = match (&args.manifest, &args.input) {
+        (Some(m), _) => inputs::manifest(m)?,
+        (None, Some(input)) => inputs::list(input, &args.output)?,
+        (None, None) => return Err(Error::config("give --input PATH or --manifest FILE")),
+    };
     std::fs::create_dir_all(&args.output)
-        .map_err(|e| TransformError::io(format!("creating {}", args.output.display()), e))?;
+        .map_err(|e| Error::io(format!("creating {}", args.output.display()), e))?;
     let mut notes = Vec::new();
+    let types = (&content_type, &accept);
 
     if let Some(url) = &args.endpoint {
-        let url = http::Url::parse(url)?;
+        let endpoint = Endpoint::new(url)?;
         // Options are checked before the container is contacted, as
         // CreateTransformJob validates them; the container's values are
         // checked again below.
-        make_plan(
-            args,
-            &req,
-            None,
-            DEFAULT_MAX_CONCURRENT,
-            &content_type,
-            &accept,
-        )?;
-        endpoint::wait_ready(&url, Duration::from_secs_f64(args.ping_timeout))?;
-        let params = endpoint::execution_parameters(&url, &mut notes);
-        let plan = make_plan(
-            args,
-            &req,
-            params.as_ref(),
-            DEFAULT_MAX_CONCURRENT,
-            &content_type,
-            &accept,
-        )?;
-        let backend = endpoint::Endpoint::new(
-            url,
+        make_plan(args, &req, None, DEFAULT_MAX_CONCURRENT, types)?;
+        endpoint
+            .wait_ready(Duration::from_secs_f64(args.ping_timeout))
+            .await?;
+        let params = endpoint.execution_parameters(&mut notes).await;
+        let plan = make_plan(args, &req, params.as_ref(), DEFAULT_MAX_CONCURRENT, types)?;
+        let endpoint = endpoint.job(
             plan.content_type.clone(),
             plan.accept.clone(),
             plan.output_format,
@@ -151,18 +149,28 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
             plan.max_retries,
         );
         let mode = request_mode(&plan);
-        return Ok(execute(&backend, &plan, mode, args, &files, tty, notes));
+        let mode = (mode, false);
+        return Ok(execute(
+            Backend::Http(Box::new(endpoint)),
+            plan,
+            mode,
+            args,
+            files,
+            tty,
+            notes,
+        )
+        .await);
     }
 
     let Some(model_dir) = &args.model_dir else {
-        return Err(TransformError::Usage(
-            "give --endpoint URL (a running container) or --model-dir DIR (in-process)".into(),
+        return Err(Error::config(
+            "give --endpoint URL (a running container) or --model-dir DIR (in-process)",
         ));
     };
     // In-process, this process is the container: it asks for what `mmp
     // serve`'s /execution-parameters advertises, one request per core.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let mut plan = make_plan(args, &req, None, cores, &content_type, &accept)?;
+    let mut plan = make_plan(args, &req, None, cores, types)?;
     if req.max_concurrent.is_none() {
         if let Some(s) = plan
             .sources
@@ -189,20 +197,26 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
         policy: args.on_error.into(),
         ..PipelineOptions::default()
     };
-    let backend = InProcess::new(model, input, output, opts);
-    let mode = if InProcess::record_wise(input, output) {
-        ranges_mode(&plan, input)
-    } else {
-        request_mode(&plan)
+    let backend = Backend::Local(Arc::new(InProcess::new(model, input, output, opts)));
+    let ranges = InProcess::record_wise(input, output) && !framing(&plan).is_binary();
+    let mode = match ranges {
+        true => ranges_mode(&plan, input),
+        false => request_mode(&plan),
     };
-    Ok(execute(&backend, &plan, mode, args, &files, tty, notes))
+    let check_lines = ranges && plan.split == SplitType::Line;
+    Ok(execute(backend, plan, (mode, check_lines), args, files, tty, notes).await)
 }
 
-fn in_process_type(option: &str, given: &str) -> TransformError {
-    TransformError::Usage(format!(
+fn in_process_type(option: &str, given: &str) -> Error {
+    Error::config(format!(
         "{option} {given}: in-process scoring reads and writes text/csv, application/jsonlines and application/json"
     ))
 }
+
+type Types<'a> = (
+    &'a Option<(String, Option<Format>)>,
+    &'a Option<(String, Option<Format>)>,
+);
 
 /// Settle the plan: precedence, DataProcessing, limits.
 fn make_plan(
@@ -210,8 +224,7 @@ fn make_plan(
     req: &Requested,
     container: Option<&ExecutionParameters>,
     default_concurrent: u32,
-    content_type: &Option<(String, Option<Format>)>,
-    accept: &Option<(String, Option<Format>)>,
+    (content_type, accept): Types<'_>,
 ) -> Result<Plan> {
     let (split, strategy, max_payload_mb, max_concurrent, assemble, sources) =
         resolve(req, container, default_concurrent);
@@ -225,6 +238,11 @@ fn make_plan(
         assemble,
         strategy,
     })?;
+    if data_processing.is_some() && matches!(split, SplitType::RecordIO | SplitType::TFRecord) {
+        return Err(Error::config(format!(
+            "DataProcessing (InputFilter, JoinSource, OutputFilter) works on CSV and JSON records: SplitType={split:?} records are binary"
+        )));
+    }
     Ok(Plan {
         content_type: content_type.as_ref().map(|(s, _)| s.clone()),
         accept: accept.as_ref().map(|(s, _)| s.clone()),
@@ -238,6 +256,7 @@ fn make_plan(
         max_payload_mb,
         max_concurrent,
         assemble,
+        compression: args.compression_type,
         data_processing,
         timeout: Duration::from_secs_f64(args.timeout),
         max_retries: args.max_retries,
@@ -248,55 +267,70 @@ fn make_plan(
 /// Which lines are blank for the input's format.
 fn blank(plan: &Plan) -> Blank {
     match plan.input_format {
+        _ if framing(plan).is_binary() => Blank::Never,
         Some(Format::Json | Format::JsonLines) => Blank::Whitespace,
         _ => Blank::Empty,
     }
 }
 
-/// Requests exactly as SageMaker makes them (sagemaker-contract.md §3).
+/// Where the job's records end.
+fn framing(plan: &Plan) -> Framing {
+    match plan.split {
+        SplitType::None | SplitType::Line => Framing::Line,
+        SplitType::RecordIO => Framing::RecordIO,
+        SplitType::TFRecord => Framing::TFRecord,
+    }
+}
+
+/// Requests exactly as SageMaker makes them.
 fn request_mode(plan: &Plan) -> Mode {
     let dp = plan.data_processing.as_ref();
     let whole_doc = dp.is_some_and(|d| d.input == Format::Json) && plan.split == SplitType::None;
-    match (plan.split, plan.payload_limit()) {
+    match (plan.split.splits(), plan.payload_limit()) {
         // An application/json document is read whole to be filtered.
         _ if whole_doc => Mode::Whole,
-        (SplitType::Line, Some(limit)) => Mode::Batches(SplitOptions {
+        (true, Some(limit)) => Mode::Batches(SplitOptions {
+            framing: framing(plan),
             target: limit,
             single: plan.strategy == BatchStrategy::SingleRecord,
             max_record: Some(limit),
             mb: plan.max_payload_mb,
             blank: blank(plan),
-            quote_aware: false,
             keep_originals: dp.is_some_and(|d| d.join),
         }),
-        (SplitType::None, Some(_)) => Mode::Whole,
+        (false, Some(_)) => Mode::Whole,
         (_, None) => Mode::Streamed,
     }
 }
 
 /// In-process, record-wise: ranges of the file scored in parallel (see
-/// `inprocess.rs`), with the per-request limits still checked.
+/// `inprocess.rs`), with the per-request limits still checked; a
+/// `SplitType=None` CSV file is cut only at newlines outside quotes.
 fn ranges_mode(plan: &Plan, input: Format) -> Mode {
+    let whole_csv = plan.split == SplitType::None && input == Format::Csv;
     Mode::Batches(SplitOptions {
+        framing: if whole_csv {
+            Framing::QuotedLine
+        } else {
+            Framing::Line
+        },
         target: RANGE_BYTES,
         single: false,
-        max_record: match plan.split {
-            SplitType::Line => plan.payload_limit(),
-            SplitType::None => None,
-        },
+        max_record: plan
+            .payload_limit()
+            .filter(|_| plan.split == SplitType::Line),
         mb: plan.max_payload_mb,
         blank: blank(plan),
-        quote_aware: plan.split == SplitType::None && input == Format::Csv,
         keep_originals: plan.data_processing.as_ref().is_some_and(|d| d.join),
     })
 }
 
-fn execute<B: engine::Backend>(
-    backend: &B,
-    plan: &Plan,
-    mode: Mode,
+async fn execute(
+    backend: Backend,
+    plan: Plan,
+    (mode, check_lines): (Mode, bool),
     args: &TransformArgs,
-    files: &[inputs::InputFile],
+    files: Vec<inputs::InputFile>,
     tty: bool,
     mut notes: Vec<String>,
 ) -> Outcome {
@@ -307,15 +341,16 @@ fn execute<B: engine::Backend>(
         }
     }
     let job = Job {
+        check_lines,
+        blank: blank(&plan),
+        workers: plan.max_concurrent as usize,
         plan,
         mode,
-        blank: blank(plan),
-        workers: plan.max_concurrent as usize,
-        out_dir: &args.output,
+        out_dir: args.output.clone(),
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
     let progress = progress::Progress::new(files.len(), total, tty);
-    let reports = engine::run(backend, &job, files, &progress);
+    let reports = engine::run(&backend, Arc::new(job), Arc::new(files), &progress).await;
     let summary = progress.finish(&reports);
     Outcome {
         reports,

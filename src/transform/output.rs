@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::output::Output;
 
-use super::error::{Result, TransformError};
+use crate::error::{Error, Result};
 
 /// Output buffer per file: small outputs (one record's answer) are
 /// gathered; a mini-batch's output, larger than this, is written straight
@@ -40,10 +40,10 @@ impl FileOutput {
     pub fn create(path: PathBuf) -> Result<FileOutput> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| TransformError::io(format!("creating {}", dir.display()), e))?;
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
         let out = Output::create(&path)
-            .map_err(|e| TransformError::io(format!("creating {}", path.display()), e))?;
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(FileOutput {
             path,
             file: BufWriter::with_capacity(WRITE_BUF, out),
@@ -59,12 +59,12 @@ impl FileOutput {
     /// Append bytes.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_all(bytes)
-            .map_err(|e| TransformError::io(format!("writing {}", self.path.display()), e))
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
     }
 
     /// Forget everything written (a streamed request is being retried).
     pub fn reset(&mut self) -> Result<()> {
-        let err = |e| TransformError::io(format!("truncating {}", self.path.display()), e);
+        let err = |e| Error::io(format!("truncating {}", self.path.display()), e);
         self.file.flush().map_err(err)?;
         self.file.get_mut().reset().map_err(err)?;
         self.written = 0;
@@ -78,7 +78,7 @@ impl FileOutput {
             file,
             written,
         } = self;
-        let err = |e| TransformError::io(format!("writing {}", path.display()), e);
+        let err = |e| Error::io(format!("writing {}", path.display()), e);
         let out = file.into_inner().map_err(|e| err(e.into_error()))?;
         // As before this helper: no sync per file (see commit_unsynced).
         out.commit_unsynced().map_err(err)?;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::media::{ContentType, Format};
 
 use super::dataprocessing::DataProcessing;
-use super::error::{Result, TransformError};
+use crate::error::{Error, Result};
 
 /// `TransformInput.SplitType`: how a file is cut into records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +26,32 @@ pub enum SplitType {
     /// One record per line.
     #[value(name = "Line")]
     Line,
+    /// MXNet RecordIO records.
+    #[value(name = "RecordIO")]
+    RecordIO,
+    /// TensorFlow TFRecord records.
+    #[value(name = "TFRecord")]
+    TFRecord,
+}
+
+impl SplitType {
+    /// Whether the file is cut into records.
+    pub fn splits(self) -> bool {
+        self != SplitType::None
+    }
+}
+
+/// `TransformInput.CompressionType`: SageMaker decompresses the input
+/// before splitting it (API reference, `TransformInput`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompressionType {
+    /// The input as it is.
+    #[default]
+    #[value(name = "None")]
+    None,
+    /// Gzip, decompressed as it is read.
+    #[value(name = "Gzip")]
+    Gzip,
 }
 
 /// `BatchStrategy`: how many records go in one request (with `Line`).
@@ -181,6 +207,8 @@ pub struct Plan {
     pub max_concurrent: u32,
     /// `AssembleWith`.
     pub assemble: AssembleWith,
+    /// `CompressionType`.
+    pub compression: CompressionType,
     /// `DataProcessing`, when not the identity.
     pub data_processing: Option<DataProcessing>,
     /// `InvocationsTimeoutInSeconds`.
@@ -230,19 +258,17 @@ pub fn check_requested(req: &Requested, timeout_secs: f64, retries: u32) -> Resu
         }
     }
     if req.max_concurrent == Some(0) {
-        return Err(TransformError::Usage(
-            "--max-concurrent must be at least 1".into(),
-        ));
+        return Err(Error::config("--max-concurrent must be at least 1"));
     }
     if let (Some(mb), Some(n)) = (req.max_payload_mb, req.max_concurrent) {
         if mb as u64 * n as u64 > MAX_PAYLOAD_MB as u64 {
-            return Err(TransformError::Usage(format!(
+            return Err(Error::config(format!(
                 "MaxConcurrentTransforms ({n}) × MaxPayloadInMB ({mb}) must not exceed 100 MB"
             )));
         }
     }
     if !(timeout_secs > 0.0 && timeout_secs <= 3600.0) {
-        return Err(TransformError::Usage(format!(
+        return Err(Error::config(format!(
             "--timeout {timeout_secs}: must be more than 0 and at most 3600 seconds (InvocationsTimeoutInSeconds)"
         )));
     }
@@ -257,8 +283,8 @@ pub fn check_requested(req: &Requested, timeout_secs: f64, retries: u32) -> Resu
 }
 
 /// AWS's request-validation wording, as `CreateTransformJob` answers it.
-pub fn validation(value: &str, member: &str, constraint: &str) -> TransformError {
-    TransformError::Usage(format!(
+pub fn validation(value: &str, member: &str, constraint: &str) -> Error {
+    Error::config(format!(
         "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
     ))
 }

@@ -1,67 +1,41 @@
-//! Cutting a file into records and mini-batches, as `SplitType=Line` and the
-//! batch strategies do (sagemaker-contract.md §3, "Splitting and batching").
+//! Cutting a file into mini-batches, as `SplitType` and the batch strategies
+//! do (AWS DG, "Batch Transform": "Splitting and batching"); where a record
+//! ends is the codec layer's ([`crate::codec::records`]).
 //!
-//! A record is a line (the contract: "split on newline"; CSV with embedded
-//! newlines is unsupported by the service, so a quoted newline ends a record
-//! here too, except in [`SplitOptions::quote_aware`] mode, used only to cut a
+//! A line record ends at `\n` (the service: "split on newline"; CSV with
+//! embedded newlines is unsupported there, so a quoted newline ends a record
+//! here too, except with [`Framing::QuotedLine`], used only to cut a
 //! `SplitType=None` file for parallel scoring). Blank lines are not records:
-//! never sent alone and never counted, so a container that skips them (ours
-//! does) answers one line per record; inside a mini-batch they travel with
-//! their neighbours, so a mini-batch is always one contiguous span of the
-//! file, from its first record's first byte to its last record's line end.
+//! never sent alone and never counted; inside a mini-batch they travel with
+//! their neighbours, so a mini-batch is one contiguous span of the file.
 //!
-//! `MultiRecord` packs as many *whole* records as fit in `MaxPayloadInMB`
-//! by exact byte count of the body sent (SDK local mode compares Python's
-//! `sys.getsizeof`, about 49 bytes off, and POSTs an empty body when the
-//! first record alone is too large, peers.md §5; here a record too large for
-//! any request fails its file with [`TransformError::RecordTooLarge`]).
-//! With an `InputFilter` the limit applies to the filtered body, which is
-//! what goes over HTTP.
+//! `MultiRecord` packs as many *whole* records as fit in `MaxPayloadInMB` by
+//! exact byte count of the body sent (after any `InputFilter`); a record too
+//! large for any request fails its file. Binary records (RecordIO, TFRecord)
+//! keep their framing and padding under `MultiRecord` and are sent as their
+//! payload alone under `SingleRecord` (API reference,
+//! `TransformInput.SplitType`).
 //!
-//! The reader holds at most one mini-batch plus one read chunk in memory.
+//! The splitter holds at most one mini-batch plus one read chunk; batches
+//! are split off its buffer without a copy.
 
 use std::io::Read;
 
-use std::sync::Arc;
+use bytes::{Buf, Bytes, BytesMut};
 
-use bytes::Bytes;
-
-use crate::error::Position;
+use crate::codec::records::{next_frame, payload, Blank, Frame, Framing, Payload, Records};
+use crate::error::{Error, ErrorKind, Position, Result};
 
 use super::dataprocessing::DataProcessing;
-use super::error::{Result, TransformError};
-use super::pool::{self, Pool};
 
 /// Bytes read from the file per `read` call.
 pub const READ_CHUNK: usize = 1 << 20;
 
-/// Batches smaller than this are copied out of the read buffer; larger ones
-/// take the buffer over (see [`pool`]).
-const COPY_BELOW: usize = 64 * 1024;
-
-/// Which lines are blank (not records): as our decoders skip them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blank {
-    /// Empty, or a lone `\r` (the CSV decoder's rule; also used for types
-    /// we do not know).
-    Empty,
-    /// Only ASCII whitespace (the JSON decoders' rule).
-    Whitespace,
-}
-
-impl Blank {
-    /// Whether `line` (without its `\n`) is blank.
-    pub fn is_blank(self, line: &[u8]) -> bool {
-        match self {
-            Blank::Empty => line.is_empty() || line == b"\r",
-            Blank::Whitespace => line.trim_ascii().is_empty(),
-        }
-    }
-}
-
 /// How to cut a file.
 #[derive(Clone, Debug)]
 pub struct SplitOptions {
+    /// Where records end.
+    pub framing: Framing,
     /// Aim for batches of at most this many body bytes; a batch grows past
     /// it only when one record alone is larger (and `max_record` allows).
     pub target: u64,
@@ -73,9 +47,6 @@ pub struct SplitOptions {
     pub mb: u32,
     /// Which lines are blank.
     pub blank: Blank,
-    /// A `\n` inside double quotes does not end a record (RFC 4180); only
-    /// for cutting a `SplitType=None` CSV file into ranges.
-    pub quote_aware: bool,
     /// Also return each batch's original span when the body is filtered
     /// (needed to join).
     pub keep_originals: bool,
@@ -84,12 +55,11 @@ pub struct SplitOptions {
 /// One mini-batch (or in-process range).
 #[derive(Clone, Debug)]
 pub struct Batch {
-    /// What is sent: the file span, or its records filtered, one per line.
+    /// What is sent: the file span, its records filtered, or a payload.
     pub body: Bytes,
     /// The file span, when `body` was filtered and originals are kept.
     pub originals: Option<Bytes>,
-    /// `body` is the records filtered, not the file's bytes (positions in
-    /// it are not the file's).
+    /// `body` is not the file's bytes (positions in it are not the file's).
     pub filtered: bool,
     /// Records in it.
     pub records: u64,
@@ -111,359 +81,231 @@ pub struct Splitter<'d, R> {
     reader: R,
     opts: SplitOptions,
     filter: Option<&'d DataProcessing>,
-    /// Read bytes; the unconsumed ones are `buf[pos..filled]`, and
-    /// `buf[pos]` starts a line. Offsets below are relative to `pos`.
-    /// `buf[filled..]` is initialised room for the next read (kept, not
-    /// zeroed again, when the buffer is reused).
-    buf: Vec<u8>,
-    pos: usize,
-    filled: usize,
-    pool: Arc<Pool>,
+    /// Read bytes not yet handed out; `buf[0]` starts a record or line.
+    buf: BytesMut,
     eof: bool,
-    /// File position of `buf[pos]`: line number, byte offset, and records
-    /// before it.
-    line: u64,
-    byte: u64,
-    record: u64,
-    /// Resumable search for the end of the line at the cursor: bytes of it
-    /// already scanned, and whether the scan is inside quotes.
-    scanned: usize,
-    in_quotes: bool,
-}
-
-/// A line found in the buffer.
-struct Line {
-    /// Offset of the byte after its `\n` (or of the end of input).
-    end: usize,
-    /// Offset of the end of its content (before `\n`).
-    content_end: usize,
+    /// Position of `buf[0]`, with the records before it in `record`.
+    next: Position,
 }
 
 impl<'d, R: Read> Splitter<'d, R> {
     /// A splitter over `reader`; with `filter`, each record's body line is
     /// `filter.filter_input(record)`.
     pub fn new(reader: R, opts: SplitOptions, filter: Option<&'d DataProcessing>) -> Self {
-        let filter = filter.filter(|d| d.input_filter.is_some());
-        // Room for a whole batch and the read past its end.
-        let batch = usize::try_from(opts.target).unwrap_or(usize::MAX);
-        let pool = Pool::new(batch.clamp(READ_CHUNK, 64 << 20) + 2 * READ_CHUNK);
         Splitter {
             reader,
             opts,
-            filter,
-            buf: Vec::new(),
-            pos: 0,
-            filled: 0,
-            pool,
+            filter: filter.filter(|d| d.input_filter.is_some()),
+            buf: BytesMut::new(),
             eof: false,
-            line: 1,
-            byte: 0,
-            record: 0,
-            scanned: 0,
-            in_quotes: false,
+            next: Position {
+                record: 0,
+                line: 1,
+                byte: 0,
+            },
         }
     }
 
-    /// Read one more chunk; false at end of input.
-    fn fill(&mut self) -> Result<bool> {
-        self.fill_upto(READ_CHUNK)
-    }
-
-    /// Read at most `want` (≥ 1) more bytes; false at end of input.
-    fn fill_upto(&mut self, want: usize) -> Result<bool> {
+    /// Read at most `want` (1 to [`READ_CHUNK`]) more bytes; false at end
+    /// of input.
+    fn fill(&mut self, want: usize) -> Result<bool> {
         if self.eof {
             return Ok(false);
         }
-        if self.buf.len() - self.filled < READ_CHUNK {
-            // Move what is unread to the front of a pooled buffer; a line
-            // longer than a buffer grows it.
-            if self.pos > 0 || self.buf.is_empty() {
-                let next = self.fresh(self.pos, self.filled);
-                self.pool.give_back(std::mem::replace(&mut self.buf, next));
-                self.filled -= self.pos;
-                self.pos = 0;
-            }
-            if self.buf.len() - self.filled < READ_CHUNK {
-                self.buf.resize(self.filled + READ_CHUNK, 0);
-            }
+        let len = self.buf.len();
+        // Room for a whole batch: one allocation per batch, not per read.
+        let room = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
+        if self.buf.capacity() - len < want.min(READ_CHUNK) {
+            let room = room.clamp(64 << 10, 64 << 20);
+            self.buf.reserve(room + room.min(READ_CHUNK));
         }
-        let at = self.filled;
-        let to = at + want.clamp(1, READ_CHUNK);
+        self.buf.resize(len + want.clamp(1, READ_CHUNK), 0);
         loop {
-            match self.reader.read(&mut self.buf[at..to]) {
+            match self.reader.read(&mut self.buf[len..]) {
                 Ok(n) => {
-                    self.filled += n;
+                    self.buf.truncate(len + n);
                     self.eof = n == 0;
                     return Ok(n > 0);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(TransformError::io("reading the input", e)),
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(Error::io("reading the input", e));
+                }
             }
         }
     }
 
-    /// The line starting at `from`, reading more input as needed; `None` at
-    /// end of input. `limit`: give up (with `Err(len so far)`) once the line
-    /// is known to be longer, so a file without newlines is not read whole.
-    fn line_at(
+    /// The record at `cursor`, reading more input as needed; `None` at end
+    /// of input. Gives up once a record is known to be over `limit`, so a
+    /// file without newlines is not read whole.
+    fn frame_at(
         &mut self,
-        from: usize,
+        cursor: usize,
+        pos: Position,
         limit: Option<u64>,
-    ) -> Result<Option<std::result::Result<Line, usize>>> {
+    ) -> Result<Option<Frame>> {
         loop {
-            let hay = &self.buf[self.pos + from + self.scanned..self.filled];
-            let found = if self.opts.quote_aware {
-                let mut hit = None;
-                for i in memchr::memchr2_iter(b'"', b'\n', hay) {
-                    if hay[i] == b'"' {
-                        self.in_quotes = !self.in_quotes;
-                    } else if !self.in_quotes {
-                        hit = Some(i);
-                        break;
+            match next_frame(self.opts.framing, &self.buf[cursor..], self.eof) {
+                Ok(Some(f)) => return Ok(Some(f)),
+                Ok(None) if self.eof => return Ok(None),
+                Ok(None) => {
+                    if limit.is_some_and(|l| (self.buf.len() - cursor) as u64 > l) {
+                        return Err(self.too_large(pos));
                     }
+                    self.fill(READ_CHUNK)?;
                 }
-                hit
-            } else {
-                memchr::memchr(b'\n', hay)
-            };
-            if let Some(i) = found {
-                let nl = from + self.scanned + i;
-                self.scanned = 0;
-                self.in_quotes = false;
-                return Ok(Some(Ok(Line {
-                    end: nl + 1,
-                    content_end: nl,
-                })));
-            }
-            // No line end yet: remember how far the scan got (quote state is
-            // already updated for those bytes).
-            self.scanned = self.unread() - from;
-            if let Some(limit) = limit {
-                if self.scanned as u64 > limit {
-                    let len = self.scanned;
-                    self.scanned = 0;
-                    self.in_quotes = false;
-                    return Ok(Some(Err(len)));
-                }
-            }
-            if !self.fill()? {
-                self.scanned = 0;
-                self.in_quotes = false;
-                let end = self.unread();
-                if from == end {
-                    return Ok(None);
-                }
-                return Ok(Some(Ok(Line {
-                    end,
-                    content_end: end,
-                })));
+                Err(reason) => return Err(self.bad_frame(pos, reason)),
             }
         }
     }
 
-    /// How many read bytes are not consumed yet.
-    fn unread(&self) -> usize {
-        self.filled - self.pos
+    fn bad_frame(&self, pos: Position, reason: String) -> Error {
+        Error::new(ErrorKind::BadFrame {
+            format: self.opts.framing.name(),
+            record: pos.record,
+            offset: pos.byte,
+            reason,
+        })
     }
 
-    /// The bytes not consumed yet.
-    fn data(&self) -> &[u8] {
-        &self.buf[self.pos..self.filled]
-    }
-
-    /// A pooled buffer holding `buf[from..to]` at its start, with room for
-    /// a read after it (memory it had initialised is not zeroed again).
-    fn fresh(&self, from: usize, to: usize) -> Vec<u8> {
-        let mut next = self.pool.take();
-        let need = (to - from) + READ_CHUNK;
-        if next.len() < need {
-            // Only what is needed: fresh pages are faulted in when touched.
-            next.resize(need, 0);
+    fn too_large(&self, pos: Position) -> Error {
+        let (mb, limit) = (self.opts.mb, self.opts.max_record.unwrap_or(0));
+        if self.opts.framing.is_binary() {
+            let why = format!(
+                "larger than MaxPayloadInMB={mb} ({limit} bytes): no mini-batch can carry it"
+            );
+            return self.bad_frame(pos, why);
         }
-        next[..to - from].copy_from_slice(&self.buf[from..to]);
-        next
-    }
-
-    /// Drop `n` bytes of blank lines from the front of the buffer.
-    fn skip(&mut self, n: usize, lines: u64) {
-        self.pos += n;
-        self.byte += n as u64;
-        self.line += lines;
-    }
-
-    /// The first `n` unread bytes, consumed: copied if small, else sharing
-    /// the buffer, whose unread rest moves to a pooled one.
-    fn take(&mut self, n: usize) -> Bytes {
-        let (from, to) = (self.pos, self.pos + n);
-        if n < COPY_BELOW {
-            self.pos = to;
-            return Bytes::copy_from_slice(&self.buf[from..to]);
-        }
-        let next = self.fresh(to, self.filled);
-        let full = std::mem::replace(&mut self.buf, next);
-        self.filled -= to;
-        self.pos = 0;
-        pool::share(full, from, to, &self.pool)
+        Error::new(ErrorKind::PayloadTooLarge { pos, mb, limit })
     }
 
     /// The next batch, `None` at end of input.
     pub fn next_batch(&mut self) -> Result<Option<Batch>> {
-        if let Some(batch) = self.fast_batch()? {
-            return Ok(Some(batch));
+        let o = &self.opts;
+        let fast = o.framing == Framing::Line
+            && self.filter.is_none()
+            && !o.single
+            && o.blank == Blank::Empty
+            && o.max_record.is_none_or(|m| m >= o.target);
+        if fast {
+            if let Some(batch) = self.fast_batch()? {
+                return Ok(Some(batch));
+            }
         }
         self.slow_batch()
     }
 
-    /// The common case without a look at each line: no filter, several
-    /// records per batch, no quotes to track, and any line short enough to
-    /// fit (`max_record >= target`). The batch is then the longest run of
+    /// The common case without a look at each line: the longest run of
     /// whole lines within `target` bytes, cut at the last `\n` before it
-    /// (the greedy packing of the slow path), its records counted by a
+    /// (what the line-by-line packing gives), its records counted by a
     /// vectorised newline count. `None` (use the slow path) when the span
     /// holds a blank line or no newline at all.
     fn fast_batch(&mut self) -> Result<Option<Batch>> {
-        let o = &self.opts;
-        let applies = self.filter.is_none()
-            && !o.single
-            && !o.quote_aware
-            && o.blank == Blank::Empty
-            && o.max_record.is_none_or(|m| m >= o.target);
-        if !applies {
-            return Ok(None);
-        }
-        let target = usize::try_from(o.target).unwrap_or(usize::MAX);
-        // Read up to one byte past the target (what lies beyond the cut is
-        // carried to the next batch's buffer, so keep it short), scanning
-        // each piece as it arrives, while it is still in the cache: count
-        // its newlines, and look for a blank line inside (a `\n` followed
-        // by `\n` or `\r`: two vectorised searches; any line starting with
-        // `\r` takes the careful path).
-        let mut scanned = 0usize;
-        let mut newlines = 0u64;
-        loop {
-            let data = self.data();
-            let piece = &data[scanned.saturating_sub(1)..];
-            if memchr::memmem::find(piece, b"\n\n").is_some()
-                || memchr::memmem::find(piece, b"\n\r").is_some()
-            {
-                return Ok(None);
-            }
-            newlines += memchr::memchr_iter(b'\n', &data[scanned..]).count() as u64;
-            scanned = data.len();
-            if scanned > target {
-                break;
-            }
-            if !self.fill_upto(target.saturating_add(1) - scanned)? {
-                break;
-            }
-        }
-        let end = if self.unread() <= target {
-            self.unread()
+        let target = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
+        while self.buf.len() <= target && self.fill(target.saturating_add(1) - self.buf.len())? {}
+        let data = &self.buf[..];
+        let end = if data.len() <= target {
+            data.len()
         } else {
-            match memchr::memrchr(b'\n', &self.data()[..target]) {
+            match memchr::memrchr(b'\n', &data[..target]) {
                 Some(i) => i + 1,
                 None => return Ok(None),
             }
         };
-        let span = &self.data()[..end];
-        // Newlines past the cut belong to the next batch.
-        newlines -= memchr::memchr_iter(b'\n', &self.data()[end..]).count() as u64;
-        let first = memchr::memchr(b'\n', span).map_or(span, |i| &span[..i]);
-        let last = match memchr::memrchr(b'\n', span) {
-            Some(i) => &span[i + 1..],
-            None => span,
-        };
-        let ends_open = !span.ends_with(b"\n");
-        if span.is_empty()
-            || Blank::Empty.is_blank(first)
-            || (ends_open && Blank::Empty.is_blank(last))
-        {
+        let span = &data[..end];
+        let blank_inside = memchr::memmem::find(span, b"\n\n").is_some()
+            || memchr::memmem::find(span, b"\n\r").is_some();
+        if span.is_empty() || matches!(span[0], b'\n' | b'\r') || blank_inside {
             return Ok(None);
         }
-        let records = newlines + ends_open as u64;
-        let start = Position {
-            record: self.record + 1,
-            line: self.line,
-            byte: self.byte,
-        };
-        let body = self.take(end);
-        self.byte += end as u64;
-        self.line += newlines;
-        self.record += records;
-        Ok(Some(Batch {
-            body,
-            originals: None,
-            filtered: false,
-            records,
-            start,
-        }))
+        let newlines = memchr::memchr_iter(b'\n', span).count() as u64;
+        let records = newlines + !span.ends_with(b"\n") as u64;
+        Ok(Some(self.take(end, records, newlines, None)))
     }
 
-    /// Line by line: blank lines, filters, single records, quotes, limits.
+    /// Split off `end` bytes as a batch of `records`, spanning `lines`.
+    fn take(&mut self, end: usize, records: u64, lines: u64, body: Option<Bytes>) -> Batch {
+        let start = Position {
+            record: self.next.record + 1,
+            ..self.next
+        };
+        let span = self.buf.split_to(end).freeze();
+        self.next.byte += end as u64;
+        self.next.line += lines;
+        self.next.record += records;
+        let filtered = body.is_some();
+        let (body, originals) = match body {
+            Some(b) => (b, self.opts.keep_originals.then_some(span)),
+            None => (span, None),
+        };
+        Batch {
+            body,
+            originals,
+            filtered,
+            records,
+            start,
+        }
+    }
+
+    /// Record by record: blank lines, filters, single records, limits.
     fn slow_batch(&mut self) -> Result<Option<Batch>> {
-        let mut cursor = 0;
-        let mut lines = 0u64; // lines between buf[0] and the cursor
-        let mut end = 0; // end of the batch's last record
-        let mut end_lines = 0u64; // lines up to `end`
-        let mut records = 0u64;
-        let mut body: Vec<u8> = Vec::new();
+        let mut cursor = 0; // offset of the next record or line
+        let mut lines = 0u64; // lines before `cursor`
+        let (mut end, mut end_lines, mut records) = (0, 0u64, 0u64);
+        let mut body = self.filter.map(|_| Vec::new());
+        let limit = self.opts.max_record.filter(|_| self.filter.is_none());
         loop {
-            // Give up on a line known to be too large, so a file without
-            // newlines is not read whole (a filtered record's size is only
-            // known once it is whole).
-            let limit = self.opts.max_record.filter(|_| self.filter.is_none());
-            let Some(line) = self.line_at(cursor, limit)? else {
+            let pos = Position {
+                record: self.next.record + records + 1,
+                line: self.next.line + lines,
+                byte: self.next.byte + cursor as u64,
+            };
+            let Some(frame) = self.frame_at(cursor, pos, limit)? else {
                 break;
             };
-            let pos = Position {
-                record: self.record + records + 1,
-                line: self.line + lines,
-                byte: self.byte + cursor as u64,
+            let content = &self.buf[cursor..cursor + frame.content];
+            let frame_lines = match self.opts.framing {
+                Framing::Line => 1,
+                Framing::QuotedLine => {
+                    memchr::memchr_iter(b'\n', &self.buf[cursor..cursor + frame.len]).count() as u64
+                }
+                Framing::RecordIO | Framing::TFRecord => 0,
             };
-            let line = match line {
-                Ok(l) => l,
-                Err(_) => return Err(self.too_large(pos)),
-            };
-            let content = &self.data()[cursor..line.content_end];
             if self.opts.blank.is_blank(content) {
                 if records == 0 {
-                    self.skip(line.end, 1);
+                    self.buf.advance(frame.len);
+                    self.next.byte += frame.len as u64;
+                    self.next.line += frame_lines;
                 } else {
-                    cursor = line.end;
-                    lines += 1;
+                    cursor += frame.len;
+                    lines += frame_lines;
                 }
                 continue;
             }
-            // Size of the body with this record in it.
-            let mut filtered = Vec::new();
-            if let Some(f) = self.filter {
-                f.filter_input(content, pos, &mut filtered)?;
-            }
-            let record_size = match self.filter {
-                Some(_) => filtered.len(),
-                None => line.end - cursor,
-            } as u64;
-            if self.opts.max_record.is_some_and(|max| record_size > max) {
+            // The body's size with this record in it.
+            let (size, size_with) = match (&mut body, self.filter) {
+                (Some(b), Some(f)) => {
+                    let before = b.len();
+                    let content = content.strip_suffix(b"\r").unwrap_or(content);
+                    f.filter_input(content, pos, b)?;
+                    ((b.len() - before) as u64, b.len() as u64)
+                }
+                _ => (frame.len as u64, (cursor + frame.len) as u64),
+            };
+            if self.opts.max_record.is_some_and(|max| size > max) {
                 return Err(self.too_large(pos));
             }
-            let size_with = match self.filter {
-                Some(_) => (body.len() + filtered.len()) as u64,
-                None => line.end as u64,
-            };
             if records > 0 && size_with > self.opts.target {
+                if let Some(b) = &mut body {
+                    b.truncate(b.len() - size as usize);
+                }
                 break;
             }
-            body.extend_from_slice(&filtered);
             records += 1;
-            end = line.end;
-            lines += if self.opts.quote_aware {
-                // A quoted record may span lines.
-                memchr::memchr_iter(b'\n', &self.data()[cursor..line.end]).count() as u64
-            } else {
-                1
-            };
-            cursor = line.end;
-            end_lines = lines;
+            cursor += frame.len;
+            lines += frame_lines;
+            (end, end_lines) = (cursor, lines);
             if self.opts.single {
                 break;
             }
@@ -471,86 +313,79 @@ impl<'d, R: Read> Splitter<'d, R> {
         if records == 0 {
             return Ok(None);
         }
-        let start = Position {
-            record: self.record + 1,
-            line: self.line,
-            byte: self.byte,
-        };
-        let span = self.take(end);
-        self.byte += end as u64;
-        self.line += end_lines;
-        self.record += records;
-        // The scan state belonged to a line at `cursor`, which is now
-        // `cursor - end`; a stopped batch left no partial scan, though.
-        self.scanned = 0;
-        self.in_quotes = false;
-        let (body, originals) = match self.filter {
-            Some(_) => (Bytes::from(body), self.opts.keep_originals.then_some(span)),
-            None => (span, None),
-        };
-        Ok(Some(Batch {
-            body,
-            originals,
-            filtered: self.filter.is_some(),
+        let single_binary = self.opts.single && self.opts.framing.is_binary();
+        let payload = single_binary.then(|| payload(self.opts.framing, &self.buf[..end]));
+        let mut batch = self.take(end, records, end_lines, body.map(Bytes::from));
+        match payload {
+            Some(Payload::Range(r)) => batch.body = batch.body.slice(r),
+            Some(Payload::Joined(v)) => batch.body = Bytes::from(v),
+            None => {}
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// The file as one request (`SplitType=None`): its bytes as they are, or,
+/// with DataProcessing, its records filtered (an `application/json` file
+/// is one record; JSON lines are one record per line).
+pub fn whole(
+    mut reader: impl Read,
+    dp: Option<&DataProcessing>,
+    blank: Blank,
+    limit: Option<(u64, u32)>,
+) -> Result<Batch> {
+    let mut data = Vec::new();
+    reader
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io("reading the input", e))?;
+    let too_large = |size: usize| {
+        limit.filter(|(l, _)| size as u64 > *l).map(|(limit, mb)| {
+            Error::new(ErrorKind::FileTooLarge {
+                size: size as u64,
+                mb,
+                limit,
+            })
+        })
+    };
+    if let Some(e) = too_large(data.len()) {
+        return Err(e);
+    }
+    let span = Bytes::from(data);
+    let start = Position {
+        record: 1,
+        line: 1,
+        byte: 0,
+    };
+    let records = Records::new(&span, start, blank).count() as u64;
+    let Some(dp) = dp else {
+        return Ok(Batch {
+            body: span,
+            originals: None,
+            filtered: false,
             records,
             start,
-        }))
-    }
-
-    fn too_large(&self, pos: Position) -> TransformError {
-        let limit = self.opts.max_record.unwrap_or(0);
-        TransformError::RecordTooLarge {
-            pos,
-            mb: self.opts.mb,
-            limit,
+        });
+    };
+    let mut body = Vec::new();
+    let records = if dp.input == crate::media::Format::Json {
+        dp.filter_input(span.trim_ascii(), start, &mut body)?;
+        1
+    } else {
+        for (record, pos) in Records::new(&span, start, blank) {
+            dp.filter_input(record, pos, &mut body)?;
         }
+        records
+    };
+    if let Some(e) = too_large(body.len()) {
+        return Err(e);
     }
-}
-
-/// The records of a span, with their positions: what a response's lines
-/// are paired with when joining. `start` is the span's first record.
-pub struct Records<'a> {
-    span: &'a [u8],
-    at: usize,
-    blank: Blank,
-    next: Position,
-}
-
-impl<'a> Records<'a> {
-    /// The records of `span`, the first at `start`.
-    pub fn new(span: &'a [u8], start: Position, blank: Blank) -> Records<'a> {
-        Records {
-            span,
-            at: 0,
-            blank,
-            next: start,
-        }
-    }
-}
-
-impl<'a> Iterator for Records<'a> {
-    /// A record without its line ending, and where it starts.
-    type Item = (&'a [u8], Position);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while self.at < self.span.len() {
-            let rest = &self.span[self.at..];
-            let (content, len) = match memchr::memchr(b'\n', rest) {
-                Some(i) => (&rest[..i], i + 1),
-                None => (rest, rest.len()),
-            };
-            let pos = self.next;
-            self.at += len;
-            self.next.line += 1;
-            self.next.byte += len as u64;
-            if !self.blank.is_blank(content) {
-                self.next.record += 1;
-                let content = content.strip_suffix(b"\r").unwrap_or(content);
-                return Some((content, pos));
-            }
-        }
-        None
-    }
+    Ok(Batch {
+        body: Bytes::from(body),
+        originals: Some(span),
+        filtered: true,
+        records,
+        start,
+    })
 }
 
 #[cfg(test)]
@@ -560,12 +395,12 @@ mod tests {
 
     fn opts(target: u64, single: bool, max: Option<u64>) -> SplitOptions {
         SplitOptions {
+            framing: Framing::Line,
             target,
             single,
             max_record: max,
             mb: 0,
             blank: Blank::Empty,
-            quote_aware: false,
             keep_originals: false,
         }
     }
@@ -638,41 +473,144 @@ mod tests {
         // Also when the line never ends: it is not read whole.
         let big = vec![b'x'; 3 * READ_CHUNK];
         let e = split(&big, opts(10, false, Some(10))).unwrap_err();
-        assert!(matches!(e, TransformError::RecordTooLarge { .. }));
+        assert!(matches!(e.kind(), ErrorKind::PayloadTooLarge { .. }));
     }
 
     #[test]
     fn quote_aware_ranges_do_not_cut_inside_quotes() {
         let mut o = opts(4, false, None);
-        o.quote_aware = true;
+        o.framing = Framing::QuotedLine;
         let v = split(b"1,\"a\nb\"\n2,3\n", o).unwrap();
         assert_eq!(bodies(&v), [&b"1,\"a\nb\"\n"[..], b"2,3\n"]);
         assert_eq!(v[1].start.line, 3);
     }
 
-    #[test]
-    fn records_of_a_span() {
-        let start = Position {
-            record: 5,
-            line: 9,
-            byte: 100,
-        };
-        let r: Vec<_> = Records::new(b"a\r\n\nb", start, Blank::Empty).collect();
-        assert_eq!(r[0], (&b"a"[..], start));
-        assert_eq!(
-            r[1],
-            (
-                &b"b"[..],
-                Position {
-                    record: 6,
-                    line: 11,
-                    byte: 104
-                }
-            )
-        );
+    /// A reader handing out `n` bytes per read: a file cut at every offset.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
     }
 
-    /// Large inputs: batches share pooled buffers, reads refill them, and
+    /// TFRecord (u64 length, masked CRC32C of it, payload, masked CRC32C),
+    /// CRC32C bit by bit from its definition, not the crate under test.
+    #[allow(clippy::manual_rotate)]
+    fn tfrecord(payload: &[u8]) -> Vec<u8> {
+        let crc = |bytes: &[u8]| {
+            let mut c = !0u32;
+            for &b in bytes {
+                c ^= b as u32;
+                for _ in 0..8 {
+                    c = if c & 1 == 1 {
+                        (c >> 1) ^ 0x82F6_3B78
+                    } else {
+                        c >> 1
+                    };
+                }
+            }
+            let c = !c;
+            ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+        };
+        let len = (payload.len() as u64).to_le_bytes();
+        [
+            &len[..],
+            &crc(&len).to_le_bytes(),
+            payload,
+            &crc(payload).to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    fn recordio(payload: &[u8]) -> Vec<u8> {
+        let pad = vec![0u8; payload.len().next_multiple_of(4) - payload.len()];
+        let len = payload.len() as u32;
+        [
+            &0xced7230au32.to_le_bytes()[..],
+            &len.to_le_bytes(),
+            payload,
+            &pad,
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn binary_records_single_without_framing_multi_as_they_are() {
+        let payloads: [&[u8]; 3] = [b"one", b"second", b"3"];
+        for (framing, frame) in [
+            (Framing::TFRecord, tfrecord as fn(&[u8]) -> Vec<u8>),
+            (Framing::RecordIO, recordio),
+        ] {
+            let frames: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
+            let file = frames.concat();
+            for step in [1, 3, 7, file.len()] {
+                let o = SplitOptions {
+                    framing,
+                    blank: Blank::Never,
+                    ..opts(u64::MAX, true, Some(64))
+                };
+                let mut s = Splitter::new(Trickle(&file, step), o.clone(), None);
+                let mut got = Vec::new();
+                while let Some(b) = s.next_batch().unwrap() {
+                    got.push(b.body.to_vec());
+                }
+                assert_eq!(got, payloads, "{framing:?} step {step}");
+                let multi = SplitOptions {
+                    single: false,
+                    target: (frames[0].len() + frames[1].len()) as u64,
+                    ..o
+                };
+                let mut s = Splitter::new(Trickle(&file, step), multi, None);
+                let first = s.next_batch().unwrap().unwrap();
+                assert_eq!(first.body, frames[..2].concat());
+                assert_eq!(first.records, 2);
+                let second = s.next_batch().unwrap().unwrap();
+                assert_eq!(
+                    (second.body.to_vec(), second.start.record),
+                    (frames[2].clone(), 3)
+                );
+                assert_eq!(
+                    second.start.byte,
+                    (frames[0].len() + frames[1].len()) as u64
+                );
+            }
+            // Corrupt or cut short: the file fails with the record and byte.
+            let at = frames[0].len();
+            let mut bad = file.clone();
+            // TFRecord: the length's CRC; RecordIO (no CRC): the magic.
+            bad[at + if framing == Framing::TFRecord { 9 } else { 1 }] ^= 0x40;
+            let mut cut = file.clone();
+            cut.pop();
+            for (data, want) in [(&bad, "at byte"), (&cut, "truncated")] {
+                let o = SplitOptions {
+                    framing,
+                    blank: Blank::Never,
+                    ..opts(1 << 20, false, Some(1 << 20))
+                };
+                let e = split(data, o).unwrap_err().to_string();
+                assert!(e.contains(want), "{e}");
+                let record = if data == &cut { 3 } else { 2 };
+                let offset = if data == &cut {
+                    at + frames[1].len()
+                } else {
+                    at
+                };
+                assert!(
+                    e.starts_with(&format!(
+                        "{} record {record} at byte {offset}: ",
+                        framing.name()
+                    )),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    /// Large inputs: batches are split off the buffer, reads refill it, and
     /// every batch is still the exact span of the file, with blank lines
     /// (the line-by-line path) and without (the fast path).
     #[test]
