@@ -353,7 +353,7 @@ fn data_processing_against_mmp_serve() {
 }
 
 /// What SageMaker SDK local mode writes for the same job, by its algorithm
-/// (sagemaker/local/data.py and entities.py, peers.md §5): MultiRecord
+/// (sagemaker/local/data.py and entities.py, docs/local-mode.md): MultiRecord
 /// batches while `sys.getsizeof(buffer + line) < MaxPayloadInMB MiB` (49 +
 /// len for an ASCII str in CPython 3.11), one POST per batch, each response
 /// appended, plus `\n` after every response under AssembleWith=Line.

@@ -15,7 +15,7 @@
 //! record) is written as it is; one that does not gets a `\n`; an empty one
 //! writes nothing. No blank line is ever made. SDK local mode instead writes
 //! `\n` after *every* response unconditionally, so a response ending in `\n`
-//! leaves a blank line behind it (peers.md §5, step 4): its output equals
+//! leaves a blank line behind it (docs/local-mode.md, step 6): its output equals
 //! ours with one extra `\n` after each mini-batch's last line. We follow the
 //! service's documented per-record behaviour, not that quirk.
 //!

@@ -1,6 +1,6 @@
 //! SageMaker's `DataProcessing`: `InputFilter` picks what each record sends,
 //! `JoinSource=Input` joins each output with its *original* record, and
-//! `OutputFilter` picks what is written (sagemaker-contract.md §3
+//! `OutputFilter` picks what is written (docs/contract.md §3
 //! "DataProcessing" and its appendix).
 //!
 //! Records here are lines without their line ending. CSV rows are read and

@@ -1,6 +1,6 @@
 //! The files of a job: `--input` is one file, or a folder whose every file,
 //! recursively, is an input, as every object under an S3 prefix is
-//! (sagemaker-contract.md §3: one output per input object, "in the
+//! (docs/contract.md §3: one output per input object, "in the
 //! corresponding sub-path").
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The JSONPath subset of SageMaker's `InputFilter` and `OutputFilter`, with
 //! the real service's validation errors.
 //!
-//! Operators (sagemaker-contract.md, appendix "Operators"; only these): `$`
+//! Operators (docs/contract.md §3, "DataProcessing"; only these): `$`
 //! (the root, first), `.name`, `.*` / `[*]`, `['a','b']` (also after a dot,
 //! `$.f.['a','b']`; a name inside cannot be nested further), `[1]`,
 //! `[1,3,5]` with negative indexes (`-1` is the last), `[start:end]` with
@@ -34,7 +34,7 @@ use crate::error::Error;
 /// the documentation's contradiction).
 pub const SLICE_END_INCLUSIVE: bool = false;
 
-/// Longest filter the API accepts (`DataProcessing`, sagemaker-contract.md
+/// Longest filter the API accepts (`DataProcessing`, docs/contract.md §3
 /// §3).
 pub const MAX_FILTER_CHARS: usize = 63;
 

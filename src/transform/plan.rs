@@ -1,7 +1,7 @@
 //! The job's settings: SageMaker's `CreateTransformJob` parameters, resolved
 //! once from the command line, the container and the defaults, then checked.
 //!
-//! Precedence (sagemaker-contract.md §3, "Lifecycle & endpoints"): a value
+//! Precedence (docs/contract.md §3, "Lifecycle"): a value
 //! given on the command line wins; otherwise the container's
 //! `GET /execution-parameters` answer, used only when it is HTTP 200 (as
 //! SageMaker and its local mode do); otherwise SageMaker's defaults:
@@ -68,8 +68,8 @@ pub enum BatchStrategy {
 
 impl BatchStrategy {
     /// Parse a container's value: the documented `MULTI_RECORD` /
-    /// `SINGLE_RECORD` (sagemaker-contract.md §3) and the API's
-    /// `MultiRecord` / `SingleRecord`, which local mode expects (peers.md §5,
+    /// `SINGLE_RECORD` (docs/contract.md §3) and the API's
+    /// `MultiRecord` / `SingleRecord`, which local mode expects (docs/local-mode.md,
     /// "Casing trap"), in any case.
     pub fn parse(s: &str) -> Option<BatchStrategy> {
         let key: String = s
@@ -165,7 +165,7 @@ pub const DEFAULT_MAX_PAYLOAD_MB: u32 = 6;
 /// ask for another.
 pub const DEFAULT_MAX_CONCURRENT: u32 = 1;
 /// `MaxPayloadInMB` may not exceed 100, nor may `MaxConcurrentTransforms ×
-/// MaxPayloadInMB` (sagemaker-contract.md §3, "Limits").
+/// MaxPayloadInMB` (docs/contract.md §3, "Limits").
 pub const MAX_PAYLOAD_MB: u32 = 100;
 /// One "MB" of `MaxPayloadInMB`: a mebibyte, as the API's 6 MiB payloads.
 pub const MB: u64 = 1024 * 1024;
@@ -246,7 +246,7 @@ pub fn media_type_option(s: &str) -> (String, Option<Format>) {
 }
 
 /// Check the command-line values against `CreateTransformJob`'s limits
-/// (sagemaker-contract.md §3, "Limits, timeouts, retries").
+/// (docs/contract.md §3, "Limits").
 pub fn check_requested(req: &Requested, timeout_secs: f64, retries: u32) -> Result<()> {
     if let Some(mb) = req.max_payload_mb {
         if mb > MAX_PAYLOAD_MB {
