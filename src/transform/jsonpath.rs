@@ -34,8 +34,7 @@ use crate::error::Error;
 /// the documentation's contradiction).
 pub const SLICE_END_INCLUSIVE: bool = false;
 
-/// Longest filter the API accepts (`DataProcessing`, docs/contract.md §3
-/// §3).
+/// Longest filter the API accepts (`DataProcessing`, docs/contract.md §3).
 pub const MAX_FILTER_CHARS: usize = 63;
 
 /// The operators the service lists in its "Unexpected" error, in its order.

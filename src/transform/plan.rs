@@ -70,7 +70,7 @@ impl BatchStrategy {
     /// Parse a container's value: the documented `MULTI_RECORD` /
     /// `SINGLE_RECORD` (docs/contract.md §3) and the API's
     /// `MultiRecord` / `SingleRecord`, which local mode expects (docs/local-mode.md,
-    /// "Casing trap"), in any case.
+    /// step 3), in any case.
     pub fn parse(s: &str) -> Option<BatchStrategy> {
         let key: String = s
             .chars()
