@@ -165,7 +165,7 @@ pub struct TransformArgs {
     pub split_type: Option<crate::transform::plan::SplitType>,
     /// BatchStrategy [default: the container's, else MultiRecord].
     #[arg(long, value_enum, ignore_case = true)]
-    pub batch_strategy: Option<crate::transform::plan::BatchStrategy>,
+    pub batch_strategy: Option<BatchStrategyArg>,
     /// MaxPayloadInMB, 0-100; 0 streams each file in one chunked request
     /// [default: the container's, else 6].
     #[arg(long)]
@@ -233,6 +233,27 @@ impl ServeArgs {
             model_dir: self.model_dir.clone(),
             on_error: self.on_error.map(ErrorPolicy::from),
             multi_model: self.multi_model,
+        }
+    }
+}
+
+/// `--batch-strategy`'s values, as the API spells them: clap's side of
+/// [`crate::batch::BatchStrategy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BatchStrategyArg {
+    /// One record per request.
+    #[value(name = "SingleRecord")]
+    SingleRecord,
+    /// As many whole records as fit in `MaxPayloadInMB`.
+    #[value(name = "MultiRecord")]
+    MultiRecord,
+}
+
+impl From<BatchStrategyArg> for crate::batch::BatchStrategy {
+    fn from(v: BatchStrategyArg) -> crate::batch::BatchStrategy {
+        match v {
+            BatchStrategyArg::SingleRecord => crate::batch::BatchStrategy::SingleRecord,
+            BatchStrategyArg::MultiRecord => crate::batch::BatchStrategy::MultiRecord,
         }
     }
 }

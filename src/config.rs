@@ -66,33 +66,7 @@ impl LogSettings {
     }
 }
 
-/// How SageMaker should batch records for Batch Transform.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchStrategy {
-    /// One record per request.
-    SingleRecord,
-    /// As many records per request as fit in `MaxPayloadInMB`.
-    MultiRecord,
-}
-
-impl BatchStrategy {
-    /// The spelling `/execution-parameters` uses (AWS's docs: `MULTI_RECORD`).
-    pub fn as_aws(self) -> &'static str {
-        match self {
-            BatchStrategy::SingleRecord => "SINGLE_RECORD",
-            BatchStrategy::MultiRecord => "MULTI_RECORD",
-        }
-    }
-
-    /// Parse either spelling, `MULTI_RECORD` or `MultiRecord`, any case.
-    pub fn parse(s: &str) -> Option<BatchStrategy> {
-        match s.trim().replace('_', "").to_ascii_lowercase().as_str() {
-            "singlerecord" => Some(BatchStrategy::SingleRecord),
-            "multirecord" => Some(BatchStrategy::MultiRecord),
-            _ => None,
-        }
-    }
-}
+pub use crate::batch::BatchStrategy;
 
 /// How `POST /invocations` frames a 200 response body
 /// (`MMP_RESPONSE_FRAMING`).

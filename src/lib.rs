@@ -21,6 +21,8 @@
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
 //! - [`config`]: the server's configuration, from the environment.
+//! - [`batch`]: Batch Transform's `BatchStrategy` and
+//!   `/execution-parameters`, shared by the server and `mmp transform`.
 //! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes):
 //!   `/invocations` streaming in both directions ([`serve::invocations`],
 //!   with [`serve::spill`] holding a whole answer for `content-length`
@@ -43,6 +45,7 @@
 //! What SageMaker requires of the container, and where each requirement is
 //! met, is in `docs/contract.md`; comments cite it by section.
 
+pub mod batch;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde::Serialize;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -64,16 +63,6 @@ pub fn ping(
         })
 }
 
-/// The body of `GET /execution-parameters`, in AWS's casing.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct ExecutionParameters {
-    max_concurrent_transforms: usize,
-    batch_strategy: &'static str,
-    #[serde(rename = "MaxPayloadInMB")]
-    max_payload_in_mb: u64,
-}
-
 /// `GET /execution-parameters`: what Batch Transform should send us.
 pub fn execution_parameters(
     state: Arc<State>,
@@ -83,12 +72,15 @@ pub fn execution_parameters(
         .and(with_state(state))
         .map(|state: Arc<State>| {
             let cfg = &state.cfg;
-            let res = warp::reply::json(&ExecutionParameters {
-                max_concurrent_transforms: cfg.max_concurrent_transforms,
-                batch_strategy: cfg.batch_strategy.as_aws(),
-                max_payload_in_mb: cfg.advertised_max_payload_mb,
-            })
-            .into_response();
+            let params = crate::batch::ExecutionParameters {
+                max_concurrent: Some(
+                    u32::try_from(cfg.max_concurrent_transforms).unwrap_or(u32::MAX),
+                ),
+                strategy: Some(cfg.batch_strategy),
+                // At most 100: checked when the configuration was read.
+                max_payload_mb: Some(cfg.advertised_max_payload_mb as u32),
+            };
+            let res = warp::reply::json(&params.to_json()).into_response();
             counted("/execution-parameters", res)
         })
 }

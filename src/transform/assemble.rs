@@ -302,9 +302,10 @@ mod tests {
 
     #[test]
     fn line_counts_are_checked_only_to_join() {
+        use crate::batch::BatchStrategy;
         use crate::media::Format;
         use crate::transform::dataprocessing::Options;
-        use crate::transform::plan::{AssembleWith, BatchStrategy, JoinSource, SplitType};
+        use crate::transform::plan::{AssembleWith, JoinSource, SplitType};
         let r = Rules {
             dp: None,
             line: true,

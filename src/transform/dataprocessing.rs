@@ -23,7 +23,8 @@ use crate::media::Format;
 
 use super::json::Json;
 use super::jsonpath::{Filter, JsonPath};
-use super::plan::{AssembleWith, BatchStrategy, JoinSource, SplitType};
+use super::plan::{AssembleWith, JoinSource, SplitType};
+use crate::batch::BatchStrategy;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The key the output is joined under.

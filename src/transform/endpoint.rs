@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::{ContentType, Format};
 
-use super::plan::ExecutionParameters;
+use crate::batch::ExecutionParameters;
 
 /// SageMaker's timeout for one `/ping` (AWS DG, "GET /ping": 2 s).
 const PING_TIMEOUT: Duration = Duration::from_secs(2);

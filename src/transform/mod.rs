@@ -54,10 +54,10 @@ use self::endpoint::Endpoint;
 use self::engine::{Backend, Job, Mode};
 use self::inprocess::{InProcess, RANGE_BYTES};
 use self::plan::{
-    check_requested, media_type_option, resolve, BatchStrategy, ExecutionParameters, Plan,
-    Requested, SplitType, DEFAULT_MAX_CONCURRENT,
+    check_requested, media_type_option, resolve, Plan, Requested, SplitType, DEFAULT_MAX_CONCURRENT,
 };
 use self::split::SplitOptions;
+use crate::batch::{BatchStrategy, ExecutionParameters};
 
 /// What a finished job gives.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
 async fn job(args: &TransformArgs, tty: bool) -> Result<Outcome> {
     let req = Requested {
         split: args.split_type,
-        strategy: args.batch_strategy,
+        strategy: args.batch_strategy.map(Into::into),
         max_payload_mb: args.max_payload_mb,
         max_concurrent: args.max_concurrent,
         assemble: args.assemble_with,

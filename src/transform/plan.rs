@@ -9,6 +9,7 @@
 //! `MultiRecord` (the last is what local mode uses; no primary source gives
 //! it, §3 "Defaults").
 
+use crate::batch::{BatchStrategy, ExecutionParameters};
 use std::time::Duration;
 
 use crate::media::{ContentType, Format};
@@ -54,37 +55,6 @@ pub enum CompressionType {
     Gzip,
 }
 
-/// `BatchStrategy`: how many records go in one request (with `Line`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum BatchStrategy {
-    /// One record per request.
-    #[value(name = "SingleRecord")]
-    SingleRecord,
-    /// As many whole records as fit in `MaxPayloadInMB`.
-    #[default]
-    #[value(name = "MultiRecord")]
-    MultiRecord,
-}
-
-impl BatchStrategy {
-    /// Parse a container's value: the documented `MULTI_RECORD` /
-    /// `SINGLE_RECORD` (docs/contract.md §3) and the API's
-    /// `MultiRecord` / `SingleRecord`, which local mode expects (docs/local-mode.md,
-    /// step 3), in any case.
-    pub fn parse(s: &str) -> Option<BatchStrategy> {
-        let key: String = s
-            .chars()
-            .filter(|c| *c != '_')
-            .collect::<String>()
-            .to_ascii_lowercase();
-        match key.as_str() {
-            "multirecord" => Some(BatchStrategy::MultiRecord),
-            "singlerecord" => Some(BatchStrategy::SingleRecord),
-            _ => None,
-        }
-    }
-}
-
 /// `TransformOutput.AssembleWith`: how responses are put together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AssembleWith {
@@ -107,56 +77,6 @@ pub enum JoinSource {
     /// Each output record is joined with its original input record.
     #[value(name = "Input")]
     Input,
-}
-
-/// What a container's `GET /execution-parameters` asked for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExecutionParameters {
-    /// `MaxConcurrentTransforms` (0 is "not set").
-    pub max_concurrent: Option<u32>,
-    /// `BatchStrategy`.
-    pub strategy: Option<BatchStrategy>,
-    /// `MaxPayloadInMB`.
-    pub max_payload_mb: Option<u32>,
-}
-
-impl ExecutionParameters {
-    /// Read the JSON body of a 200 answer. Unknown keys are ignored; a value
-    /// of the wrong type or range is ignored with a note in `notes`, as if
-    /// the container had not given it.
-    pub fn from_json(body: &[u8], notes: &mut Vec<String>) -> ExecutionParameters {
-        let mut p = ExecutionParameters::default();
-        let value: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => {
-                notes.push(format!("ignoring /execution-parameters: not JSON: {e}"));
-                return p;
-            }
-        };
-        let mut int = |key: &str, max: u64| match value.get(key) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => match v.as_u64().filter(|n| *n <= max) {
-                Some(n) => Some(n as u32),
-                None => {
-                    notes.push(format!("ignoring /execution-parameters {key}={v}"));
-                    None
-                }
-            },
-        };
-        p.max_concurrent = int("MaxConcurrentTransforms", u32::MAX as u64).filter(|n| *n > 0);
-        p.max_payload_mb = int("MaxPayloadInMB", MAX_PAYLOAD_MB as u64);
-        p.strategy = match value.get("BatchStrategy") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => {
-                let parsed = v.as_str().and_then(BatchStrategy::parse);
-                if parsed.is_none() {
-                    notes.push(format!("ignoring /execution-parameters BatchStrategy={v}"));
-                }
-                parsed
-            }
-        };
-        p
-    }
 }
 
 /// SageMaker's default `MaxPayloadInMB`.
