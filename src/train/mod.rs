@@ -46,7 +46,7 @@ use self::failure::TrainError;
 use self::fit::Moments;
 use self::hosts::Role;
 use self::ingest::{Ingest, Progress, Stream, Sums};
-use self::stop::Outcome;
+use self::stop::Ended;
 use crate::cli::TrainArgs;
 use crate::predictor::{LinearModel, MODEL_FILE};
 
@@ -135,9 +135,9 @@ pub fn main(args: &TrainArgs) -> ExitCode {
     let work_role = role.clone();
     let work = move || train(&work_layout, &work_role, &channels, every);
     let result = match stop::run_until_signal(work) {
-        Ok(Outcome::Done(result)) => result,
-        Ok(Outcome::Signal(name)) => Err(TrainError::Stopped(name)),
-        Ok(Outcome::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
+        Ok(Ended::Done(result)) => result,
+        Ok(Ended::Signal(name)) => Err(TrainError::Stopped(name)),
+        Ok(Ended::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
         Err(e) => Err(TrainError::io("cannot start the training thread", e)),
     };
     // The model is written here, on the main thread, only after a

@@ -20,7 +20,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// How the wait ended.
 #[derive(Debug)]
-pub enum Outcome<T> {
+pub enum Ended<T> {
     /// The work returned.
     Done(T),
     /// A signal came first; the name (`SIGTERM`, `SIGINT`).
@@ -30,7 +30,7 @@ pub enum Outcome<T> {
 }
 
 /// Run `work` on a new thread and wait for it or for SIGTERM/SIGINT.
-pub fn run_until_signal<T, F>(work: F) -> io::Result<Outcome<T>>
+pub fn run_until_signal<T, F>(work: F) -> io::Result<Ended<T>>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
@@ -52,11 +52,11 @@ where
             // A finished result wins over a signal that arrived with it.
             biased;
             done = rx => match done {
-                Ok(value) => Outcome::Done(value),
-                Err(_) => Outcome::Panicked,
+                Ok(value) => Ended::Done(value),
+                Err(_) => Ended::Panicked,
             },
-            _ = term.recv() => Outcome::Signal("SIGTERM"),
-            _ = int.recv() => Outcome::Signal("SIGINT"),
+            _ = term.recv() => Ended::Signal("SIGTERM"),
+            _ = int.recv() => Ended::Signal("SIGINT"),
         })
     })
 }
@@ -68,7 +68,7 @@ mod tests {
     #[test]
     fn returns_the_work_result() {
         match run_until_signal(|| 42).unwrap() {
-            Outcome::Done(v) => assert_eq!(v, 42),
+            Ended::Done(v) => assert_eq!(v, 42),
             other => panic!("{other:?}"),
         }
     }
@@ -76,6 +76,6 @@ mod tests {
     #[test]
     fn a_panic_is_reported() {
         let outcome = run_until_signal(|| -> u8 { panic!("boom (expected by the test)") });
-        assert!(matches!(outcome.unwrap(), Outcome::Panicked));
+        assert!(matches!(outcome.unwrap(), Ended::Panicked));
     }
 }

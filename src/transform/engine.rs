@@ -33,7 +33,7 @@ use super::inputs::InputFile;
 use super::output::{out_path, FileOutput};
 use super::plan::{AssembleWith, CompressionType, Plan, SplitType};
 use super::progress::Progress;
-use super::split::{self, Batch, SplitOptions, Splitter};
+use super::split::{self, MiniBatch, SplitOptions, Splitter};
 
 /// What answers requests: a container over HTTP, or the pipeline.
 pub enum Backend {
@@ -44,7 +44,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    async fn invoke(&self, batch: &Batch) -> Result<(Vec<u8>, Option<Format>)> {
+    async fn invoke(&self, batch: &MiniBatch) -> Result<(Vec<u8>, Option<Format>)> {
         match self {
             Backend::Http(e) => e.invoke(batch.body.clone()).await,
             Backend::Local(p) => p.invoke(batch).await,
@@ -85,7 +85,7 @@ pub enum Mode {
 
 /// A job, ready to run.
 #[derive(Debug)]
-pub struct Job {
+pub struct TransformJob {
     /// The resolved settings.
     pub plan: Plan,
     /// How files are cut.
@@ -187,7 +187,11 @@ pub fn open(file: &InputFile, compression: CompressionType) -> Result<Box<dyn Re
 /// What the reader sends, in file order.
 enum Item {
     Start(usize),
-    Part { file: usize, seq: u64, batch: Batch },
+    Part {
+        file: usize,
+        seq: u64,
+        batch: MiniBatch,
+    },
     End(usize),
     Failed(usize, Error),
     Stream(usize),
@@ -206,7 +210,7 @@ enum Done {
 /// Run the job over `files`.
 pub async fn run(
     backend: &Backend,
-    job: Arc<Job>,
+    job: Arc<TransformJob>,
     files: Arc<Vec<InputFile>>,
     progress: &Progress,
 ) -> Vec<FileReport> {
@@ -321,7 +325,12 @@ pub async fn run(
 }
 
 /// The reader: cut each file and hand out the batches, in order.
-fn read_files(job: &Job, files: &[InputFile], failed: &[AtomicBool], tx: mpsc::Sender<Item>) {
+fn read_files(
+    job: &TransformJob,
+    files: &[InputFile],
+    failed: &[AtomicBool],
+    tx: mpsc::Sender<Item>,
+) {
     let send = |item| tx.blocking_send(item).is_ok();
     for (id, file) in files.iter().enumerate() {
         if let Mode::Streamed = job.mode {
@@ -354,10 +363,10 @@ fn read_files(job: &Job, files: &[InputFile], failed: &[AtomicBool], tx: mpsc::S
 
 /// Cut one file into batches, passing each to `send` (false: stop).
 fn cut_file(
-    job: &Job,
+    job: &TransformJob,
     file: &InputFile,
     failed: &AtomicBool,
-    send: &mut dyn FnMut(Batch) -> bool,
+    send: &mut dyn FnMut(MiniBatch) -> bool,
 ) -> Result<()> {
     let plan = &job.plan;
     let plain = plan.compression == CompressionType::None;
@@ -407,10 +416,10 @@ fn whole_document(plan: &Plan) -> bool {
 async fn part(
     backend: &Backend,
     permits: &tokio::sync::Semaphore,
-    job: &Job,
+    job: &TransformJob,
     rules: Rules<'_>,
     seq: u64,
-    batch: &Batch,
+    batch: &MiniBatch,
 ) -> Result<Vec<u8>> {
     let attempt = || async {
         let permit = permits.acquire().await;
@@ -456,7 +465,11 @@ const STREAM_CHUNK: usize = 256 << 10;
 /// thread: the file's records (filtered, if an `InputFilter` is set)
 /// through the splitter, counted as they go, or its bytes as they are when
 /// nothing needs counting or filtering. Returns the records sent.
-fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>) -> Result<u64> {
+fn produce(
+    job: &TransformJob,
+    file: &InputFile,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<u64> {
     let plan = &job.plan;
     let mut reader = open(file, plan.compression)?;
     let dp = plan.data_processing.as_ref();
@@ -516,7 +529,7 @@ fn produce(job: &Job, file: &InputFile, tx: mpsc::Sender<std::io::Result<Bytes>>
 async fn stream(
     backend: &Backend,
     permits: &tokio::sync::Semaphore,
-    job: &Arc<Job>,
+    job: &Arc<TransformJob>,
     rules: Rules<'_>,
     file: &InputFile,
 ) -> Result<FileStats> {

@@ -31,7 +31,7 @@ use crate::model::SharedModel;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::score;
 
-use super::split::Batch;
+use super::split::MiniBatch;
 
 /// Size of the ranges a record-wise file is scored in: large enough that a
 /// pipeline per range costs nothing, small enough to spread a file over the
@@ -75,7 +75,7 @@ impl InProcess {
     }
 
     /// Score one batch on a blocking thread (tokio's pool).
-    pub async fn invoke(self: &Arc<Self>, batch: &Batch) -> Result<(Vec<u8>, Option<Format>)> {
+    pub async fn invoke(self: &Arc<Self>, batch: &MiniBatch) -> Result<(Vec<u8>, Option<Format>)> {
         let (me, body, filtered, start) = (
             self.clone(),
             batch.body.clone(),

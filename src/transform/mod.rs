@@ -51,7 +51,7 @@ pub use self::engine::FileReport;
 
 use self::dataprocessing::{DataProcessing, Options};
 use self::endpoint::Endpoint;
-use self::engine::{Backend, Job, Mode};
+use self::engine::{Backend, Mode, TransformJob};
 use self::inprocess::{InProcess, RANGE_BYTES};
 use self::plan::{
     check_requested, media_type_option, resolve, Plan, Requested, SplitType, DEFAULT_MAX_CONCURRENT,
@@ -61,7 +61,7 @@ use crate::batch::{BatchStrategy, ExecutionParameters};
 
 /// What a finished job gives.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct TransformOutcome {
     /// One report per input file.
     pub reports: Vec<FileReport>,
     /// The settings used and where each came from, and notes on the
@@ -71,7 +71,7 @@ pub struct Outcome {
     pub summary: String,
 }
 
-impl Outcome {
+impl TransformOutcome {
     /// 0 if every file succeeded, else the first failed file's exit code.
     pub fn exit_code(&self) -> u8 {
         self.reports
@@ -97,7 +97,7 @@ pub fn main(args: &TransformArgs) -> ExitCode {
 }
 
 /// Run a job: an error is one that stops it before any file is done.
-pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
+pub fn run(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,7 +106,7 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<Outcome> {
     runtime.block_on(job(args, tty))
 }
 
-async fn job(args: &TransformArgs, tty: bool) -> Result<Outcome> {
+async fn job(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
     let req = Requested {
         split: args.split_type,
         strategy: args.batch_strategy.map(Into::into),
@@ -333,14 +333,14 @@ async fn execute(
     files: Vec<inputs::InputFile>,
     tty: bool,
     mut notes: Vec<String>,
-) -> Outcome {
+) -> TransformOutcome {
     notes.push(plan.sources.join(", "));
     if !args.quiet {
         for n in &notes {
             eprintln!("mmp transform: {n}");
         }
     }
-    let job = Job {
+    let job = TransformJob {
         check_lines,
         blank: blank(&plan),
         workers: plan.max_concurrent as usize,
@@ -352,7 +352,7 @@ async fn execute(
     let progress = progress::Progress::new(files.len(), total, tty);
     let reports = engine::run(&backend, Arc::new(job), Arc::new(files), &progress).await;
     let summary = progress.finish(&reports);
-    Outcome {
+    TransformOutcome {
         reports,
         notes,
         summary,

@@ -54,7 +54,7 @@ pub struct SplitOptions {
 
 /// One mini-batch (or in-process range).
 #[derive(Clone, Debug)]
-pub struct Batch {
+pub struct MiniBatch {
     /// What is sent: the file span, its records filtered, or a payload.
     pub body: Bytes,
     /// The file span, when `body` was filtered and originals are kept.
@@ -68,7 +68,7 @@ pub struct Batch {
     pub start: Position,
 }
 
-impl Batch {
+impl MiniBatch {
     /// The original records: the file span (the body itself when it was not
     /// filtered).
     pub fn original_span(&self) -> &Bytes {
@@ -76,7 +76,7 @@ impl Batch {
     }
 }
 
-/// Cuts a reader into [`Batch`]es. See the module docs.
+/// Cuts a reader into [`MiniBatch`]es. See the module docs.
 pub struct Splitter<'d, R> {
     reader: R,
     opts: SplitOptions,
@@ -181,7 +181,7 @@ impl<'d, R: Read> Splitter<'d, R> {
     }
 
     /// The next batch, `None` at end of input.
-    pub fn next_batch(&mut self) -> Result<Option<Batch>> {
+    pub fn next_batch(&mut self) -> Result<Option<MiniBatch>> {
         let o = &self.opts;
         let fast = o.framing == Framing::Line
             && self.filter.is_none()
@@ -201,7 +201,7 @@ impl<'d, R: Read> Splitter<'d, R> {
     /// (what the line-by-line packing gives), its records counted by a
     /// vectorised newline count. `None` (use the slow path) when the span
     /// holds a blank line or no newline at all.
-    fn fast_batch(&mut self) -> Result<Option<Batch>> {
+    fn fast_batch(&mut self) -> Result<Option<MiniBatch>> {
         let target = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
         while self.buf.len() <= target && self.fill(target.saturating_add(1) - self.buf.len())? {}
         let data = &self.buf[..];
@@ -225,7 +225,7 @@ impl<'d, R: Read> Splitter<'d, R> {
     }
 
     /// Split off `end` bytes as a batch of `records`, spanning `lines`.
-    fn take(&mut self, end: usize, records: u64, lines: u64, body: Option<Bytes>) -> Batch {
+    fn take(&mut self, end: usize, records: u64, lines: u64, body: Option<Bytes>) -> MiniBatch {
         let start = Position {
             record: self.next.record + 1,
             ..self.next
@@ -239,7 +239,7 @@ impl<'d, R: Read> Splitter<'d, R> {
             Some(b) => (b, self.opts.keep_originals.then_some(span)),
             None => (span, None),
         };
-        Batch {
+        MiniBatch {
             body,
             originals,
             filtered,
@@ -249,7 +249,7 @@ impl<'d, R: Read> Splitter<'d, R> {
     }
 
     /// Record by record: blank lines, filters, single records, limits.
-    fn slow_batch(&mut self) -> Result<Option<Batch>> {
+    fn slow_batch(&mut self) -> Result<Option<MiniBatch>> {
         let mut cursor = 0; // offset of the next record or line
         let mut lines = 0u64; // lines before `cursor`
         let (mut end, mut end_lines, mut records) = (0, 0u64, 0u64);
@@ -333,7 +333,7 @@ pub fn whole(
     dp: Option<&DataProcessing>,
     blank: Blank,
     limit: Option<(u64, u32)>,
-) -> Result<Batch> {
+) -> Result<MiniBatch> {
     let mut data = Vec::new();
     reader
         .read_to_end(&mut data)
@@ -358,7 +358,7 @@ pub fn whole(
     };
     let records = Records::new(&span, start, blank).count() as u64;
     let Some(dp) = dp else {
-        return Ok(Batch {
+        return Ok(MiniBatch {
             body: span,
             originals: None,
             filtered: false,
@@ -379,7 +379,7 @@ pub fn whole(
     if let Some(e) = too_large(body.len()) {
         return Err(e);
     }
-    Ok(Batch {
+    Ok(MiniBatch {
         body: Bytes::from(body),
         originals: Some(span),
         filtered: true,
@@ -405,7 +405,7 @@ mod tests {
         }
     }
 
-    fn split(input: &[u8], o: SplitOptions) -> Result<Vec<Batch>> {
+    fn split(input: &[u8], o: SplitOptions) -> Result<Vec<MiniBatch>> {
         let mut s = Splitter::new(input, o, None);
         let mut v = Vec::new();
         while let Some(b) = s.next_batch()? {
@@ -414,7 +414,7 @@ mod tests {
         Ok(v)
     }
 
-    fn bodies(v: &[Batch]) -> Vec<&[u8]> {
+    fn bodies(v: &[MiniBatch]) -> Vec<&[u8]> {
         v.iter().map(|b| &b.body[..]).collect()
     }
 
@@ -685,7 +685,7 @@ mod tests {
                     let mut slow = opts(limit, false, Some(limit));
                     slow.blank = Blank::Whitespace;
                     let slow = split(input.as_bytes(), slow).unwrap();
-                    let spans = |v: &[Batch]| v.iter().map(|b| (b.body.clone(), b.records, b.start)).collect::<Vec<_>>();
+                    let spans = |v: &[MiniBatch]| v.iter().map(|b| (b.body.clone(), b.records, b.start)).collect::<Vec<_>>();
                     prop_assert_eq!(spans(&batches), spans(&slow));
                 }
             }
