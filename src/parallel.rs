@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use bytes::BytesMut;
 use memchr::{memchr, memchr2, memchr_iter, memrchr};
@@ -444,6 +444,9 @@ fn score_range(
     }
 }
 
+/// A range to score: its number, its bytes, a buffer for its output.
+type Job = (u64, Vec<u8>, BytesMut);
+
 /// A slot for a range in flight, with buffers to reuse.
 type Token = (Vec<u8>, BytesMut);
 
@@ -463,38 +466,103 @@ enum Event {
 pub fn run(
     engine: &Engine,
     spec: &Spec<'_>,
-    reader: &mut (dyn Read + Send),
+    mut reader: impl Read + Send + 'static,
     writer: &mut dyn Write,
     stream: bool,
     progress: Option<&Progress>,
 ) -> Result<Stats, Error> {
-    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(u64, Vec<u8>, BytesMut)>(engine.in_flight);
+    // `None` tells a worker to end.
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Option<Job>>(engine.in_flight);
     let jobs_rx = Mutex::new(jobs_rx);
     let (events_tx, events) = mpsc::channel::<Event>();
     // Tokens for ranges in flight: the reader takes one per range, the
     // writer gives it back once the range is written. A token carries the
     // buffers of a written range (its input and output) for reuse, so the
-    // run allocates no more once it is going: buffers allocated on one
-    // thread and freed on another made glibc's per-thread arenas grow with
-    // the input (103 MiB peak RSS for 500 MB through a pipe).
+    // run allocates no more once it is going.
     let (tokens_tx, tokens_rx) = mpsc::sync_channel::<Token>(engine.in_flight);
     for _ in 0..engine.in_flight {
         let _ = tokens_tx.send((Vec::new(), BytesMut::new()));
     }
-    let busy = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
+    let busy = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    // The reader is a thread of its own, not joined: after a bad record
+    // under `fail` (or a closed output) the answer must not wait for a read
+    // that may never return (a terminal, `tail -f`); the thread ends at its
+    // next read, or with the process.
+    let mut split = Splitter::new(spec, engine.range_bytes);
+    let reader_jobs = jobs_tx.clone();
+    let reader_events = events_tx.clone();
+    let (reader_busy, reader_stop) = (Arc::clone(&busy), Arc::clone(&stop));
+    let read = move || {
+        let (busy, stop) = (&*reader_busy, &*reader_stop);
+        let mut seq = 0u64;
+        let dispatch = |split: &mut Splitter, range: Vec<u8>, seq: &mut u64| -> bool {
+            let Ok((spare, out)) = tokens_rx.recv() else {
+                return false;
+            };
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            split.recycle(spare);
+            busy.fetch_add(1, Ordering::Relaxed);
+            let sent = reader_jobs.send(Some((*seq, range, out))).is_ok();
+            *seq += 1;
+            sent
+        };
+        let error = loop {
+            let n = match split.read_from(&mut reader) {
+                Ok(n) => n,
+                Err(e) => break Some(Error::io("reading input", e)),
+            };
+            if n == 0 {
+                break None;
+            }
+            let eager = stream && n < READ_BYTES && busy.load(Ordering::Relaxed) == 0;
+            let mut go = true;
+            while let Some(range) = split.take(eager, false) {
+                go = dispatch(&mut split, range, &mut seq);
+                if !go {
+                    break;
+                }
+            }
+            if !go {
+                break None;
+            }
+        };
+        if error.is_none() && !stop.load(Ordering::Relaxed) {
+            let mut ok = true;
+            while let Some(range) = split.take(false, true) {
+                ok = dispatch(&mut split, range, &mut seq);
+                if !ok {
+                    break;
+                }
+            }
+            let rest = split.rest();
+            if ok && (!rest.is_empty() || seq == 0) {
+                dispatch(&mut split, rest, &mut seq);
+            }
+        }
+        let _ = reader_events.send(Event::End(seq, error));
+    };
+    std::thread::Builder::new()
+        .name("mmp-read".into())
+        .spawn(read)
+        .map_err(|e| Error::io("starting the reading thread", e))?;
 
     std::thread::scope(|s| {
         for _ in 0..engine.threads {
             let events_tx = events_tx.clone();
-            let (jobs_rx, stop) = (&jobs_rx, &stop);
+            let (jobs_rx, stop) = (&jobs_rx, &*stop);
             s.spawn(move || loop {
                 let job = jobs_rx.lock().map(|rx| rx.recv());
-                let Ok(Ok((seq, range, out))) = job else {
+                let Ok(Ok(Some((seq, range, out)))) = job else {
                     return;
                 };
                 if stop.load(Ordering::Relaxed) {
-                    return;
+                    // Drain the queue so the reader and the writer's `None`s
+                    // are not held up.
+                    continue;
                 }
                 let scored = score_range(spec, &range, seq == 0, None, out);
                 if events_tx.send(Event::Done(seq, range, scored)).is_err() {
@@ -502,70 +570,18 @@ pub fn run(
                 }
             });
         }
-        let reader_events = events_tx.clone();
         drop(events_tx);
-        let (busy, stop) = (&busy, &stop);
-        s.spawn(move || {
-            let mut split = Splitter::new(spec, engine.range_bytes);
-            let mut seq = 0u64;
-            let dispatch = |split: &mut Splitter, range: Vec<u8>, seq: &mut u64| -> bool {
-                let Ok((spare, out)) = tokens_rx.recv() else {
-                    return false;
-                };
-                if stop.load(Ordering::Relaxed) {
-                    return false;
-                }
-                split.recycle(spare);
-                busy.fetch_add(1, Ordering::Relaxed);
-                let sent = jobs_tx.send((*seq, range, out)).is_ok();
-                *seq += 1;
-                sent
-            };
-            let error = loop {
-                let n = match split.read_from(reader) {
-                    Ok(n) => n,
-                    Err(e) => break Some(Error::io("reading input", e)),
-                };
-                if n == 0 {
-                    break None;
-                }
-                let eager = stream && n < READ_BYTES && busy.load(Ordering::Relaxed) == 0;
-                let mut go = true;
-                while let Some(range) = split.take(eager, false) {
-                    go = dispatch(&mut split, range, &mut seq);
-                    if !go {
-                        break;
-                    }
-                }
-                if !go {
-                    break None;
-                }
-            };
-            if error.is_none() && !stop.load(Ordering::Relaxed) {
-                let mut ok = true;
-                while let Some(range) = split.take(false, true) {
-                    ok = dispatch(&mut split, range, &mut seq);
-                    if !ok {
-                        break;
-                    }
-                }
-                let rest = split.rest();
-                if ok && (!rest.is_empty() || seq == 0) {
-                    dispatch(&mut split, rest, &mut seq);
-                }
-            }
-            drop(jobs_tx);
-            let _ = reader_events.send(Event::End(seq, error));
-        });
 
         // The writer: this thread.
-        let result = write_in_order(spec, &events, writer, busy, &tokens_tx, progress);
+        let result = write_in_order(spec, &events, writer, &busy, &tokens_tx, progress);
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
-        // Unblock the reader (its tokens) and the workers (their events).
+        // Unblock the reader (its tokens) and end the workers.
         drop(tokens_tx);
-        drop(events);
+        for _ in 0..engine.threads {
+            let _ = jobs_tx.send(None);
+        }
         result
     })
 }
@@ -658,13 +674,14 @@ mod tests {
     }
 
     /// A reader handing out `piece` bytes per read.
-    struct Pieces<'a>(&'a [u8], usize);
+    struct Pieces(Vec<u8>, usize, usize);
 
-    impl Read for Pieces<'_> {
+    impl Read for Pieces {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let n = self.0.len().min(self.1).min(buf.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
+            let rest = &self.0[self.2..];
+            let n = rest.len().min(self.1).min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            self.2 += n;
             Ok(n)
         }
     }
@@ -692,14 +709,8 @@ mod tests {
         stream: bool,
     ) -> (Vec<u8>, Option<String>) {
         let mut out = Vec::new();
-        let r = run(
-            engine,
-            spec,
-            &mut Pieces(input, piece),
-            &mut out,
-            stream,
-            None,
-        );
+        let reader = Pieces(input.to_vec(), piece, 0);
+        let r = run(engine, spec, reader, &mut out, stream, None);
         (out, r.err().map(|e| e.to_string()))
     }
 

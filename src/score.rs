@@ -32,8 +32,11 @@ use crate::transform::progress::Progress;
 pub const READ_BUF: usize = 1 << 20;
 /// Output is written once this much has accumulated.
 pub const WRITE_BUF: usize = 1 << 18;
-/// Regular files smaller than this are scored inline: below it starting the
-/// pool costs more than it brings (measured: see the README).
+/// Regular files smaller than this are scored inline. Two ranges
+/// ([`parallel::RANGE_BYTES`]): a smaller file gives the pool at most one
+/// range and one other short one, so nothing to run side by side worth the
+/// threads. (Timing 1–8 MiB files either way on the shared development
+/// machine, loaded at 7–12 on 2 CPUs, was all noise.)
 pub const INLINE_BELOW: u64 = 4 << 20;
 
 /// Run `mmp score`. On a terminal, a progress bar on stderr while it runs.
@@ -94,25 +97,23 @@ fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> 
     let stdin_only = args.inputs.is_empty() || args.inputs.iter().all(|p| p.as_os_str() == "-");
     if stdin_only {
         let job = job_for(None);
-        // `Stdin`, not its lock: the reading runs on a thread of its own.
+        // `Stdin`, not its lock: the reading may run on a thread of its own.
         let size = stdin_size();
         return match &args.output {
             None => job
-                .run(&mut io::stdin(), &mut io::stdout().lock(), size)
+                .run(io::stdin(), &mut io::stdout().lock(), size)
                 .map(drop),
-            Some(out) => job.to_file(&mut io::stdin(), out, size),
+            Some(out) => job.to_file(io::stdin(), out, size),
         };
     }
     if args.inputs.len() == 1 && args.output.as_ref().is_none_or(|o| !o.is_dir()) {
         let path = &args.inputs[0];
         let job = job_for(Some(path));
-        let mut reader = open(path)?;
+        let reader = open(path)?;
         let size = file_size(&reader);
         let result = match &args.output {
-            None => job
-                .run(&mut reader, &mut io::stdout().lock(), size)
-                .map(drop),
-            Some(out) => job.to_file(&mut reader, out, size),
+            None => job.run(reader, &mut io::stdout().lock(), size).map(drop),
+            Some(out) => job.to_file(reader, out, size),
         };
         return result.map_err(|e| e.context(path.display().to_string()));
     }
@@ -124,9 +125,9 @@ fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> 
     for path in &args.inputs {
         let job = job_for(Some(path));
         let out = out_path(path, args.output.as_deref());
-        let result = open(path).and_then(|mut r| {
+        let result = open(path).and_then(|r| {
             let size = file_size(&r);
-            job.to_file(&mut r, &out, size)
+            job.to_file(r, &out, size)
         });
         if let Some(p) = progress {
             p.file_done(result.is_ok());
@@ -198,12 +199,12 @@ impl Job<'_> {
     /// written, then the error is returned.
     pub fn run(
         &self,
-        reader: &mut (dyn Read + Send),
+        mut reader: impl Read + Send + 'static,
         writer: &mut dyn Write,
         size: Option<u64>,
     ) -> Result<Stats, Error> {
         let Some(engine) = engine_for(self.input, self.output, size) else {
-            return self.run_inline(reader, writer);
+            return self.run_inline(&mut reader, writer);
         };
         let spec = Spec {
             model: self.model,
@@ -272,7 +273,7 @@ impl Job<'_> {
     /// `/dev/stdout` is written through instead).
     pub fn to_file(
         &self,
-        reader: &mut (dyn Read + Send),
+        reader: impl Read + Send + 'static,
         path: &Path,
         size: Option<u64>,
     ) -> Result<(), Error> {

@@ -232,3 +232,46 @@ fn stdin_from_a_pipe_is_answered_line_by_line() {
     assert!(child.wait().unwrap().success());
     reader.join().unwrap();
 }
+
+#[test]
+fn a_bad_record_typed_into_an_open_stdin_ends_the_run_at_once() {
+    let mut child = mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // stderr reaches its end when the process exits.
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        let _ = tx.send(text);
+    });
+    stdin.write_all(b"1,2,3\n1,x,3\n").unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: the answer must not wait for more input (the
+    // timeout only keeps a broken build from hanging the suite).
+    let text = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("mmp exits while its stdin is still open");
+    assert!(
+        text.contains("record 2 (line 2, byte 6): field 2 is not a number: \"x\""),
+        "{text}"
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(65));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(
+        out.trim_end().parse::<f64>().unwrap(),
+        linear([1.0, 2.0, 3.0])
+    );
+    drop(stdin);
+    errors.join().unwrap();
+}
