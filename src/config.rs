@@ -109,7 +109,10 @@ pub struct ServeConfig {
     pub bind: SocketAddr,
     /// Directory holding the model.
     pub model_dir: PathBuf,
-    /// Tokio worker threads.
+    /// Tokio worker threads (`MODEL_SERVER_WORKERS`): they run the HTTP
+    /// side and score requests. The pool that puts one stream on every core
+    /// ([`crate::parallel`]) is separate and sized to the CPUs the process
+    /// may use, whatever this says.
     pub workers: usize,
     /// A request that makes no progress for this long is ended.
     pub timeout: Duration,

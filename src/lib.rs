@@ -20,6 +20,8 @@
 //!   `model.json`; the one file to edit to serve another algorithm.
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
+//! - [`parallel`]: one record-wise stream on every core: cut into ranges
+//!   of whole records, scored on a pool, written back in order.
 //! - [`config`]: the server's configuration, from the environment.
 //! - [`batch`]: Batch Transform's `BatchStrategy` and
 //!   `/execution-parameters`, shared by the server and `mmp transform`.
@@ -55,6 +57,7 @@ pub mod media;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod parallel;
 pub mod pipeline;
 pub mod predictor;
 pub mod record;

@@ -12,7 +12,7 @@
 use bytes::BytesMut;
 
 use crate::codec::{DecodeOptions, Decoder, Encoder};
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Position};
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
 use crate::record::{Batch, Shape};
@@ -100,6 +100,9 @@ pub struct Pipeline {
     preds: Vec<f64>,
     limit: usize,
     stats: Stats,
+    /// Where this stream starts in a larger input (a range of it, see
+    /// [`crate::parallel`]): error positions are shifted by it.
+    base: Option<Position>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -139,6 +142,7 @@ impl Pipeline {
             preds: Vec::with_capacity(initial),
             limit,
             stats: Stats::default(),
+            base: None,
         }
     }
 
@@ -148,6 +152,27 @@ impl Pipeline {
     pub fn on_placeholder(mut self, sink: fn(&Error)) -> Pipeline {
         self.on_placeholder = Some(sink);
         self
+    }
+
+    /// This stream is a part of a larger input starting at `base` (its
+    /// first record is `base.record`, on line `base.line`, at byte
+    /// `base.byte`): the positions of its errors, returned or written as
+    /// placeholders, are the larger input's.
+    pub fn with_base(mut self, base: Position) -> Pipeline {
+        self.base = Some(base);
+        self
+    }
+
+    /// An error's position moved from this stream's to the larger input's.
+    fn rebase(&self, e: Error) -> Error {
+        match self.base {
+            None => e,
+            Some(start) => e.map_position(|pos| Position {
+                record: start.record.saturating_sub(1) + pos.record,
+                line: start.line.saturating_sub(1) + pos.line,
+                byte: start.byte + pos.byte,
+            }),
+        }
     }
 
     /// Counters so far.
@@ -164,6 +189,10 @@ impl Pipeline {
     /// encoded predictions to `out`. An `Err` ends the run: a bad record
     /// under the `fail` policy, or an error that breaks the stream.
     pub fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
+        self.feed_inner(input, out).map_err(|e| self.rebase(e))
+    }
+
+    fn feed_inner(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), Error> {
         let mut at = 0;
         while at < input.len() {
             at += self
@@ -178,6 +207,10 @@ impl Pipeline {
 
     /// End of input: score what is left and close the output.
     pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        self.finish_inner(out).map_err(|e| self.rebase(e))
+    }
+
+    fn finish_inner(&mut self, out: &mut BytesMut) -> Result<(), Error> {
         while !self.decoder.finish(&mut self.batch, self.limit)? {
             self.flush(out)?;
         }
@@ -240,8 +273,10 @@ impl Pipeline {
             };
             if let Some(err) = err {
                 if self.policy == ErrorPolicy::Fail || !err.can_continue() {
+                    // Rebased by `feed` or `finish`.
                     return Err(err);
                 }
+                let err = self.rebase(err);
                 tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
                 if let Some(sink) = self.on_placeholder {
                     sink(&err);

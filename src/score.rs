@@ -5,6 +5,13 @@
 //! large buffers. With several inputs each gets its own output, and a failing
 //! input does not stop the others (its output is not left behind half
 //! written); the exit code reports the first failure.
+//!
+//! A record-wise input (CSV or JSON lines, answered in either) runs on every
+//! CPU the process may use ([`crate::parallel`]): a file of at least
+//! [`INLINE_BELOW`] bytes, and stdin when it is a pipe or terminal (then a
+//! range is cut as soon as a read comes back short and the pool is idle, so
+//! lines typed or trickled in are answered at once). Smaller files, an
+//! `application/json` side, or one CPU run inline on this thread.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -17,6 +24,7 @@ use crate::error::Error;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
 use crate::output::Output;
+use crate::parallel::{self, Engine, Spec};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 use crate::transform::progress::Progress;
 
@@ -24,6 +32,12 @@ use crate::transform::progress::Progress;
 pub const READ_BUF: usize = 1 << 20;
 /// Output is written once this much has accumulated.
 pub const WRITE_BUF: usize = 1 << 18;
+/// Regular files smaller than this are scored inline. Two ranges
+/// ([`parallel::RANGE_BYTES`]): a smaller file gives the pool at most one
+/// range and one other short one, so nothing to run side by side worth the
+/// threads. (Timing 1–8 MiB files either way on the shared development
+/// machine, loaded at 7–12 on 2 CPUs, was all noise.)
+pub const INLINE_BELOW: u64 = 4 << 20;
 
 /// Run `mmp score`. On a terminal, a progress bar on stderr while it runs.
 pub fn run(args: &ScoreArgs) -> Result<(), Error> {
@@ -40,12 +54,6 @@ pub fn run(args: &ScoreArgs) -> Result<(), Error> {
 /// Input bytes in all, when every input is a regular file (stdin too, when
 /// redirected from one); `None` for a pipe, FIFO or terminal.
 fn total_bytes(inputs: &[PathBuf]) -> Option<u64> {
-    let stdin_size = || {
-        use std::os::fd::AsFd;
-        let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
-        let meta = File::from(fd).metadata().ok()?;
-        meta.is_file().then_some(meta.len())
-    };
     if inputs.is_empty() {
         return stdin_size();
     }
@@ -89,20 +97,23 @@ fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> 
     let stdin_only = args.inputs.is_empty() || args.inputs.iter().all(|p| p.as_os_str() == "-");
     if stdin_only {
         let job = job_for(None);
+        // `Stdin`, not its lock: the reading may run on a thread of its own.
+        let size = stdin_size();
         return match &args.output {
             None => job
-                .run(&mut io::stdin().lock(), &mut io::stdout().lock())
+                .run(io::stdin(), &mut io::stdout().lock(), size)
                 .map(drop),
-            Some(out) => job.to_file(&mut io::stdin().lock(), out),
+            Some(out) => job.to_file(io::stdin(), out, size),
         };
     }
     if args.inputs.len() == 1 && args.output.as_ref().is_none_or(|o| !o.is_dir()) {
         let path = &args.inputs[0];
         let job = job_for(Some(path));
-        let mut reader = open(path)?;
+        let reader = open(path)?;
+        let size = file_size(&reader);
         let result = match &args.output {
-            None => job.run(&mut reader, &mut io::stdout().lock()).map(drop),
-            Some(out) => job.to_file(&mut reader, out),
+            None => job.run(reader, &mut io::stdout().lock(), size).map(drop),
+            Some(out) => job.to_file(reader, out, size),
         };
         return result.map_err(|e| e.context(path.display().to_string()));
     }
@@ -114,7 +125,10 @@ fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> 
     for path in &args.inputs {
         let job = job_for(Some(path));
         let out = out_path(path, args.output.as_deref());
-        let result = open(path).and_then(|mut r| job.to_file(&mut r, &out));
+        let result = open(path).and_then(|r| {
+            let size = file_size(&r);
+            job.to_file(r, &out, size)
+        });
         if let Some(p) = progress {
             p.file_done(result.is_ok());
         }
@@ -140,6 +154,19 @@ fn out_path(input: &Path, dir: Option<&Path>) -> PathBuf {
     }
 }
 
+/// The size of a regular file; `None` for a pipe, FIFO, terminal or device.
+fn file_size(file: &File) -> Option<u64> {
+    let meta = file.metadata().ok()?;
+    meta.is_file().then_some(meta.len())
+}
+
+/// [`file_size`] of stdin.
+fn stdin_size() -> Option<u64> {
+    use std::os::fd::AsFd;
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    file_size(&File::from(fd))
+}
+
 fn open(path: &Path) -> Result<File, Error> {
     File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))
 }
@@ -158,10 +185,49 @@ pub struct Job<'a> {
     pub progress: Option<&'a Progress>,
 }
 
+/// The engine for an input of `size` bytes (`None`: a stream), or `None`
+/// to score it inline.
+fn engine_for(input: Format, output: Format, size: Option<u64>) -> Option<Engine> {
+    let engine = Engine::new();
+    let worth = size.is_none_or(|n| n >= INLINE_BELOW);
+    (engine.threads > 1 && worth && parallel::record_wise(input, output)).then_some(engine)
+}
+
 impl Job<'_> {
-    /// Score `reader` into `writer`. On a bad record the predictions before it
-    /// are written, then the error is returned.
-    pub fn run(&self, reader: &mut dyn Read, writer: &mut dyn Write) -> Result<Stats, Error> {
+    /// Score `reader` into `writer`; `size`: the input's, if a regular file
+    /// (`None`: a stream). On a bad record the predictions before it are
+    /// written, then the error is returned.
+    pub fn run(
+        &self,
+        mut reader: impl Read + Send + 'static,
+        writer: &mut dyn Write,
+        size: Option<u64>,
+    ) -> Result<Stats, Error> {
+        let Some(engine) = engine_for(self.input, self.output, size) else {
+            return self.run_inline(&mut reader, writer);
+        };
+        let spec = Spec {
+            model: self.model,
+            opts: self.opts,
+            input: self.input,
+            output: self.output,
+        };
+        parallel::run(
+            &engine,
+            &spec,
+            reader,
+            writer,
+            size.is_none(),
+            self.progress,
+        )
+    }
+
+    /// [`Job::run`] on this thread alone.
+    pub fn run_inline(
+        &self,
+        reader: &mut dyn Read,
+        writer: &mut dyn Write,
+    ) -> Result<Stats, Error> {
         let mut pipeline = Pipeline::new(self.model.clone(), self.input, self.output, self.opts);
         let mut buf = vec![0u8; READ_BUF];
         let mut out = BytesMut::with_capacity(2 * WRITE_BUF);
@@ -205,10 +271,15 @@ impl Job<'_> {
     /// Score `reader` into the file `path`, which appears only if the whole
     /// input succeeded (see [`crate::output`]: a device, FIFO or
     /// `/dev/stdout` is written through instead).
-    pub fn to_file(&self, reader: &mut dyn Read, path: &Path) -> Result<(), Error> {
+    pub fn to_file(
+        &self,
+        reader: impl Read + Send + 'static,
+        path: &Path,
+        size: Option<u64>,
+    ) -> Result<(), Error> {
         let mut out = Output::create(path)
             .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))?;
-        self.run(reader, &mut out)?;
+        self.run(reader, &mut out, size)?;
         out.commit()
             .map_err(|e| Error::io(format!("writing {}", path.display()), e))
     }
