@@ -107,8 +107,8 @@ impl InProcess {
         let (tx, mut rx) = mpsc::channel(4);
         let me = self.clone();
         let task = tokio::task::spawn_blocking(move || {
-            let mut reader = FromChannel(body, Bytes::new());
-            me.job().run(&mut reader, &mut ToChannel(tx)).map(drop)
+            let reader = FromChannel(body, Bytes::new());
+            me.job().run(reader, &mut ToChannel(tx), None).map(drop)
         });
         let mut sunk = Ok(());
         while let Some(piece) = rx.recv().await {
