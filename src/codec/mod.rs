@@ -15,6 +15,7 @@ mod lines;
 
 pub use self::csv::CsvDecoder;
 pub use self::encode::Encoder;
+pub(crate) use self::field::field_error;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};
 
 use crate::error::Error;
