@@ -1,0 +1,268 @@
+//! The classifiers against an independent reference: scikit-learn's
+//! `LogisticRegression(C = 1 / (2·l2))` on the iris and breast-cancer sets
+//! it ships (tests/reference/sklearn_reference.py, run by the venv that
+//! `scripts/setup.sh` makes in `.venv-ref/`). `mmp train` on the same
+//! records must give the same class probabilities to 1e-4 and the same
+//! predicted labels; and the AWS sample's flow (iris with the species in
+//! column 1 → train → score and serve answer species names) must hold.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use util::*;
+
+/// Absolute tolerance on each class probability.
+const TOL: f64 = 1e-4;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// scikit-learn's fit, and the data, written under `dir`.
+struct Reference {
+    classes: Vec<String>,
+    proba: Vec<Vec<f64>>,
+    predict: Vec<String>,
+}
+
+fn reference(dataset: &str, l2: f64, dir: &Path) -> Reference {
+    let python = root().join(".venv-ref/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (it installs scikit-learn, the reference)",
+        python.display()
+    );
+    let o = Command::new(python)
+        .arg(root().join("tests/reference/sklearn_reference.py"))
+        .args([dataset, &l2.to_string()])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    Reference {
+        classes: strings(&v["classes"]),
+        proba: v["proba"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_f64().unwrap())
+                    .collect()
+            })
+            .collect(),
+        predict: strings(&v["predict"]),
+    }
+}
+
+fn train(dir: &Path, hyperparameters: &str) -> String {
+    let config = dir.join("input/config");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(config.join("hyperparameters.json"), hyperparameters).unwrap();
+    let o = mmp().args(["train", "--opt-ml"]).arg(dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// `mmp score` of the features file, as CSV records.
+fn score(dir: &Path, accept: &str) -> Vec<u8> {
+    let o = mmp()
+        .args(["score", "--accept", accept, "--model-dir"])
+        .arg(dir.join("model"))
+        .arg(dir.join("features.csv"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+fn csv_records(text: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text)
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect()
+}
+
+/// Compare answers (label, probabilities of every class) with scikit-learn;
+/// returns the largest probability difference.
+fn agree(got: &[(String, Vec<f64>)], want: &Reference) -> f64 {
+    assert_eq!(got.len(), want.proba.len());
+    let mut worst = 0.0f64;
+    for (i, ((label, p), (q, l))) in got
+        .iter()
+        .zip(want.proba.iter().zip(&want.predict))
+        .enumerate()
+    {
+        assert_eq!(label, l, "record {}: predicted label", i + 1);
+        assert_eq!(p.len(), q.len());
+        for (a, b) in p.iter().zip(q) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(
+        worst <= TOL,
+        "largest probability difference {worst:e} > {TOL:e}"
+    );
+    worst
+}
+
+#[test]
+fn multiclass_iris_matches_scikit_learn() {
+    for l2 in [0.5, 0.01] {
+        let dir = tempfile::tempdir().unwrap();
+        let want = reference("iris", l2, dir.path());
+        let log = train(
+            dir.path(),
+            &format!(
+                r#"{{"predictor_type": "multiclass_classifier", "l2": "{l2}", "num_classes": "3"}}"#
+            ),
+        );
+        let passes = log
+            .lines()
+            .find(|l| l.contains("Newton passes"))
+            .unwrap_or("");
+        // CSV: the species name, then one probability per class in the
+        // order of scikit-learn's classes_.
+        let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
+            .into_iter()
+            .map(|r| {
+                (
+                    r[0].clone(),
+                    r[1..].iter().map(|p| p.parse().unwrap()).collect(),
+                )
+            })
+            .collect();
+        let worst = agree(&got, &want);
+        eprintln!("iris, l2 = {l2}: largest |p - p_sklearn| = {worst:.2e}; {passes}");
+        let model: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("model/model.json")).unwrap())
+                .unwrap();
+        assert_eq!(model["classes"], serde_json::json!(want.classes));
+        for name in ["train:log_loss=", "train:accuracy="] {
+            assert!(log.contains(name), "{log}");
+        }
+    }
+}
+
+#[test]
+fn binary_breast_cancer_matches_scikit_learn() {
+    let l2 = 0.5;
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference("breast_cancer", l2, dir.path());
+    assert_eq!(want.classes, ["0", "1"]);
+    train(
+        dir.path(),
+        r#"{"predictor_type": "binary_classifier", "l2": "0.5"}"#,
+    );
+    // JSON lines per Linear Learner: score is the probability of the
+    // second label (scikit-learn's classes_[1]); predicted_label a number.
+    let text = String::from_utf8(score(dir.path(), "application/jsonlines")).unwrap();
+    let got: Vec<(String, Vec<f64>)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = v["score"].as_f64().unwrap();
+            assert!(v["predicted_label"].is_u64(), "{l}");
+            (v["predicted_label"].to_string(), vec![1.0 - p, p])
+        })
+        .collect();
+    let worst = agree(&got, &want);
+    eprintln!("breast cancer, l2 = {l2}: largest |p - p_sklearn| = {worst:.2e}");
+}
+
+#[test]
+fn separable_data_without_l2_fail_naming_l2() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("input/data/training");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("t.csv"), "no,0\nno,1\nyes,2\nyes,3\n").unwrap();
+    std::fs::create_dir_all(dir.path().join("input/config")).unwrap();
+    std::fs::write(
+        dir.path().join("input/config/hyperparameters.json"),
+        r#"{"predictor_type": "binary_classifier"}"#,
+    )
+    .unwrap();
+    let o = mmp()
+        .args(["train", "--opt-ml"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let failure = std::fs::read_to_string(dir.path().join("output/failure")).unwrap();
+    assert!(failure.contains("separable"), "{failure}");
+    assert!(failure.contains("l2 > 0"), "{failure}");
+    assert!(!dir.path().join("model/model.json").exists());
+}
+
+#[test]
+fn iris_species_train_then_serve_answers_species_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference("iris", 0.5, dir.path());
+    train(
+        dir.path(),
+        r#"{"predictor_type": "multiclass_classifier", "l2": "0.5"}"#,
+    );
+    let features = std::fs::read(dir.path().join("features.csv")).unwrap();
+    let model = dir.path().join("model");
+    let s = Server::start_with(&[], &["--model-dir", model.to_str().unwrap()]);
+
+    // A headerless feature CSV in, one species name first on each line out.
+    let r = s.post("text/csv", Some("text/csv"), &features);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let names: Vec<String> = csv_records(r.text().as_bytes())
+        .into_iter()
+        .map(|rec| rec[0].clone())
+        .collect();
+    assert_eq!(names, want.predict);
+    // `mmp score` answers byte for byte as the server.
+    assert_eq!(score(dir.path(), "text/csv"), r.text().as_bytes());
+
+    // JSON: {"predictions": [{"score": [...], "predicted_label": "setosa"}]}.
+    let r = s.post("text/csv", Some("application/json"), &features);
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    let preds = v["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), want.predict.len());
+    for (p, (name, q)) in preds.iter().zip(want.predict.iter().zip(&want.proba)) {
+        assert_eq!(p["predicted_label"], name.as_str());
+        let score = p["score"].as_array().unwrap();
+        assert_eq!(score.len(), 3);
+        for (a, b) in score.iter().zip(q) {
+            assert!((a.as_f64().unwrap() - b).abs() <= TOL);
+        }
+        assert_eq!(p.as_object().unwrap().len(), 2, "{p}");
+    }
+    // JSON lines: one such object per line.
+    let r = s.post("text/csv", Some("application/jsonlines"), &features);
+    assert_eq!(r.status, 200);
+    let labels: Vec<String> = r
+        .text()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["predicted_label"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(labels, want.predict);
+}
