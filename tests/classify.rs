@@ -266,3 +266,210 @@ fn iris_species_train_then_serve_answers_species_names() {
         .collect();
     assert_eq!(labels, want.predict);
 }
+
+// ------------------------------------------------- passes and bad labels
+
+/// Two overlapping classes ("a", "b") or three, 2 features: not separable.
+fn synthetic(classes: usize) -> String {
+    let mut s = String::new();
+    for i in 0..90u32 {
+        let (x1, x2) = (f64::from(i % 10), f64::from((i * 7) % 11));
+        let k = ((i % 10) / 4 + (i % 3)) as usize % classes;
+        s += &format!("{},{x1},{x2}\n", ["a", "b", "c"][k]);
+    }
+    s
+}
+
+fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// Run `mmp train` on `dir`; (success, stdout, failure file).
+fn run(dir: &Path) -> (bool, String, String) {
+    let o = mmp().args(["train", "--opt-ml"]).arg(dir).output().unwrap();
+    let failure = std::fs::read_to_string(dir.join("output/failure")).unwrap_or_default();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        failure,
+    )
+}
+
+#[test]
+fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
+    let data = synthetic(3);
+    let hp = r#"{"predictor_type": "multiclass_classifier", "l2": "0.1"}"#;
+    let file = tree(&[
+        ("input/data/training/t.csv", &data),
+        ("input/config/hyperparameters.json", hp),
+    ]);
+    let (ok, log, failure) = run(file.path());
+    assert!(ok, "{log}{failure}");
+    let file_model = std::fs::read(file.path().join("model/model.json")).unwrap();
+
+    let pipe = tree(&[
+        ("input/config/hyperparameters.json", hp),
+        (
+            "input/config/inputdataconfig.json",
+            r#"{"training": {"TrainingInputMode": "Pipe", "ContentType": "text/csv"}}"#,
+        ),
+    ]);
+    // One FIFO per epoch, each written by its own thread once mmp opens it.
+    let epochs = 30;
+    let fifos: Vec<PathBuf> = (0..epochs)
+        .map(|e| pipe.path().join(format!("input/data/training_{e}")))
+        .collect();
+    std::fs::create_dir_all(pipe.path().join("input/data")).unwrap();
+    for f in &fifos {
+        let ok = Command::new("mkfifo").arg(f).status().unwrap().success();
+        assert!(ok);
+        let (f, data) = (f.clone(), data.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            if let Ok(mut w) = std::fs::OpenOptions::new().write(true).open(&f) {
+                let _ = w.write_all(data.as_bytes());
+            }
+        });
+    }
+    let (ok, log, failure) = run(pipe.path());
+    // Unblock the writers of the epochs the fit did not need.
+    let used = log.lines().find_map(|l| {
+        l.split(" reads with the label scan")
+            .next()?
+            .rsplit('(')
+            .next()?
+            .parse::<usize>()
+            .ok()
+    });
+    let used = used.unwrap_or_else(|| panic!("{log}{failure}"));
+    for f in &fifos[used..] {
+        let _ = std::fs::read(f);
+    }
+    assert!(ok, "{log}{failure}");
+    assert!(used > 2, "{log}");
+    // The same passes over the same records: the same model, bit for bit.
+    assert_eq!(
+        std::fs::read(pipe.path().join("model/model.json")).unwrap(),
+        file_model
+    );
+
+    // Too few epochs: the pass that has no FIFO says so.
+    let short = tree(&[
+        ("input/config/hyperparameters.json", hp),
+        (
+            "input/config/inputdataconfig.json",
+            r#"{"training": {"TrainingInputMode": "Pipe"}}"#,
+        ),
+        ("input/data/training_0", &data),
+        ("input/data/training_1", &data),
+    ]);
+    let (ok, _, failure) = run(short.path());
+    assert!(!ok);
+    assert!(
+        failure.contains("no FIFO")
+            && failure.contains("training_2")
+            && failure.contains("more epochs"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn bad_labels_and_settings_fail_saying_what_and_where() {
+    let binary = r#"{"predictor_type": "binary_classifier", "l2": "1"}"#;
+    let multi = r#"{"predictor_type": "multiclass_classifier", "l2": "1", "num_classes": "4"}"#;
+    let cases: &[(&str, &str, Option<&str>, &[&str])] = &[
+        // Numbers and names mixed, as scikit-learn also refuses.
+        (
+            binary,
+            "1,0\na,1\n",
+            None,
+            &[
+                "mix numbers (1 at record 1, line 1)",
+                "\"a\" at record 2, line 2",
+            ],
+        ),
+        // Three labels for a binary classifier.
+        (
+            binary,
+            "a,0\nb,1\nc,2\n",
+            None,
+            &["has 3 distinct labels (a, b, c), expected 2"],
+        ),
+        // num_classes checked against the data.
+        (
+            multi,
+            &synthetic(3),
+            None,
+            &["has 3 distinct labels", "num_classes 4"],
+        ),
+        // A validation label the training data never had.
+        (
+            binary,
+            &synthetic(2),
+            Some("a,1,1\nzebra,2,2\n"),
+            &[
+                "validation file",
+                "record 2 (line 2, byte 6)",
+                "its label \"zebra\" is not one of the training channel's labels (a, b)",
+            ],
+        ),
+        // The regressor still wants numbers, and says what to use instead.
+        (
+            "{}",
+            "setosa,1\n",
+            None,
+            &[
+                "record 1 (line 1, byte 0): field 1 is not a number: \"setosa\"",
+                "binary_classifier or multiclass_classifier",
+            ],
+        ),
+    ];
+    for (hp, train, valid, want) in cases {
+        let mut files = vec![
+            ("input/config/hyperparameters.json", *hp),
+            ("input/data/training/t.csv", *train),
+        ];
+        if let Some(v) = valid {
+            files.push(("input/data/validation/v.csv", v));
+        }
+        let dir = tree(&files);
+        let (ok, log, failure) = run(dir.path());
+        assert!(!ok, "{log}");
+        for w in *want {
+            assert!(failure.contains(w), "want {w:?} in: {failure}");
+        }
+        assert!(!dir.path().join("model/model.json").exists());
+    }
+}
+
+#[test]
+fn sharded_classifiers_are_refused() {
+    let dir = tree(&[
+        (
+            "input/config/hyperparameters.json",
+            r#"{"predictor_type": "binary_classifier"}"#,
+        ),
+        (
+            "input/config/inputdataconfig.json",
+            r#"{"training": {"S3DistributionType": "ShardedByS3Key"}}"#,
+        ),
+        (
+            "input/config/resourceconfig.json",
+            r#"{"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}"#,
+        ),
+        ("input/data/training/t.csv", &synthetic(2)),
+    ]);
+    let (ok, _, failure) = run(dir.path());
+    assert!(!ok);
+    assert!(
+        failure.contains("ShardedByS3Key is not supported for classifiers")
+            && failure.contains("use FullyReplicated"),
+        "{failure}"
+    );
+}

@@ -598,7 +598,16 @@ fn read_channel(
             {
                 TrainError::channel(
                     &channel.name,
-                    format!("Pipe mode, but there is no FIFO {file}"),
+                    if epoch == 0 {
+                        format!("Pipe mode, but there is no FIFO {file}")
+                    } else {
+                        // A classifier reads the channel once per pass.
+                        format!(
+                            "Pipe mode, but there is no FIFO {file} for pass {} of the \
+                             classifier's fit (one FIFO per epoch): give the job more epochs",
+                            epoch + 1
+                        )
+                    },
                 )
             }
             e => e,
