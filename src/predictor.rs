@@ -1,12 +1,15 @@
 //! The model this container serves: the file to edit to serve your own.
 //!
 //! It plays the part of `predictor.py` in AWS's `scikit_bring_your_own`
-//! sample. Here it is a mock: a linear model read from `model.json`,
+//! sample. Here it is a mock of Linear Learner's three predictor types:
+//! a linear regressor read from `model.json`,
 //! `{"bias": b, "weights": [w1, ..., wD]}`, whose prediction for a record
 //! `x` is `b + w·x` (or, from a job sharded over several hosts, combined
-//! from their per-host statistics: [`load`]). To drop in another
-//! algorithm, replace [`LinearModel`] with your type, implement [`Model`]
-//! for it, and make [`load`] read your artifact from the model directory.
+//! from their per-host statistics: [`load`]), and a binary or multiclass
+//! logistic classifier ([`LogisticArtifact`]) answering with its labels.
+//! To drop in another algorithm, replace these with your type, implement
+//! [`Model`] for it (declaring its [`Output`]), and make [`load_model`]
+//! read your artifact from the model directory.
 //! Nothing else needs to change: decoding, batching, encoding, HTTP and the
 //! CLIs only see the trait.
 

@@ -277,4 +277,30 @@ mod tests {
         let all: Vec<_> = b.rows().iter().collect();
         assert_eq!(all, vec![&[1.0, 2.0][..], &[3.0, 4.0][..]]);
     }
+
+    #[test]
+    fn csv_labels_may_be_names_or_numbers() {
+        use crate::codec::{DecodeOptions, Decoder};
+        use crate::media::Format;
+        let opts = DecodeOptions {
+            label: true,
+            ..DecodeOptions::default()
+        };
+        let mut d = Decoder::new(Format::Csv, &opts);
+        let mut b = Batch::with_capacity(4, 1);
+        let input = b"\"a,b\",1\nsetosa,2\n3,4\n,5\n";
+        let used = d.decode(input, &mut b, 16).unwrap();
+        assert_eq!(used, input.len());
+        d.finish(&mut b, 16).unwrap();
+        assert_eq!(b.rows().len(), 3);
+        assert_eq!(b.label(0), Label::Text("a,b"));
+        assert_eq!(b.label(1), Label::Text("setosa"));
+        assert_eq!(b.label(2), Label::Number(3.0));
+        assert_eq!(b.rows().row(1), &[2.0]);
+        // An empty label is still an error, with its position.
+        assert_eq!(
+            b.errors()[0].1.to_string(),
+            "record 4 (line 4, byte 21): field 1 is empty"
+        );
+    }
 }

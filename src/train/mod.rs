@@ -1,12 +1,14 @@
 //! `mmp train`: SageMaker's training contract for the linear model.
 //!
 //! Reads the configuration under `<root>/input/config`, streams the
-//! `training` channel (and `validation`, if configured) once through the
-//! same decoders `serve` uses, fits least squares with an optional L2
-//! penalty, and writes `<root>/model/model.json`, which `serve` and `score`
-//! load; on a job of several hosts, what each host writes is decided in
-//! [`hosts`]. Metrics are printed as `train:rmse=…;` lines for
-//! `MetricDefinitions`.
+//! `training` channel (and `validation`, if configured) through the same
+//! decoders `serve` uses, fits the hyperparameter `predictor_type`'s model
+//! (a regressor's least squares with an optional L2 penalty in one pass,
+//! or a classifier's logistic regression in several: [`logistic`]), and
+//! writes `<root>/model/model.json`, which `serve` and `score` load; on a
+//! job of several hosts, what each host writes is decided in [`hosts`].
+//! Metrics are printed as `train:rmse=…;` (`train:log_loss=…;`,
+//! `train:accuracy=…;`) lines for `MetricDefinitions`.
 //! On any failure the reason goes to `<root>/output/failure` (cause first:
 //! its first 1024 characters become the job's `FailureReason`) and to
 //! stderr, no model is written, and the exit code is non-zero.
@@ -18,7 +20,8 @@
 //! - [`channels`]: which files (or which FIFO) make up a channel, and
 //!   opening them, gzip included.
 //! - [`ingest`]: bytes → decoder → batches → sums, with progress lines.
-//! - [`fit`]: the streaming sums, the solver, and RMSE from the sums.
+//! - [`fit`]: the regressor: streaming sums, the solver, RMSE from the sums.
+//! - [`logistic`]: the classifiers: label scan, Newton passes, log loss.
 //! - [`hosts`]: several instances: who writes `model.json`, who writes
 //!   per-host statistics.
 //! - [`stats`]: the per-host statistics files, and combining them into one
