@@ -284,6 +284,7 @@ mod tests {
         use crate::media::Format;
         let opts = DecodeOptions {
             label: true,
+            text_labels: true,
             ..DecodeOptions::default()
         };
         let mut d = Decoder::new(Format::Csv, &opts);

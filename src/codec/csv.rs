@@ -361,9 +361,9 @@ fn push_record<'f>(
             match parse_field(field, pos, 1) {
                 Ok(v) => label = Some(v),
                 // A label that is not a number is a class name (iris's
-                // species in column 1); the regressor's fit rejects it.
+                // species in column 1), if the fit takes them.
                 Err(e) => match std::str::from_utf8(field) {
-                    Ok(text) if !text.trim_ascii().is_empty() => {
+                    Ok(text) if opts.text_labels && !text.trim_ascii().is_empty() => {
                         batch.push_label_text(text);
                         label = Some(f64::NAN);
                     }

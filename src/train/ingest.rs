@@ -41,6 +41,10 @@ pub trait Accumulate {
     fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError>;
     /// Records added so far.
     fn count(&self) -> u64;
+    /// Whether labels may be text (class names); a regressor's may not.
+    fn text_labels(&self) -> bool {
+        false
+    }
 }
 
 /// Sums of one channel, and where its number of features came from.
@@ -197,6 +201,7 @@ impl Ingest {
         let opts = DecodeOptions {
             shape: sums.features().map_or(Shape::Any, Shape::Features),
             label: true,
+            text_labels: sums.text_labels(),
             csv_header: stream.csv_header,
             stop_on_error: true,
             ..DecodeOptions::default()
@@ -303,14 +308,12 @@ fn text_label_error(stream: &Stream<'_>, batch: &Batch, i: usize, pos: Position)
         Label::Number(_) => "",
     };
     let e = crate::codec::field_error(text.as_bytes(), pos, 1);
-    record_error(
-        stream,
-        e,
-        "; predictor_type regressor needs numeric labels (class names need \
-         binary_classifier or multiclass_classifier)"
-            .into(),
-    )
+    record_error(stream, e, REGRESSOR_LABELS.into())
 }
+
+/// The hint on a regressor's label that is not a number.
+const REGRESSOR_LABELS: &str = "; predictor_type regressor needs numeric labels (class names need \
+     binary_classifier or multiclass_classifier)";
 
 /// A record whose width differs from the first record's. Cold: bad input.
 #[cold]
@@ -332,6 +335,7 @@ fn width_error(
 /// The context for a decoder's field-count error: where D came from.
 fn hint(e: &Error, sums: &dyn Accumulate) -> String {
     match e.kind() {
+        ErrorKind::NotANumber { field: 1, .. } if !sums.text_labels() => REGRESSOR_LABELS.into(),
         ErrorKind::FieldCount { .. } if !sums.origin().is_empty() => format!("; {}", sums.origin()),
         _ => String::new(),
     }

@@ -177,6 +177,10 @@ impl Accumulate for Scan {
     fn count(&self) -> u64 {
         self.count
     }
+
+    fn text_labels(&self) -> bool {
+        true
+    }
 }
 
 /// One evaluation pass at parameters θ: the loss, the correct count, and
@@ -351,6 +355,10 @@ impl Accumulate for Pass<'_> {
 
     fn count(&self) -> u64 {
         self.count
+    }
+
+    fn text_labels(&self) -> bool {
+        true
     }
 }
 
