@@ -473,3 +473,25 @@ fn sharded_classifiers_are_refused() {
         "{failure}"
     );
 }
+
+#[test]
+fn fully_replicated_classifiers_write_from_the_first_host_only() {
+    let hp = r#"{"predictor_type": "multiclass_classifier", "l2": "0.1"}"#;
+    for (host, writes) in [("algo-1", true), ("algo-2", false)] {
+        let rc = format!(r#"{{"current_host": "{host}", "hosts": ["algo-1", "algo-2"]}}"#);
+        let dir = tree(&[
+            ("input/config/hyperparameters.json", hp),
+            ("input/config/resourceconfig.json", &rc),
+            ("input/data/training/t.csv", &synthetic(3)),
+        ]);
+        let (ok, log, failure) = run(dir.path());
+        assert!(ok, "{log}{failure}");
+        assert_eq!(
+            dir.path().join("model/model.json").exists(),
+            writes,
+            "{host}: {log}"
+        );
+        // Every host prints the job's metrics: they fit the same model.
+        assert!(log.contains("train:accuracy="), "{log}");
+    }
+}
