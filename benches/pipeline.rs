@@ -69,6 +69,42 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 }
 
+/// A three-class classifier with string labels over the same rows: the
+/// softmax and the label written first (`label,p1,p2,p3` or
+/// `{"score":[...],"predicted_label":"..."}`).
+fn classifier() -> mmp::model::SharedModel {
+    use mmp::model::ClassLabel;
+    use mmp::predictor::{ClassifierType, LogisticArtifact};
+    let mut rng = Rng(11);
+    Arc::new(
+        LogisticArtifact {
+            predictor_type: ClassifierType::MulticlassClassifier,
+            classes: ["setosa", "versicolor", "virginica"]
+                .map(|c| ClassLabel::Text(c.into()))
+                .to_vec(),
+            bias: (0..3).map(|_| rng.next() / 10.0).collect(),
+            weights: (0..3)
+                .map(|_| (0..D).map(|_| rng.next() / 10.0).collect())
+                .collect(),
+        }
+        .into_model(),
+    )
+}
+
+fn classify(c: &mut Criterion) {
+    let m = classifier();
+    let mut g = c.benchmark_group("classifier");
+    for format in [Format::Csv, Format::JsonLines] {
+        let (input, rows) = data(format, 8 << 20);
+        g.throughput(Throughput::Bytes(input.len() as u64));
+        let id = BenchmarkId::new(format.mime(), "chunk 1024 KiB");
+        g.bench_with_input(id, &input, |b, input| {
+            b.iter(|| assert_eq!(run_pipeline(&m, format, input, 1 << 20), rows));
+        });
+    }
+    g.finish();
+}
+
 fn decode_only(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     let opts = DecodeOptions {
@@ -107,6 +143,6 @@ fn decode_only(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = pipeline, decode_only
+    targets = pipeline, classify, decode_only
 }
 criterion_main!(benches);

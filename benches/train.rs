@@ -12,7 +12,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mmp::media::Format;
 use mmp::train::fit::Moments;
-use mmp::train::ingest::{Ingest, Progress, Stream, Sums};
+use mmp::train::ingest::{Accumulate, Ingest, Progress, Stream, Sums};
 
 mod common;
 

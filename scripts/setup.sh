@@ -73,4 +73,17 @@ if ! cmp -s "$req" "$venv/requirements.installed" 2>/dev/null ||
   cp "$req" "$venv/requirements.installed"
 fi
 
+# scikit-learn in .venv-ref/ (git-ignored), the reference the classifier
+# tests compare against. Reinstalled only when its requirements change.
+venv=.venv-ref
+req=tests/reference/requirements.txt
+if ! cmp -s "$req" "$venv/requirements.installed" 2>/dev/null ||
+  ! "$venv/bin/python" -c 'import sklearn' >/dev/null 2>&1; then
+  echo "setup: creating $venv with $(grep -v '^#' "$req" | tr '\n' ' ')"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/requirements.installed"
+fi
+
 echo "setup: ok"

@@ -16,8 +16,9 @@
 //! - [`codec`]: incremental decoders (CSV on csv-core with a fast path, JSON
 //!   lines, bounded JSON documents) and encoders (Linear Learner's formats).
 //! - [`model`]: the `Model` trait, the seam for your own algorithm.
-//! - [`predictor`]: the model served here, a linear mock read from
-//!   `model.json`; the one file to edit to serve another algorithm.
+//! - [`predictor`]: the models served here, a linear regressor and a
+//!   (multinomial) logistic classifier read from `model.json`; the file to
+//!   edit to serve another algorithm.
 //! - [`pipeline`]: decoder → model → encoder for one stream, with the error
 //!   policy (`fail` or `placeholder`).
 //! - [`parallel`]: one record-wise stream on every core: cut into ranges
@@ -36,9 +37,10 @@
 //!   then rename) when they are regular files, written through when they
 //!   are devices, FIFOs or `/dev/stdout`.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
-//! - [`train`]: `mmp train`, SageMaker's training contract for the linear
-//!   model, on one host or several (per-host statistics when the data is
-//!   sharded, combined when the model is loaded).
+//! - [`train`]: `mmp train`, SageMaker's training contract: the regressor's
+//!   least squares and the classifiers' Newton passes, on one host or
+//!   several (per-host statistics when the data is sharded, combined when
+//!   the model is loaded).
 //! - [`transform`]: `mmp transform`, a Batch Transform job against a
 //!   container's URL or the model in-process.
 //! - [`cli`]: the command line, the only module that knows clap: it turns

@@ -97,7 +97,9 @@ pub struct Pipeline {
     policy: ErrorPolicy,
     on_placeholder: Option<fn(&Error)>,
     batch: Batch,
+    /// The model's numbers for the batch, `width` per record.
     preds: Vec<f64>,
+    width: usize,
     limit: usize,
     stats: Stats,
     /// Where this stream starts in a larger input (a range of it, see
@@ -132,14 +134,17 @@ impl Pipeline {
         // once and reuses it. (Reserving `limit` rows up front would cost
         // every 1-row request a 128 KiB allocation.)
         let initial = limit.min(32);
+        let shape = model.output();
+        let per_record = shape.width().max(1);
         Pipeline {
             decoder: Decoder::new(input, &decode),
-            encoder: Encoder::new(output),
+            encoder: Encoder::with_output(output, shape),
             model,
             policy: opts.policy,
             on_placeholder: None,
             batch: Batch::with_capacity(initial, width),
-            preds: Vec::with_capacity(initial),
+            preds: Vec::with_capacity(initial * per_record),
+            width: per_record,
             limit,
             stats: Stats::default(),
             base: None,
@@ -228,22 +233,31 @@ impl Pipeline {
         let rows = self.batch.rows();
         self.preds.clear();
         self.model.predict(rows, &mut self.preds)?;
-        if self.preds.len() != rows.len() {
-            let msg = format!(
-                "the model returned {} predictions for {} records",
-                self.preds.len(),
-                rows.len()
-            );
+        if self.preds.len() != rows.len() * self.width {
+            let msg = if self.width == 1 {
+                format!(
+                    "the model returned {} predictions for {} records",
+                    self.preds.len(),
+                    rows.len()
+                )
+            } else {
+                format!(
+                    "the model returned {} numbers for {} records of {} numbers each",
+                    self.preds.len(),
+                    rows.len(),
+                    self.width
+                )
+            };
             self.batch.clear();
             return Err(model_error(msg));
         }
         let result = if self.batch.has_errors() || self.preds.iter().any(|y| !y.is_finite()) {
             self.encode_with_errors(out)
         } else {
-            for &y in &self.preds {
-                self.encoder.prediction(y, out);
+            for values in self.preds.chunks_exact(self.width) {
+                self.encoder.record(values, out);
             }
-            self.stats.predictions += self.preds.len() as u64;
+            self.stats.predictions += rows.len() as u64;
             Ok(())
         };
         self.batch.clear();
@@ -260,15 +274,16 @@ impl Pipeline {
             let err = if errors.peek().is_some_and(|(s, _)| *s == slot) {
                 errors.next().map(|(_, e)| e)
             } else {
-                let y = self.preds[next];
+                let values = &self.preds[next * self.width..(next + 1) * self.width];
                 let pos = positions[next];
                 next += 1;
-                if y.is_finite() {
-                    self.encoder.prediction(y, out);
-                    self.stats.predictions += 1;
-                    None
-                } else {
-                    Some(Error::new(ErrorKind::NonFinitePrediction { pos, value: y }))
+                match values.iter().find(|y| !y.is_finite()) {
+                    None => {
+                        self.encoder.record(values, out);
+                        self.stats.predictions += 1;
+                        None
+                    }
+                    Some(&value) => Some(Error::new(ErrorKind::NonFinitePrediction { pos, value })),
                 }
             };
             if let Some(err) = err {

@@ -1,21 +1,25 @@
 //! The model this container serves: the file to edit to serve your own.
 //!
 //! It plays the part of `predictor.py` in AWS's `scikit_bring_your_own`
-//! sample. Here it is a mock: a linear model read from `model.json`,
+//! sample. Here it is a mock of Linear Learner's three predictor types:
+//! a linear regressor read from `model.json`,
 //! `{"bias": b, "weights": [w1, ..., wD]}`, whose prediction for a record
 //! `x` is `b + w·x` (or, from a job sharded over several hosts, combined
-//! from their per-host statistics: [`load`]). To drop in another
-//! algorithm, replace [`LinearModel`] with your type, implement [`Model`]
-//! for it, and make [`load`] read your artifact from the model directory.
+//! from their per-host statistics: [`load`]), and a binary or multiclass
+//! logistic classifier ([`LogisticArtifact`]) answering with its labels.
+//! To drop in another algorithm, replace these with your type, implement
+//! [`Model`] for it (declaring its [`Output`]), and make [`load_model`]
+//! read your artifact from the model directory.
 //! Nothing else needs to change: decoding, batching, encoding, HTTP and the
 //! CLIs only see the trait.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind};
-use crate::model::Model;
+use crate::model::{Artifact, ClassLabel, Classes, Model, Output, SharedModel};
 use crate::record::Rows;
 
 /// File name of the artifact inside the model directory.
@@ -64,12 +68,236 @@ impl LinearModel {
     /// Write `model.json` into `dir` atomically (a temporary file renamed
     /// into place), so a reader never sees half a model.
     pub fn save(&self, dir: &Path) -> Result<(), Error> {
-        let path = dir.join(MODEL_FILE);
-        let mut text = serde_json::to_vec(self).map_err(|e| Error::config(e.to_string()))?;
-        text.push(b'\n');
-        crate::output::write(&path, &text)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        save_json(self, dir)
     }
+}
+
+/// Write `artifact` as `model.json` into `dir` atomically (a temporary file
+/// renamed into place), so a reader never sees half a model.
+fn save_json(artifact: &impl Serialize, dir: &Path) -> Result<(), Error> {
+    let path = dir.join(MODEL_FILE);
+    let mut text = serde_json::to_vec(artifact).map_err(|e| Error::config(e.to_string()))?;
+    text.push(b'\n');
+    // All or nothing for a regular file; a link or device is written
+    // through (src/output.rs).
+    crate::output::write(&path, &text)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+impl Artifact for LinearModel {
+    fn save(&self, dir: &Path) -> Result<(), Error> {
+        save_json(self, dir)
+    }
+}
+
+impl Artifact for LogisticArtifact {
+    fn save(&self, dir: &Path) -> Result<(), Error> {
+        save_json(self, dir)
+    }
+}
+
+/// Linear Learner's `predictor_type` of a classifier artifact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassifierType {
+    /// Two classes: one weight vector; `score` is the second class's
+    /// probability.
+    BinaryClassifier,
+    /// K classes: one weight vector per class, softmax.
+    MulticlassClassifier,
+}
+
+/// A (multinomial) logistic regression, as `model.json`:
+/// `{"predictor_type": "multiclass_classifier", "classes": ["setosa", ...],
+/// "bias": [b1, ...], "weights": [[w11, ...], ...]}`, one bias and weight
+/// row per class (one of each for a binary classifier, the log-odds of the
+/// second class). `classes` are sorted (numbers numerically, names by code
+/// point), as scikit-learn's `classes_`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogisticArtifact {
+    /// Binary or multiclass.
+    pub predictor_type: ClassifierType,
+    /// The class labels, in output order.
+    pub classes: Vec<ClassLabel>,
+    /// One intercept per weight row.
+    pub bias: Vec<f64>,
+    /// One weight row per class (one row for a binary classifier).
+    pub weights: Vec<Vec<f64>>,
+}
+
+impl LogisticArtifact {
+    /// Check the artifact makes sense; `Err` says what is wrong.
+    fn validate(&self) -> Result<(), String> {
+        let k = self.classes.len();
+        if k < 2 {
+            return Err(format!(
+                "\"classes\" has {k} labels: a classifier needs at least 2"
+            ));
+        }
+        let rows = match self.predictor_type {
+            ClassifierType::BinaryClassifier if k != 2 => {
+                return Err(format!(
+                    "a binary_classifier has 2 classes, \"classes\" has {k}"
+                ))
+            }
+            ClassifierType::BinaryClassifier => 1,
+            ClassifierType::MulticlassClassifier => k,
+        };
+        if self.bias.len() != rows || self.weights.len() != rows {
+            return Err(format!(
+                "\"bias\" and \"weights\" need {rows} rows for {k} classes, found {} and {}",
+                self.bias.len(),
+                self.weights.len()
+            ));
+        }
+        let d = self.weights[0].len();
+        if d == 0 || self.weights.iter().any(|w| w.len() != d) {
+            return Err("\"weights\" rows must be non-empty and of one length".into());
+        }
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !finite(&self.bias) || !self.weights.iter().all(|w| finite(w)) {
+            return Err("bias and weights must be finite numbers".into());
+        }
+        Ok(())
+    }
+
+    /// Write `model.json` into `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<(), Error> {
+        save_json(self, dir)
+    }
+
+    /// The model that serves this artifact.
+    pub fn into_model(self) -> LogisticModel {
+        let d = self.weights[0].len();
+        let flat = self.weights.iter().flatten().copied().collect();
+        let classes = Arc::new(Classes::new(self.classes.clone()));
+        let output = match self.predictor_type {
+            ClassifierType::BinaryClassifier => Output::Binary(classes),
+            ClassifierType::MulticlassClassifier => Output::Multiclass(classes),
+        };
+        LogisticModel {
+            artifact: self,
+            flat,
+            features: d,
+            output,
+        }
+    }
+}
+
+/// A loaded [`LogisticArtifact`]: its weights in one flat row-major buffer.
+#[derive(Debug)]
+pub struct LogisticModel {
+    artifact: LogisticArtifact,
+    flat: Vec<f64>,
+    features: usize,
+    output: Output,
+}
+
+impl LogisticModel {
+    /// The artifact it was made from.
+    pub fn artifact(&self) -> &LogisticArtifact {
+        &self.artifact
+    }
+}
+
+/// `1 / (1 + e^-z)` without overflow for large `|z|`.
+#[inline]
+pub fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Turn logits into probabilities in place (shifted by the largest, so
+/// `exp` never overflows).
+#[inline]
+pub fn softmax(z: &mut [f64]) {
+    let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in z.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in z.iter_mut() {
+        *v /= sum;
+    }
+}
+
+impl Model for LogisticModel {
+    fn num_features(&self) -> Option<usize> {
+        Some(self.features)
+    }
+
+    fn output(&self) -> Output {
+        self.output.clone()
+    }
+
+    fn predict(&self, rows: Rows<'_>, out: &mut Vec<f64>) -> Result<(), Error> {
+        let d = self.features;
+        let bias = &self.artifact.bias;
+        match self.artifact.predictor_type {
+            ClassifierType::BinaryClassifier => {
+                let w = &self.flat[..d];
+                out.extend(
+                    rows.iter().map(|x| {
+                        sigmoid(bias[0] + w.iter().zip(x).map(|(w, v)| w * v).sum::<f64>())
+                    }),
+                );
+            }
+            ClassifierType::MulticlassClassifier => {
+                for x in rows.iter() {
+                    let start = out.len();
+                    out.extend(
+                        self.flat
+                            .chunks_exact(d)
+                            .zip(bias)
+                            .map(|(w, b)| b + w.iter().zip(x).map(|(w, v)| w * v).sum::<f64>()),
+                    );
+                    softmax(&mut out[start..]);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Load whichever model `dir` holds, for `serve`, `score` and `transform`:
+/// a classifier's `model.json` (it names its `predictor_type`), else the
+/// linear regressor ([`load`]: `model.json` with `bias` and `weights`, or
+/// per-host statistics).
+pub fn load_model(dir: &Path) -> Result<SharedModel, Error> {
+    #[derive(Deserialize)]
+    struct Tag {
+        predictor_type: Option<serde_json::Value>,
+    }
+    let path = dir.join(MODEL_FILE);
+    if let Ok(text) = std::fs::read(&path) {
+        if let Ok(Tag {
+            predictor_type: Some(t),
+        }) = serde_json::from_slice::<Tag>(&text)
+        {
+            let fail = |reason: String| {
+                Error::new(ErrorKind::ModelLoad {
+                    path: path.display().to_string(),
+                    reason,
+                })
+            };
+            if t == "regressor" {
+                return Err(fail(
+                    "a regressor's model.json has only \"bias\" and \"weights\"".into(),
+                ));
+            }
+            let a: LogisticArtifact =
+                serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
+            a.validate().map_err(fail)?;
+            return Ok(Arc::new(a.into_model()));
+        }
+    }
+    Ok(Arc::new(load(dir)?))
 }
 
 /// Load the model from `dir` (the model directory): `model.json`, or, from
@@ -163,5 +391,81 @@ mod tests {
         };
         m.save(dir.path()).unwrap();
         assert_eq!(load(dir.path()).unwrap(), m);
+    }
+
+    fn iris_like() -> LogisticModel {
+        LogisticArtifact {
+            predictor_type: ClassifierType::MulticlassClassifier,
+            classes: ["setosa", "versicolor", "virginica"]
+                .map(|c| ClassLabel::Text(c.into()))
+                .to_vec(),
+            bias: vec![0.0, 1.0, -1.0],
+            weights: vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.5, 0.5]],
+        }
+        .into_model()
+    }
+
+    #[test]
+    fn multiclass_probabilities_are_a_softmax_of_the_logits() {
+        let m = iris_like();
+        let mut out = Vec::new();
+        m.predict(Rows::new(&[2.0, 0.0], &[2]), &mut out).unwrap();
+        // Logits 2, 1, 0: softmax computed by hand.
+        let e: Vec<f64> = [2.0f64, 1.0, 0.0].iter().map(|z| z.exp()).collect();
+        let sum: f64 = e.iter().sum();
+        for (got, want) in out.iter().zip(&e) {
+            assert!((got - want / sum).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn classifier_answers_with_labels_and_placeholders_in_place() {
+        use crate::media::Format;
+        use crate::pipeline::{ErrorPolicy, Pipeline, PipelineOptions};
+        let opts = PipelineOptions {
+            policy: ErrorPolicy::Placeholder,
+            ..PipelineOptions::default()
+        };
+        let model: SharedModel = Arc::new(iris_like());
+        let mut p = Pipeline::new(model, Format::Csv, Format::Csv, &opts);
+        let mut out = bytes::BytesMut::new();
+        p.feed(b"5,0\n1,x\n0,9\n", &mut out).unwrap();
+        p.finish(&mut out).unwrap();
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("setosa,"), "{text}");
+        assert!(
+            lines[1].starts_with("\"ERROR: record 2 (line 2, byte 4): field 2"),
+            "{text}"
+        );
+        assert!(lines[2].starts_with("versicolor,"), "{text}");
+        assert_eq!(p.stats().placeholders, 1);
+        assert_eq!(p.stats().predictions, 2);
+    }
+
+    #[test]
+    fn classifier_artifacts_load_and_bad_ones_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        iris_like().artifact().save(dir.path()).unwrap();
+        let m = load_model(dir.path()).unwrap();
+        assert_eq!(m.num_features(), Some(2));
+        assert_eq!(m.output().width(), 3);
+        std::fs::write(
+            dir.path().join(MODEL_FILE),
+            br#"{"predictor_type": "binary_classifier", "classes": [0, 1, 2], "bias": [0], "weights": [[1]]}"#,
+        )
+        .unwrap();
+        let e = load_model(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("a binary_classifier has 2 classes"), "{e}");
+        // The regressor's artifact still loads as one.
+        LinearModel {
+            bias: 1.0,
+            weights: vec![2.0],
+        }
+        .save(dir.path())
+        .unwrap();
+        let m = load_model(dir.path()).unwrap();
+        assert_eq!(m.output(), Output::Score);
     }
 }

@@ -64,6 +64,12 @@ pub struct Batch {
     values: Vec<f64>,
     ends: Vec<usize>,
     labels: Vec<f64>,
+    /// The text of labels that are not numbers (their `labels` entry is
+    /// NaN), packed like `values`: label `i` is
+    /// `label_text[label_text_ends[i - 1]..label_text_ends[i]]`, empty for
+    /// a numeric label.
+    label_text: String,
+    label_text_ends: Vec<usize>,
     /// Positions of the good records, parallel to `ends`.
     positions: Vec<Position>,
     /// Bad records: (slot in input order, error).
@@ -72,6 +78,18 @@ pub struct Batch {
     slots: usize,
     /// Where the record being built started in `values`.
     row_start: usize,
+    /// Where the record being built started in `label_text`.
+    text_start: usize,
+}
+
+/// A training record's label: a number, or any other text (a class name
+/// such as iris's `setosa`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Label<'a> {
+    /// A finite number.
+    Number(f64),
+    /// Text that is not a number.
+    Text(&'a str),
 }
 
 impl Batch {
@@ -100,10 +118,13 @@ impl Batch {
         self.values.clear();
         self.ends.clear();
         self.labels.clear();
+        self.label_text.clear();
+        self.label_text_ends.clear();
         self.positions.clear();
         self.errors.clear();
         self.slots = 0;
         self.row_start = 0;
+        self.text_start = 0;
     }
 
     /// The good records.
@@ -111,9 +132,26 @@ impl Batch {
         Rows::new(&self.values, &self.ends)
     }
 
-    /// Labels of the good records (training data only).
+    /// Labels of the good records (training data only); NaN for a label
+    /// that is text (see [`Batch::label`]).
     pub fn labels(&self) -> &[f64] {
         &self.labels
+    }
+
+    /// Label `i` of the good records, number or text.
+    #[inline]
+    pub fn label(&self, i: usize) -> Label<'_> {
+        let start = if i == 0 {
+            0
+        } else {
+            self.label_text_ends[i - 1]
+        };
+        let end = self.label_text_ends[i];
+        if end > start {
+            Label::Text(&self.label_text[start..end])
+        } else {
+            Label::Number(self.labels[i])
+        }
     }
 
     /// Positions of the good records, parallel to [`Batch::rows`].
@@ -140,6 +178,14 @@ impl Batch {
     #[inline]
     pub(crate) fn begin_row(&mut self) {
         self.row_start = self.values.len();
+        self.text_start = self.label_text.len();
+    }
+
+    /// Give the record being built a label that is text, not a number
+    /// (non-empty); then end it with `end_row(.., Some(f64::NAN))`.
+    #[inline]
+    pub(crate) fn push_label_text(&mut self, text: &str) {
+        self.label_text.push_str(text);
     }
 
     /// Add a feature to the record being built.
@@ -163,6 +209,7 @@ impl Batch {
             if width != n {
                 let extra = usize::from(label.is_some());
                 self.values.truncate(self.row_start);
+                self.label_text.truncate(self.text_start);
                 self.push_error(Error::new(ErrorKind::FieldCount {
                     pos,
                     expected: n + extra,
@@ -173,6 +220,7 @@ impl Batch {
         }
         if let Some(y) = label {
             self.labels.push(y);
+            self.label_text_ends.push(self.label_text.len());
         }
         self.ends.push(self.values.len());
         self.positions.push(pos);
@@ -183,6 +231,7 @@ impl Batch {
     #[inline]
     pub(crate) fn abandon_row(&mut self, err: Error) {
         self.values.truncate(self.row_start);
+        self.label_text.truncate(self.text_start);
         self.push_error(err);
     }
 
@@ -227,5 +276,32 @@ mod tests {
         );
         let all: Vec<_> = b.rows().iter().collect();
         assert_eq!(all, vec![&[1.0, 2.0][..], &[3.0, 4.0][..]]);
+    }
+
+    #[test]
+    fn csv_labels_may_be_names_or_numbers() {
+        use crate::codec::{DecodeOptions, Decoder};
+        use crate::media::Format;
+        let opts = DecodeOptions {
+            label: true,
+            text_labels: true,
+            ..DecodeOptions::default()
+        };
+        let mut d = Decoder::new(Format::Csv, &opts);
+        let mut b = Batch::with_capacity(4, 1);
+        let input = b"\"a,b\",1\nsetosa,2\n3,4\n,5\n";
+        let used = d.decode(input, &mut b, 16).unwrap();
+        assert_eq!(used, input.len());
+        d.finish(&mut b, 16).unwrap();
+        assert_eq!(b.rows().len(), 3);
+        assert_eq!(b.label(0), Label::Text("a,b"));
+        assert_eq!(b.label(1), Label::Text("setosa"));
+        assert_eq!(b.label(2), Label::Number(3.0));
+        assert_eq!(b.rows().row(1), &[2.0]);
+        // An empty label is still an error, with its position.
+        assert_eq!(
+            b.errors()[0].1.to_string(),
+            "record 4 (line 4, byte 21): field 1 is empty"
+        );
     }
 }

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use mmp::media::Format;
+use mmp::model::{ClassLabel, SharedModel};
 use mmp::pipeline::{Pipeline, PipelineOptions};
-use mmp::predictor::LinearModel;
+use mmp::predictor::{ClassifierType, LinearModel, LogisticArtifact};
 
 struct Counting;
 
@@ -53,6 +54,30 @@ fn allocations(format: Format, data: &[u8]) -> usize {
         bias: 0.5,
         weights: vec![1.0, -2.0, 0.25],
     });
+    allocations_with(model, format, data)
+}
+
+/// A three-class classifier with string labels (written as
+/// `label,p1,p2,p3` or `{"score":[...],"predicted_label":"..."}`).
+fn classifier() -> SharedModel {
+    Arc::new(
+        LogisticArtifact {
+            predictor_type: ClassifierType::MulticlassClassifier,
+            classes: ["a,b", "c", "d"]
+                .map(|c| ClassLabel::Text(c.into()))
+                .to_vec(),
+            bias: vec![0.0, 0.1, -0.1],
+            weights: vec![
+                vec![1.0, 0.0, 0.0],
+                vec![0.0, 1.0, 0.0],
+                vec![0.0, 0.0, 1.0],
+            ],
+        }
+        .into_model(),
+    )
+}
+
+fn allocations_with(model: SharedModel, format: Format, data: &[u8]) -> usize {
     let before = ALLOCS.load(Ordering::Relaxed);
     let mut p = Pipeline::new(model, format, format, &PipelineOptions::default());
     let mut out = BytesMut::with_capacity(1 << 20);
@@ -68,17 +93,28 @@ fn allocations(format: Format, data: &[u8]) -> usize {
     ALLOCS.load(Ordering::Relaxed) - before
 }
 
+// One test, not two: the counter is global, so tests running in parallel
+// would count each other's allocations.
 #[test]
 fn allocations_do_not_grow_with_the_number_of_records() {
-    for format in [Format::Csv, Format::JsonLines] {
-        let small = input(format, 20_000);
-        let large = input(format, 200_000);
-        let a = allocations(format, &small);
-        let b = allocations(format, &large);
-        eprintln!("{format}: {a} allocations for 20,000 records, {b} for 200,000");
-        assert!(
-            b <= a + 8,
-            "{format}: {a} allocations for 20,000 records, {b} for 200,000"
-        );
+    for (what, classify) in [("regressor", false), ("classifier", true)] {
+        for format in [Format::Csv, Format::JsonLines] {
+            let small = input(format, 20_000);
+            let large = input(format, 200_000);
+            let run = |data: &[u8]| {
+                if classify {
+                    allocations_with(classifier(), format, data)
+                } else {
+                    allocations(format, data)
+                }
+            };
+            let a = run(&small);
+            let b = run(&large);
+            eprintln!("{format} {what}: {a} allocations for 20,000 records, {b} for 200,000");
+            assert!(
+                b <= a + 8,
+                "{format} {what}: {a} allocations for 20,000 records, {b} for 200,000"
+            );
+        }
     }
 }

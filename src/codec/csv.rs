@@ -357,8 +357,26 @@ fn push_record<'f>(
     batch.begin_row();
     let mut label = None;
     for (i, field) in fields.enumerate() {
+        if opts.label && i == 0 {
+            match parse_field(field, pos, 1) {
+                Ok(v) => label = Some(v),
+                // A label that is not a number is a class name (iris's
+                // species in column 1), if the fit takes them.
+                Err(e) => match std::str::from_utf8(field) {
+                    Ok(text) if opts.text_labels && !text.trim_ascii().is_empty() => {
+                        batch.push_label_text(text);
+                        label = Some(f64::NAN);
+                    }
+                    _ => {
+                        let err = field_count_error(count(), pos, opts).unwrap_or(e);
+                        batch.abandon_row(err);
+                        return;
+                    }
+                },
+            }
+            continue;
+        }
         match parse_field(field, pos, i + 1) {
-            Ok(v) if opts.label && i == 0 => label = Some(v),
             Ok(v) => batch.push_value(v),
             Err(e) => {
                 let err = field_count_error(count(), pos, opts).unwrap_or(e);

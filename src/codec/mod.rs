@@ -16,6 +16,7 @@ pub mod records;
 
 pub use self::csv::CsvDecoder;
 pub use self::encode::Encoder;
+pub(crate) use self::field::field_error;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};
 
 use crate::error::Error;
@@ -35,6 +36,10 @@ pub struct DecodeOptions {
     pub shape: Shape,
     /// Records carry a label first (CSV column 1, JSON `label`): training data.
     pub label: bool,
+    /// A CSV label that is not a number is kept as text (a class name,
+    /// [`crate::record::Label::Text`]) instead of being a bad field: for
+    /// classifiers. Off, a regressor's label must be a number.
+    pub text_labels: bool,
     /// Skip the first CSV record (a header row). Off by default: Batch
     /// Transform splits files, so only the first part would have a header.
     pub csv_header: bool,
@@ -52,6 +57,7 @@ impl Default for DecodeOptions {
         DecodeOptions {
             shape: Shape::Any,
             label: false,
+            text_labels: false,
             csv_header: false,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,

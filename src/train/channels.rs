@@ -10,8 +10,9 @@
 //!   user never meant to train on. Symlinks to files are followed; symlinks
 //!   to directories and non-regular files (FIFOs, sockets) are skipped, so a
 //!   mount cannot send the walk in a loop or block it.
-//! * **Pipe mode**: the FIFO `input/data/<channel>_0`, read to its end (one
-//!   epoch: the fit is a single pass).
+//! * **Pipe mode**: the FIFO `input/data/<channel>_<epoch>`, read to its
+//!   end: the regressor's fit is a single pass (`_0`); a classifier's
+//!   passes open `_0`, `_1`, ... in turn.
 //!
 //! Either way, a stream that starts with gzip's magic bytes is decompressed
 //! on the fly (all members, as `cat a.gz b.gz` makes), whatever its name:
@@ -83,8 +84,20 @@ impl Channel {
     /// `allow_empty` (a host's shard of a `ShardedByS3Key` channel: with
     /// more instances than objects some host gets none).
     pub fn sources(&self, data_dir: &Path, allow_empty: bool) -> Result<Sources, TrainError> {
+        self.sources_of_epoch(data_dir, allow_empty, 0)
+    }
+
+    /// The sources of pass `epoch` (from 0): in Pipe mode the FIFO
+    /// `<channel>_<epoch>`, as SageMaker makes one per epoch; in File mode
+    /// the same files every time.
+    pub fn sources_of_epoch(
+        &self,
+        data_dir: &Path,
+        allow_empty: bool,
+        epoch: usize,
+    ) -> Result<Sources, TrainError> {
         if self.mode == InputMode::Pipe {
-            let fifo = data_dir.join(format!("{}_0", self.name));
+            let fifo = data_dir.join(format!("{}_{epoch}", self.name));
             return Ok(Sources {
                 files: vec![fifo],
                 skipped: Vec::new(),

@@ -14,22 +14,56 @@ use serde_json::Value;
 
 use super::failure::TrainError;
 
+/// Linear Learner's `predictor_type`: what the model predicts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PredictorType {
+    /// A number: least squares (the default).
+    #[default]
+    Regressor,
+    /// One of two labels: logistic regression.
+    BinaryClassifier,
+    /// One of K labels: multinomial (softmax) logistic regression.
+    MulticlassClassifier,
+}
+
+impl PredictorType {
+    /// The hyperparameter's value for this type.
+    pub fn name(self) -> &'static str {
+        match self {
+            PredictorType::Regressor => "regressor",
+            PredictorType::BinaryClassifier => "binary_classifier",
+            PredictorType::MulticlassClassifier => "multiclass_classifier",
+        }
+    }
+}
+
 /// The hyperparameters this algorithm takes, with their defaults.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Hyperparameters {
-    /// L2 penalty on the weights (not the bias): the fit minimises
-    /// `Σ (y − b − w·x)² + l2 · ‖w‖²`, scikit-learn's `Ridge(alpha=l2)`.
+    /// L2 penalty on the weights (not the bias or intercepts). A regressor
+    /// minimises `Σ (y − b − w·x)² + l2 · ‖w‖²`, scikit-learn's
+    /// `Ridge(alpha=l2)`; a classifier `Σ logloss + l2 · ‖W‖²`,
+    /// scikit-learn's `LogisticRegression(C = 1 / (2·l2))`.
     pub l2: f64,
+    /// What the model predicts.
+    pub predictor_type: PredictorType,
+    /// The number of classes a classifier's training labels must have, if
+    /// given (Linear Learner's `num_classes`); checked against the data.
+    pub num_classes: Option<usize>,
 }
 
 impl Default for Hyperparameters {
     fn default() -> Hyperparameters {
-        Hyperparameters { l2: 0.0 }
+        Hyperparameters {
+            l2: 0.0,
+            predictor_type: PredictorType::Regressor,
+            num_classes: None,
+        }
     }
 }
 
 /// The keys [`Hyperparameters`] understands, for "unknown key" messages.
-pub const KNOWN_HYPERPARAMETERS: &[&str] = &["l2"];
+pub const KNOWN_HYPERPARAMETERS: &[&str] = &["l2", "num_classes", "predictor_type"];
 
 impl Hyperparameters {
     /// Read `hyperparameters.json`. A missing file means no hyperparameters
@@ -57,6 +91,28 @@ impl Hyperparameters {
             let text = value_text(key, raw)?;
             match key.as_str() {
                 "l2" => hp.l2 = parse_l2(&text)?,
+                "predictor_type" => {
+                    hp.predictor_type = match text.trim() {
+                        "regressor" => PredictorType::Regressor,
+                        "binary_classifier" => PredictorType::BinaryClassifier,
+                        "multiclass_classifier" => PredictorType::MulticlassClassifier,
+                        _ => {
+                            return Err(TrainError::Hyperparameter(format!(
+                                "hyperparameter \"predictor_type\" has the value {text:?}: \
+                                 expected regressor, binary_classifier or multiclass_classifier"
+                            )))
+                        }
+                    }
+                }
+                "num_classes" => match text.trim().parse::<usize>() {
+                    Ok(n) if n >= 2 => hp.num_classes = Some(n),
+                    _ => {
+                        return Err(TrainError::Hyperparameter(format!(
+                            "hyperparameter \"num_classes\" has the value {text:?}: \
+                             expected a whole number >= 2"
+                        )))
+                    }
+                },
                 _ => {
                     return Err(TrainError::Hyperparameter(format!(
                         "unknown hyperparameter {key:?}: known hyperparameters are {} \
@@ -65,6 +121,22 @@ impl Hyperparameters {
                     )))
                 }
             }
+        }
+        if hp.num_classes.is_some() && hp.predictor_type == PredictorType::Regressor {
+            return Err(TrainError::Hyperparameter(
+                "hyperparameter \"num_classes\" is for classifiers: set \"predictor_type\" \
+                 to binary_classifier or multiclass_classifier"
+                    .into(),
+            ));
+        }
+        if hp.predictor_type == PredictorType::BinaryClassifier
+            && hp.num_classes.is_some_and(|n| n != 2)
+        {
+            return Err(TrainError::Hyperparameter(format!(
+                "hyperparameter \"num_classes\" is {} but a binary_classifier has 2 classes \
+                 (use multiclass_classifier)",
+                hp.num_classes.unwrap_or(0)
+            )));
         }
         Ok(hp)
     }

@@ -16,7 +16,7 @@ use super::fit::Moments;
 use crate::codec::{DecodeOptions, Decoder};
 use crate::error::{Error, ErrorKind, Position};
 use crate::media::Format;
-use crate::record::{Batch, Shape};
+use crate::record::{Batch, Label, Shape};
 
 /// Bytes per `read` call: large enough that syscalls and decoder calls cost
 /// nothing next to parsing.
@@ -25,6 +25,27 @@ pub const READ_BUF: usize = 1 << 20;
 /// Records decoded before they are added to the sums: amortises the decoder
 /// call; 1024 records of 16 features is a 128 KiB batch.
 pub const BATCH_RECORDS: usize = 1024;
+
+/// What a pass over a channel feeds its records to: the regressor's
+/// [`Sums`], or a classifier's pass ([`super::logistic`]). The reading,
+/// the first record's fixing of D and the width checks are shared.
+pub trait Accumulate {
+    /// The number of features, once the first record (of training) fixed it.
+    fn features(&self) -> Option<usize>;
+    /// Where D came from: "the first training record (FILE, line L) has D
+    /// features", quoted when a later record has another width.
+    fn origin(&self) -> &str;
+    /// Fix D from the first record.
+    fn fix(&mut self, features: usize, origin: String);
+    /// Add the good records of `batch`, all of D features.
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError>;
+    /// Records added so far.
+    fn count(&self) -> u64;
+    /// Whether labels may be text (class names); a regressor's may not.
+    fn text_labels(&self) -> bool {
+        false
+    }
+}
 
 /// Sums of one channel, and where its number of features came from.
 #[derive(Debug, Default)]
@@ -44,9 +65,42 @@ impl Sums {
             origin: origin.to_string(),
         }
     }
+}
 
-    /// Records added.
-    pub fn count(&self) -> u64 {
+impl Accumulate for Sums {
+    fn features(&self) -> Option<usize> {
+        self.moments.as_ref().map(Moments::features)
+    }
+
+    fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn fix(&mut self, features: usize, origin: String) {
+        self.origin = origin;
+        self.moments = Some(Moments::new(features));
+    }
+
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError> {
+        let Some(moments) = &mut self.moments else {
+            return Ok(());
+        };
+        for (i, ((x, &y), pos)) in batch
+            .rows()
+            .iter()
+            .zip(batch.labels())
+            .zip(batch.positions())
+            .enumerate()
+        {
+            if y.is_nan() {
+                return Err(text_label_error(stream, batch, i, *pos));
+            }
+            moments.push(x, y);
+        }
+        Ok(())
+    }
+
+    fn count(&self) -> u64 {
         self.moments.as_ref().map_or(0, Moments::count)
     }
 }
@@ -141,15 +195,13 @@ impl Ingest {
         &mut self,
         src: &mut dyn Read,
         stream: &Stream<'_>,
-        sums: &mut Sums,
+        sums: &mut dyn Accumulate,
         progress: &mut Progress,
     ) -> Result<(), TrainError> {
         let opts = DecodeOptions {
-            shape: sums
-                .moments
-                .as_ref()
-                .map_or(Shape::Any, |m| Shape::Features(m.features())),
+            shape: sums.features().map_or(Shape::Any, Shape::Features),
             label: true,
+            text_labels: sums.text_labels(),
             csv_header: stream.csv_header,
             stop_on_error: true,
             ..DecodeOptions::default()
@@ -197,7 +249,11 @@ impl Ingest {
 /// Add a batch's records to `sums`; fail on its first bad record. Returns
 /// the records added.
 #[inline]
-fn add_batch(batch: &mut Batch, stream: &Stream<'_>, sums: &mut Sums) -> Result<u64, TrainError> {
+fn add_batch(
+    batch: &mut Batch,
+    stream: &Stream<'_>,
+    sums: &mut dyn Accumulate,
+) -> Result<u64, TrainError> {
     // With `stop_on_error` a bad record is the batch's last: the good ones
     // before it do not matter, the job fails.
     if batch.has_errors() {
@@ -210,8 +266,8 @@ fn add_batch(batch: &mut Batch, stream: &Stream<'_>, sums: &mut Sums) -> Result<
     if rows.is_empty() {
         return Ok(0);
     }
-    let moments = match &mut sums.moments {
-        Some(m) => m,
+    let d = match sums.features() {
+        Some(d) => d,
         None => {
             let first = rows.row(0);
             let pos = batch.positions()[0];
@@ -222,25 +278,42 @@ fn add_batch(batch: &mut Batch, stream: &Stream<'_>, sums: &mut Sums) -> Result<
                 });
                 return Err(record_error(stream, e, String::new()));
             }
-            sums.origin = format!(
+            let origin = format!(
                 "the first {} record ({}, line {}) has {} features",
                 stream.channel,
                 stream.file,
                 pos.line,
                 first.len()
             );
-            sums.moments.insert(Moments::new(first.len()))
+            sums.fix(first.len(), origin);
+            first.len()
         }
     };
-    let d = moments.features();
-    for ((x, &y), pos) in rows.iter().zip(batch.labels()).zip(batch.positions()) {
+    // Only the batch that fixed D can hold other widths: later ones were
+    // decoded with D as their shape.
+    for (x, pos) in rows.iter().zip(batch.positions()) {
         if x.len() != d {
-            return Err(width_error(stream, *pos, d, x.len(), &sums.origin));
+            return Err(width_error(stream, *pos, d, x.len(), sums.origin()));
         }
-        moments.push(x, y);
     }
+    sums.add(batch, stream)?;
     Ok(rows.len() as u64)
 }
+
+/// A regressor's record whose label is text. Cold: bad input.
+#[cold]
+fn text_label_error(stream: &Stream<'_>, batch: &Batch, i: usize, pos: Position) -> TrainError {
+    let text = match batch.label(i) {
+        Label::Text(t) => t,
+        Label::Number(_) => "",
+    };
+    let e = crate::codec::field_error(text.as_bytes(), pos, 1);
+    record_error(stream, e, REGRESSOR_LABELS.into())
+}
+
+/// The hint on a regressor's label that is not a number.
+const REGRESSOR_LABELS: &str = "; predictor_type regressor needs numeric labels (class names need \
+     binary_classifier or multiclass_classifier)";
 
 /// A record whose width differs from the first record's. Cold: bad input.
 #[cold]
@@ -260,14 +333,15 @@ fn width_error(
 }
 
 /// The context for a decoder's field-count error: where D came from.
-fn hint(e: &Error, sums: &Sums) -> String {
+fn hint(e: &Error, sums: &dyn Accumulate) -> String {
     match e.kind() {
-        ErrorKind::FieldCount { .. } if !sums.origin.is_empty() => format!("; {}", sums.origin),
+        ErrorKind::NotANumber { field: 1, .. } if !sums.text_labels() => REGRESSOR_LABELS.into(),
+        ErrorKind::FieldCount { .. } if !sums.origin().is_empty() => format!("; {}", sums.origin()),
         _ => String::new(),
     }
 }
 
-fn record_error(stream: &Stream<'_>, source: Error, hint: String) -> TrainError {
+pub(crate) fn record_error(stream: &Stream<'_>, source: Error, hint: String) -> TrainError {
     TrainError::Record {
         channel: stream.channel.to_string(),
         file: stream.file.to_string(),

@@ -1,12 +1,14 @@
 //! `mmp train`: SageMaker's training contract for the linear model.
 //!
 //! Reads the configuration under `<root>/input/config`, streams the
-//! `training` channel (and `validation`, if configured) once through the
-//! same decoders `serve` uses, fits least squares with an optional L2
-//! penalty, and writes `<root>/model/model.json`, which `serve` and `score`
-//! load; on a job of several hosts, what each host writes is decided in
-//! [`hosts`]. Metrics are printed as `train:rmse=…;` lines for
-//! `MetricDefinitions`.
+//! `training` channel (and `validation`, if configured) through the same
+//! decoders `serve` uses, fits the hyperparameter `predictor_type`'s model
+//! (a regressor's least squares with an optional L2 penalty in one pass,
+//! or a classifier's logistic regression in several: [`logistic`]), and
+//! writes `<root>/model/model.json`, which `serve` and `score` load; on a
+//! job of several hosts, what each host writes is decided in [`hosts`].
+//! Metrics are printed as `train:rmse=…;` (`train:log_loss=…;`,
+//! `train:accuracy=…;`) lines for `MetricDefinitions`.
 //! On any failure the reason goes to `<root>/output/failure` (cause first:
 //! its first 1024 characters become the job's `FailureReason`) and to
 //! stderr, no model is written, and the exit code is non-zero.
@@ -18,7 +20,8 @@
 //! - [`channels`]: which files (or which FIFO) make up a channel, and
 //!   opening them, gzip included.
 //! - [`ingest`]: bytes → decoder → batches → sums, with progress lines.
-//! - [`fit`]: the streaming sums, the solver, and RMSE from the sums.
+//! - [`fit`]: the regressor: streaming sums, the solver, RMSE from the sums.
+//! - [`logistic`]: the classifiers: label scan, Newton passes, log loss.
 //! - [`hosts`]: several instances: who writes `model.json`, who writes
 //!   per-host statistics.
 //! - [`stats`]: the per-host statistics files, and combining them into one
@@ -32,6 +35,7 @@ pub mod failure;
 pub mod fit;
 pub mod hosts;
 pub mod ingest;
+pub mod logistic;
 pub mod stats;
 pub mod stop;
 
@@ -41,14 +45,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use self::channels::Channel;
-use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode};
+use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode, PredictorType};
 use self::failure::TrainError;
 use self::fit::Moments;
 use self::hosts::Role;
-use self::ingest::{Ingest, Progress, Stream, Sums};
+use self::ingest::{Accumulate, Ingest, Progress, Stream, Sums};
+use self::logistic::{Pass, Scan};
 use self::stop::Ended;
 use crate::cli::TrainArgs;
-use crate::predictor::{LinearModel, MODEL_FILE};
+use crate::model::Artifact;
+use crate::predictor::{ClassifierType, MODEL_FILE};
 
 /// The channel the fit reads (required).
 pub const TRAINING: &str = "training";
@@ -102,11 +108,14 @@ pub struct Trained {
 #[derive(Debug)]
 pub struct Fit {
     /// The fitted model (not yet written).
-    pub model: LinearModel,
-    /// RMSE on the training channel.
-    pub train_rmse: f64,
-    /// RMSE and record count of the validation channel, if configured.
-    pub validation: Option<(f64, u64)>,
+    pub model: Box<dyn Artifact>,
+    /// Its figures, printed as `<channel>:<name>=<value>;` lines for
+    /// MetricDefinitions: (`train` or `validation`, name, value).
+    pub metrics: Vec<(&'static str, &'static str, f64)>,
+    /// Records of the validation channel, if configured.
+    pub validation: Option<u64>,
+    /// Records of the training channel.
+    pub records: u64,
 }
 
 /// Run `mmp train` and return the process exit code: 0 on success, 255 on
@@ -217,9 +226,8 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
     };
     match &t.fit {
         Ok(fit) => {
-            println!("train{suffix}:rmse={};", fit.train_rmse);
-            if let Some((rmse, _)) = fit.validation {
-                println!("validation{suffix}:rmse={rmse};");
+            for (channel, name, value) in &fit.metrics {
+                println!("{channel}{suffix}:{name}={value};");
             }
         }
         Err(reason) => println!(
@@ -230,15 +238,19 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
     let p = &t.progress;
     let validation = match &t.fit {
         Ok(Fit {
-            validation: Some((_, n)),
+            validation: Some(n),
             ..
         }) => format!(", validation {n}"),
         _ => String::new(),
     };
+    let records = match &t.fit {
+        Ok(fit) => fit.records,
+        Err(_) => t.sums.as_ref().map_or(0, Moments::count),
+    };
     println!(
         "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; {written}",
         p.records,
-        t.sums.as_ref().map_or(0, Moments::count),
+        records,
         p.bytes as f64 / 1e6,
         p.elapsed().as_secs_f64(),
         p.mb_per_s(),
@@ -259,7 +271,16 @@ pub fn train(
     every: Duration,
 ) -> Result<Trained, TrainError> {
     let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
-    println!("mmp train: hyperparameters: l2={}", hp.l2);
+    match hp.predictor_type {
+        PredictorType::Regressor => println!("mmp train: hyperparameters: l2={}", hp.l2),
+        t => println!(
+            "mmp train: hyperparameters: l2={}, predictor_type={}{}",
+            hp.l2,
+            t.name(),
+            hp.num_classes
+                .map_or(String::new(), |n| format!(", num_classes={n}"))
+        ),
+    }
     let train_cfg = channels
         .get(TRAINING)
         .ok_or_else(|| missing_training(channels))?;
@@ -273,18 +294,41 @@ pub fn train(
     let mut progress = Progress::new(every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
+    if hp.predictor_type != PredictorType::Regressor {
+        if sharded {
+            return Err(TrainError::channel(
+                TRAINING,
+                format!(
+                    "S3DistributionType ShardedByS3Key is not supported for classifiers \
+                     (predictor_type {}): use FullyReplicated",
+                    hp.predictor_type.name()
+                ),
+            ));
+        }
+        let reader = Reader {
+            layout,
+            ingest: &mut ingest,
+            progress: &mut progress,
+        };
+        let fit = train_classifier(&hp, &training, channels, reader)?;
+        return Ok(Trained {
+            sums: None,
+            l2: hp.l2,
+            fit: Ok(fit),
+            progress,
+        });
+    }
     // A sharded host's shard may be empty: SageMaker gives a host no
     // objects when there are more instances than objects ("some nodes won't
     // get any data", API S3DataSource). Its empty statistics still complete
     // the set, so the model is the fit on the other shards.
-    let sums = read_channel(
-        &training,
+    let mut sums = Sums::default();
+    let mut reader = Reader {
         layout,
-        Sums::default(),
-        sharded,
-        &mut ingest,
-        &mut progress,
-    )?;
+        ingest: &mut ingest,
+        progress: &mut progress,
+    };
+    reader.read(&training, &mut sums, sharded, 0)?;
     let Some(moments) = sums.moments else {
         if sharded {
             return Ok(Trained {
@@ -321,24 +365,153 @@ pub fn train(
                 println!("mmp train: channel {VALIDATION} is ShardedByS3Key: its RMSE is over this host's shard of it");
             }
             let channel = Channel::new(VALIDATION, cfg)?;
-            let fixed = Sums::fixed(moments.features(), &sums.origin);
-            let v = read_channel(&channel, layout, fixed, false, &mut ingest, &mut progress)?;
+            let mut v = Sums::fixed(moments.features(), &sums.origin);
+            reader.read(&channel, &mut v, false, 0)?;
             match v.moments.as_ref() {
                 Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
                 _ => return Err(TrainError::channel(VALIDATION, "has no records")),
             }
         }
     };
+    let mut metrics = vec![(TRAINING_METRICS, "rmse", train_rmse)];
+    if let Some((rmse, _)) = validation {
+        metrics.push((VALIDATION, "rmse", rmse));
+    }
     Ok(Trained {
+        fit: Ok(Fit {
+            model: Box::new(model),
+            metrics,
+            validation: validation.map(|(_, n)| n),
+            records: moments.count(),
+        }),
         sums: Some(moments),
         l2: hp.l2,
-        fit: Ok(Fit {
-            model,
-            train_rmse,
-            validation,
-        }),
         progress,
     })
+}
+
+/// The metric lines' name for the training channel (`train:rmse=`).
+const TRAINING_METRICS: &str = "train";
+
+/// Fit a classifier: a pass for the label set, Newton passes, and one pass
+/// over validation, if configured.
+fn train_classifier(
+    hp: &Hyperparameters,
+    training: &Channel,
+    channels: &BTreeMap<String, ChannelConfig>,
+    mut reader: Reader<'_>,
+) -> Result<Fit, TrainError> {
+    let kind = match hp.predictor_type {
+        PredictorType::BinaryClassifier => ClassifierType::BinaryClassifier,
+        _ => ClassifierType::MulticlassClassifier,
+    };
+    let mut scan = Scan::default();
+    reader.read(training, &mut scan, false, 0)?;
+    let (labels, features, _, n) = scan.labels()?;
+    let d = features.unwrap_or(0);
+    let k = labels.len();
+    let names = || {
+        let all: Vec<String> = labels.labels().iter().map(|l| l.text()).collect();
+        all.join(", ")
+    };
+    let want = match kind {
+        ClassifierType::BinaryClassifier => Some(2),
+        ClassifierType::MulticlassClassifier => hp.num_classes,
+    };
+    if k < 2 || want.is_some_and(|w| w != k) {
+        let expected = match want {
+            Some(w) => {
+                format!("{w} (predictor_type {}", hp.predictor_type.name())
+                    + &hp
+                        .num_classes
+                        .map_or(String::new(), |n| format!(", num_classes {n}"))
+                    + ")"
+            }
+            None => "at least 2".into(),
+        };
+        return Err(TrainError::channel(
+            TRAINING,
+            format!("has {k} distinct labels ({}), expected {expected}", names()),
+        ));
+    }
+    println!(
+        "mmp train: {n} training records, {d} features, {k} classes: {}",
+        names()
+    );
+    let mut epoch = 1;
+    let fitted = logistic::fit(&labels, d, hp.l2, kind, |theta| {
+        let mut pass = Pass::new(&labels, d, theta, true);
+        reader.read(training, &mut pass, false, epoch)?;
+        epoch += 1;
+        Ok((
+            pass.loss,
+            pass.correct,
+            pass.strict,
+            pass.records(),
+            std::mem::take(&mut pass.grad),
+            std::mem::take(&mut pass.hess),
+        ))
+    })?;
+    println!(
+        "mmp train: converged after {} Newton passes over {TRAINING} ({} reads with the label scan)",
+        fitted.passes,
+        fitted.passes + 1
+    );
+    let mut metrics = vec![
+        (TRAINING_METRICS, "log_loss", fitted.log_loss),
+        (TRAINING_METRICS, "accuracy", fitted.accuracy),
+    ];
+    let mut validation = None;
+    if let Some(cfg) = channels.get(VALIDATION) {
+        let channel = Channel::new(VALIDATION, cfg)?;
+        let a = &fitted.artifact;
+        let theta: Vec<f64> = a
+            .weights
+            .iter()
+            .zip(&a.bias)
+            .flat_map(|(w, b)| w.iter().copied().chain(std::iter::once(*b)))
+            .collect();
+        let mut pass = Pass::new(&labels, d, &theta, false);
+        reader.read(&channel, &mut pass, false, 0)?;
+        let n = pass.records() as f64;
+        metrics.push((VALIDATION, "log_loss", pass.loss / n));
+        metrics.push((VALIDATION, "accuracy", pass.correct as f64 / n));
+        validation = Some(pass.records());
+    }
+    Ok(Fit {
+        model: Box::new(fitted.artifact),
+        metrics,
+        validation,
+        records: n,
+    })
+}
+
+/// Reads channels with one reused buffer and batch, counting progress.
+struct Reader<'a> {
+    layout: &'a Layout,
+    ingest: &'a mut Ingest,
+    progress: &'a mut Progress,
+}
+
+impl Reader<'_> {
+    /// One pass over `channel` (pass `epoch`, from 0: Pipe mode's FIFO).
+    fn read(
+        &mut self,
+        channel: &Channel,
+        acc: &mut dyn Accumulate,
+        allow_empty: bool,
+        epoch: usize,
+    ) -> Result<(), TrainError> {
+        read_channel(
+            channel,
+            self.layout,
+            acc,
+            allow_empty,
+            self.ingest,
+            self.progress,
+            epoch,
+        )
+    }
 }
 
 /// The channels to read: `inputdataconfig.json`, or, when it is missing (a
@@ -380,12 +553,13 @@ fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> TrainError {
 fn read_channel(
     channel: &Channel,
     layout: &Layout,
-    mut sums: Sums,
+    sums: &mut dyn Accumulate,
     allow_empty: bool,
     ingest: &mut Ingest,
     progress: &mut Progress,
-) -> Result<Sums, TrainError> {
-    let sources = channel.sources(&layout.data, allow_empty)?;
+    epoch: usize,
+) -> Result<(), TrainError> {
+    let sources = channel.sources_of_epoch(&layout.data, allow_empty, epoch)?;
     let mode = match channel.mode {
         InputMode::File => "File",
         InputMode::FastFile => "FastFile",
@@ -412,10 +586,12 @@ fn read_channel(
             layout.data.join(&channel.name).display()
         ),
     };
-    println!(
-        "mmp train: channel {}: {mode} mode, {what}{skipped}",
-        channel.name
-    );
+    if epoch == 0 {
+        println!(
+            "mmp train: channel {}: {mode} mode, {what}{skipped}",
+            channel.name
+        );
+    }
     for path in &sources.files {
         let file = path.display().to_string();
         let mut reader = channels::open(path).map_err(|e| match e {
@@ -425,7 +601,16 @@ fn read_channel(
             {
                 TrainError::channel(
                     &channel.name,
-                    format!("Pipe mode, but there is no FIFO {file}"),
+                    if epoch == 0 {
+                        format!("Pipe mode, but there is no FIFO {file}")
+                    } else {
+                        // A classifier reads the channel once per pass.
+                        format!(
+                            "Pipe mode, but there is no FIFO {file} for pass {} of the \
+                             classifier's fit (one FIFO per epoch): give the job more epochs",
+                            epoch + 1
+                        )
+                    },
                 )
             }
             e => e,
@@ -437,7 +622,7 @@ fn read_channel(
             format,
             csv_header,
         };
-        ingest.read(&mut reader, &stream, &mut sums, progress)?;
+        ingest.read(&mut reader, &stream, sums, progress)?;
     }
     if sums.count() == 0 && !allow_empty {
         return Err(TrainError::channel(
@@ -449,5 +634,5 @@ fn read_channel(
             ),
         ));
     }
-    Ok(sums)
+    Ok(())
 }
