@@ -11,11 +11,13 @@ mod csv;
 mod encode;
 mod field;
 mod json;
+mod json_split;
 mod lines;
 
 pub use self::csv::CsvDecoder;
 pub use self::encode::Encoder;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};
+pub use self::json_split::{JsonSplitter, Piece};
 
 use crate::error::Error;
 use crate::media::Format;
@@ -23,8 +25,10 @@ use crate::record::{Batch, Shape};
 
 /// Default cap on one record: protects memory from input with no newline.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
-/// Default cap on an `application/json` document: SageMaker's 6 MiB
-/// realtime payload limit.
+/// Default cap on an `application/json` document that is one row (`[1,2,3]`
+/// or `{"features": [...]}`), the one shape kept whole: SageMaker's 6 MiB
+/// realtime payload limit. Arrays of rows are streamed row by row, each row
+/// under `max_record_bytes`.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 6 * 1024 * 1024;
 
 /// How decoders read records.
@@ -39,7 +43,8 @@ pub struct DecodeOptions {
     pub csv_header: bool,
     /// Largest record, in bytes; a longer one is a `record_too_large` error.
     pub max_record_bytes: usize,
-    /// Largest `application/json` document, in bytes.
+    /// Largest `application/json` document that is one row, in bytes
+    /// (an array of rows has no document cap, only `max_record_bytes`).
     pub max_document_bytes: usize,
     /// Return to the caller as soon as a bad record is pushed (the `fail`
     /// policy), instead of decoding on past it.
@@ -84,7 +89,8 @@ impl Decoder {
     /// the batch holds `limit` records, or (with `stop_on_error`) a bad record
     /// was pushed. Returns the bytes consumed; the caller calls again with
     /// the rest. Bytes of an incomplete record are kept for the next call.
-    /// An `Err` means the stream cannot go on (a document over its cap).
+    /// An `Err` means the stream cannot go on (a malformed JSON document, or
+    /// one kept whole over its cap).
     pub fn decode(
         &mut self,
         input: &[u8],
@@ -97,7 +103,7 @@ impl Decoder {
         match self {
             Decoder::Csv(d) => Ok(d.decode(input, batch, limit)),
             Decoder::JsonLines(d) => Ok(d.decode(input, batch, limit)),
-            Decoder::Json(d) => d.decode(input),
+            Decoder::Json(d) => d.decode(input, batch, limit),
         }
     }
 
