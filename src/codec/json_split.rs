@@ -193,8 +193,10 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// Longest key compared with `instances`/`features`: each of their letters
-/// written as a `\u` escape.
+/// Longest key of the top-level object kept, at least: each letter of
+/// `instances` written as a `\u` escape. Keys up to `max_record_bytes` are
+/// kept, so that serde_json can check their escapes as it did when it read
+/// the whole document.
 const MAX_KEY: usize = 6 * 9;
 /// Longest `"instances"` value kept to say what it is instead of an array.
 const MAX_CAPTURE: usize = 1024;
@@ -869,7 +871,7 @@ impl JsonSplitter {
     /// compare).
     fn key_bytes(&mut self, key: bool, bytes: &[u8]) {
         if key && self.nest.depth == 1 {
-            if self.key.len() + bytes.len() > MAX_KEY {
+            if self.key.len() + bytes.len() > self.max_record.max(MAX_KEY) {
                 self.key_long = true;
             } else {
                 self.key.extend_from_slice(bytes);

@@ -923,3 +923,44 @@ fn a_reader_reused_after_a_request_dropped_mid_quote_starts_clean() {
         ok(&[&[1., 2.], &[3., 4.]])
     );
 }
+
+#[test]
+fn a_large_document_of_many_instances_streams_with_a_carry_of_one_row() {
+    use std::io::Write as _;
+    let n = 100_000;
+    let mut doc = b"{\"id\": \"x]\\\"\", \"instances\": [\n".to_vec();
+    let mut expected = Vec::new();
+    for i in 0..n {
+        if i > 0 {
+            doc.extend_from_slice(b",\n ");
+        }
+        if i % 3 == 0 {
+            write!(doc, "{{\"features\": [{i}, {}.5], \"s\": \"]}}\"}}", i % 10).unwrap();
+        } else {
+            write!(doc, "[{i}, {}.5]", i % 10).unwrap();
+        }
+        expected.push(Ok(vec![i as f64, (i % 10) as f64 + 0.5]));
+    }
+    doc.extend_from_slice(b"\n], \"note\": \"[\"}\n");
+    assert!(doc.len() > 2 << 20);
+    for size in [1, 7, 4096, 65536, doc.len()] {
+        let chunks: Vec<&[u8]> = doc.chunks(size).collect();
+        assert_eq!(
+            decode_chunks(Json, &width(2), &chunks),
+            expected,
+            "chunks of {size}"
+        );
+    }
+    // What the decoder holds between chunks is at most one row.
+    let mut d = Decoder::new(Json, &width(2));
+    let mut batch = Batch::default();
+    for chunk in doc.chunks(64 * 1024) {
+        let mut at = 0;
+        while at < chunk.len() {
+            at += d.decode(&chunk[at..], &mut batch, 1 << 20).unwrap();
+        }
+        assert!(format!("{d:?}").len() < 4096, "the carry stays small");
+        batch.clear();
+    }
+    d.finish(&mut batch, 1 << 20).unwrap();
+}
