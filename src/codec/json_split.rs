@@ -266,6 +266,8 @@ pub struct JsonSplitter {
     keeping: bool,
     /// The document was too large to keep.
     overflowed: bool,
+    /// Where a form feed came before the document.
+    form_feed: Option<Mark>,
 }
 
 impl JsonSplitter {
@@ -323,6 +325,7 @@ impl JsonSplitter {
             doc_start: Mark::default(),
             keeping: false,
             overflowed: false,
+            form_feed: None,
         }
     }
 
@@ -468,6 +471,23 @@ impl JsonSplitter {
             if is_ws(b) {
                 *at += 1;
                 continue;
+            }
+            if b == 0x0C {
+                // A form feed is no JSON whitespace, but a body of nothing
+                // else was taken as empty (ASCII trimming): keep doing so.
+                if self.form_feed.is_none() {
+                    self.form_feed = Some(self.mark(input, *at));
+                }
+                *at += 1;
+                continue;
+            }
+            if let Some(m) = self.form_feed {
+                return Err(doc_error(
+                    m.line,
+                    m.col0 + 1,
+                    m.byte,
+                    "expected value".into(),
+                ));
             }
             self.doc_start = self.mark(input, *at);
             match b {
@@ -888,6 +908,8 @@ impl JsonSplitter {
         }
         if self.utf8_need > 0 {
             if b < self.utf8_lo || b > self.utf8_hi {
+                // The lead byte is on the line of `input[i]`.
+                self.sync(input, i);
                 let col = self.utf8_lead - self.line_start + 1;
                 return Err(doc_error(
                     self.line,

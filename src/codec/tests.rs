@@ -820,6 +820,37 @@ decodes!(
     )]
 );
 
+// Found by fuzzing (json_split): a form feed is no JSON whitespace, but the
+// decoder has always taken a body of only ASCII whitespace as empty.
+decodes!(
+    json_only_form_feed_is_empty,
+    Json,
+    width(2),
+    b"\x0c \n",
+    ok(&[])
+);
+decodes!(
+    json_form_feed_before_a_document_is_invalid,
+    Json,
+    width(2),
+    b"\n\x0c[[1,2]]",
+    vec![err(
+        "fatal: invalid JSON document (line 2, column 1, byte 1): expected value"
+    )]
+);
+
+// Found by fuzzing (json_split): the line of a bad UTF-8 sequence outside
+// the rows was the one last counted, not its own.
+decodes!(
+    json_invalid_utf8_on_a_later_line_of_a_key,
+    Json,
+    width(2),
+    b"{\"a\":\n[0],\"b\xe4\x00\": 1}",
+    vec![err(
+        "fatal: invalid JSON document (line 2, column 7, byte 12): not valid UTF-8"
+    )]
+);
+
 // ---- a BOM prefix that turns out to be data ---------------------------------
 
 // Found by CI's fuzz pass: the data starts with two bytes of a BOM
