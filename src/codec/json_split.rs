@@ -573,6 +573,22 @@ impl JsonSplitter {
     fn row(&mut self, input: &[u8], at: &mut usize) -> Result<Option<Found>, Error> {
         let from = *at;
         let begin = self.row_begin;
+        // Scan no further than the byte that makes the row too large, so that
+        // it is reported there whatever the chunking (and before any error
+        // later in the row).
+        let room = (self.max_record + 1).saturating_sub(self.row_len);
+        let stop = input.len().min(from.saturating_add(room));
+        if !self.too_large && stop < input.len() {
+            if let Some(end) = self.scan_row(&input[..stop], at)? {
+                *at = end;
+                // Not skipped, so never `NeedMore`.
+                return Ok(Some(self.row_end(input, from, begin, end)));
+            }
+            self.row_len += stop - from;
+            self.too_large = true;
+            self.carry = Vec::new();
+            return Ok(Some(Found::TooLarge(self.row_pos)));
+        }
         let Some(end) = self.scan_row(input, at)? else {
             self.row_len += input.len() - from;
             if self.too_large {
@@ -586,23 +602,30 @@ impl JsonSplitter {
             self.carry.extend_from_slice(&input[begin..]);
             return Ok(None);
         };
-        self.row_len += end - from;
         *at = end;
+        let found = self.row_end(input, from, begin, end);
+        Ok(Some(found).filter(|f| !matches!(f, Found::NeedMore)))
+    }
+
+    /// The row ended at `input[end - 1]`: hand it out (`NeedMore` if it
+    /// was too large and skipped).
+    fn row_end(&mut self, input: &[u8], from: usize, begin: usize, end: usize) -> Found {
+        self.row_len += end - from;
         self.phase = Phase::Rows(RowsAt::After);
         if self.too_large {
-            return Ok(None);
+            return Found::NeedMore;
         }
         let pos = self.row_pos;
         if self.row_len > self.max_record {
             self.too_large = true;
             self.carry.clear();
-            return Ok(Some(Found::TooLarge(pos)));
+            return Found::TooLarge(pos);
         }
         if self.carry.is_empty() {
-            return Ok(Some(Found::Borrowed(begin, end, pos)));
+            return Found::Borrowed(begin, end, pos);
         }
         self.carry.extend_from_slice(&input[begin..end]);
-        Ok(Some(Found::Carried(pos)))
+        Found::Carried(pos)
     }
 
     /// Find the end of the row in `input[*at..]`: `Some(end)` (exclusive),

@@ -851,6 +851,38 @@ decodes!(
     )]
 );
 
+// Found by fuzzing (json): a row over the cap is reported at the byte that
+// makes it too large, so a nesting error at or before that byte comes first
+// and one after it second, whatever the chunking (the depth limit follows
+// the caps, tiny here).
+decodes!(
+    json_too_large_before_too_deep,
+    Json,
+    DecodeOptions {
+        max_record_bytes: 1,
+        max_document_bytes: 1,
+        ..width(2)
+    },
+    b"[[[[1]]]]",
+    vec![err(
+        "fatal: invalid JSON document (line 1, column 3, byte 2): nesting too deep"
+    )]
+);
+decodes!(
+    json_too_large_then_too_deep,
+    Json,
+    DecodeOptions {
+        max_record_bytes: 2,
+        max_document_bytes: 8,
+        ..width(2)
+    },
+    b"[[1.0,[[[[[1]]]]]]]",
+    vec![
+        err("record 1 (line 1, byte 1): record is larger than the 2-byte limit (max record size)"),
+        err("fatal: invalid JSON document (line 1, column 10, byte 9): nesting too deep"),
+    ]
+);
+
 // ---- a BOM prefix that turns out to be data ---------------------------------
 
 // Found by CI's fuzz pass: the data starts with two bytes of a BOM
