@@ -113,8 +113,13 @@ impl LineDecoder for JsonLinesDecoder {
 #[derive(Debug)]
 pub struct JsonDecoder {
     opts: DecodeOptions,
-    split: JsonSplitter,
+    /// Boxed: it is several times the size of the other decoders.
+    split: Box<JsonSplitter>,
     finished: bool,
+    /// A document error found after rows that are still in the batch: it is
+    /// returned by the next call, once the caller has taken those rows, so
+    /// they come out whatever the chunking.
+    failed: Option<Error>,
 }
 
 impl JsonDecoder {
@@ -122,8 +127,12 @@ impl JsonDecoder {
     pub fn new(opts: &DecodeOptions) -> JsonDecoder {
         JsonDecoder {
             opts: opts.clone(),
-            split: JsonSplitter::new(opts.max_record_bytes, opts.max_document_bytes),
+            split: Box::new(JsonSplitter::new(
+                opts.max_record_bytes,
+                opts.max_document_bytes,
+            )),
             finished: false,
+            failed: None,
         }
     }
 
@@ -135,13 +144,25 @@ impl JsonDecoder {
         batch: &mut Batch,
         limit: usize,
     ) -> Result<usize, Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let errors = batch.errors().len();
         let mut at = 0;
         loop {
             if batch.len() >= limit || (self.opts.stop_on_error && batch.errors().len() > errors) {
                 return Ok(at);
             }
-            match self.split.next(input, &mut at)? {
+            let piece = match self.split.next(input, &mut at) {
+                Ok(piece) => piece,
+                Err(e) if batch.is_empty() => return Err(e),
+                Err(e) => {
+                    // Nothing after a document error counts: take it all.
+                    self.failed = Some(e);
+                    return Ok(input.len());
+                }
+            };
+            match piece {
                 Piece::NeedMore => return Ok(at),
                 Piece::Row(text, pos) => push_row(text, pos, &self.opts, batch),
                 Piece::TooLarge(pos) => {
@@ -155,6 +176,9 @@ impl JsonDecoder {
     /// End of input: check the document is complete and decode a document
     /// that is one row. Returns whether everything is out.
     pub fn finish(&mut self, batch: &mut Batch, limit: usize) -> Result<bool, Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if batch.len() >= limit {
             return Ok(false);
         }
