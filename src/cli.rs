@@ -271,7 +271,7 @@ pub struct PipelineArgs {
     /// Largest record, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_RECORD_BYTES, value_parser = positive)]
     pub max_record_bytes: usize,
-    /// Largest application/json document, in bytes.
+    /// Largest application/json document that is one row, in bytes (arrays of rows stream).
     #[arg(long, default_value_t = DEFAULT_MAX_DOCUMENT_BYTES, value_parser = positive)]
     pub max_document_bytes: usize,
     /// Records scored per model call.

@@ -219,7 +219,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("MMP_ON_ERROR", "fail", "bad record policy: fail or placeholder"),
     ("MMP_CSV_HEADER", "false", "skip the first CSV record of each request"),
     ("MMP_MAX_RECORD_BYTES", "1048576", "largest record"),
-    ("MMP_MAX_DOCUMENT_BYTES", "6291456", "largest application/json document"),
+    ("MMP_MAX_DOCUMENT_BYTES", "6291456", "largest application/json document that is one row"),
     (
         "MMP_SHUTDOWN_GRACE_SECONDS",
         "25",

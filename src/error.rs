@@ -119,19 +119,22 @@ pub enum ErrorKind {
         /// The limit in bytes.
         limit: usize,
     },
-    /// An `application/json` document is larger than its cap.
-    #[error("JSON document is larger than the {limit}-byte limit (max document size); send JSON lines or CSV to stream larger inputs")]
+    /// An `application/json` document that is one row (not an array of
+    /// rows) is larger than its cap.
+    #[error("JSON document of one row is larger than the {limit}-byte limit (max document size); send rows as {{\"instances\": [...]}}, an array of rows, JSON lines or CSV to stream larger inputs")]
     DocumentTooLarge {
         /// The limit in bytes.
         limit: usize,
     },
     /// An `application/json` document does not parse or has the wrong shape.
-    #[error("invalid JSON document (line {line}, column {column}): {reason}")]
+    #[error("invalid JSON document (line {line}, column {column}, byte {byte}): {reason}")]
     InvalidDocument {
         /// 1-based line.
         line: usize,
         /// 1-based column.
         column: usize,
+        /// 0-based offset in the stream (a BOM counts).
+        byte: u64,
         /// What is wrong.
         reason: String,
     },

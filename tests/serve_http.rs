@@ -280,12 +280,13 @@ fn body_cap_from_sagemaker_max_payload() {
     let r = read_response(&mut BufReader::new(conn)).unwrap();
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"], "body_too_large");
-    // Chunked past the cap (a JSON document, so no output is committed first).
+    // Chunked past the cap (a JSON document that is one row, read whole, so
+    // no output is committed first; an array of rows would stream).
     let mut doc = b"[".to_vec();
     while doc.len() < 1_100_000 {
-        doc.extend_from_slice(b"[1,2,3],");
+        doc.extend_from_slice(b"1,2,3,");
     }
-    doc.extend_from_slice(b"[1,2,3]]");
+    doc.extend_from_slice(b"1]");
     let mut raw = chunked_head("application/json", None);
     for part in doc.chunks(64 * 1024) {
         raw.extend(chunk(part));

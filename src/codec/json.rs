@@ -1,5 +1,5 @@
-//! JSON decoding: `application/jsonlines` (one row per line, streamed) and
-//! `application/json` (one bounded document).
+//! JSON decoding: `application/jsonlines` (one row per line) and
+//! `application/json` (rows of a document), both streamed.
 //!
 //! A row is an array of numbers (`[1, 2.5, -3]`) or an object with a
 //! `features` array (`{"features": [1, 2.5, -3]}`, as SageMaker's built-in
@@ -7,18 +7,18 @@
 //! is the object's `label`, or an array's first element, as in CSV.
 //!
 //! Rows are deserialised straight into the [`Batch`] through a serde
-//! `DeserializeSeed`, so a row allocates nothing. A document is read whole up
-//! to its cap (the one codec that buffers, by the nature of JSON) and then
-//! handed out row by row; `{"instances": [...]}`, a bare array of rows and a
-//! single row are accepted.
+//! `DeserializeSeed`, so a row allocates nothing. A document's rows, of
+//! `{"instances": [...]}` or a bare array of rows, are cut out as they arrive
+//! by the [`JsonSplitter`] and parsed one by one, so memory is one row; a
+//! document that is a single row is kept whole up to its cap.
 
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use super::lines::{BomStripper, LineDecoder, LineFramer, Next, BOM};
+use super::json_split::{strip_location, JsonSplitter, Piece};
+use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
 use super::DecodeOptions;
 use crate::error::{Error, ErrorKind, Position};
 use crate::record::Batch;
@@ -107,17 +107,19 @@ impl LineDecoder for JsonLinesDecoder {
     }
 }
 
-/// `application/json` decoder: buffers one document up to its cap.
+/// `application/json` decoder: the rows of `{"instances": [...]}` or of a
+/// bare array, each decoded as soon as its last byte arrives (see
+/// [`JsonSplitter`]); a document that is one row is decoded at its end.
 #[derive(Debug)]
 pub struct JsonDecoder {
     opts: DecodeOptions,
-    doc: Vec<u8>,
-    /// Byte ranges of the rows in `doc`, once parsed.
-    rows: Option<Vec<(usize, usize)>>,
-    /// Next row to hand out, and the line/byte it was counted to.
-    next: usize,
-    line: u64,
-    line_byte: usize,
+    /// Boxed: it is several times the size of the other decoders.
+    split: Box<JsonSplitter>,
+    finished: bool,
+    /// A document error found after rows that are still in the batch: it is
+    /// returned by the next call, once the caller has taken those rows, so
+    /// they come out whatever the chunking.
+    failed: Option<Error>,
 }
 
 impl JsonDecoder {
@@ -125,144 +127,68 @@ impl JsonDecoder {
     pub fn new(opts: &DecodeOptions) -> JsonDecoder {
         JsonDecoder {
             opts: opts.clone(),
-            doc: Vec::new(),
-            rows: None,
-            next: 0,
-            line: 1,
-            line_byte: 0,
+            split: Box::new(JsonSplitter::new(
+                opts.max_record_bytes,
+                opts.max_document_bytes,
+            )),
+            finished: false,
+            failed: None,
         }
     }
 
-    /// Buffer `input`; fails as soon as the document is over its cap.
-    pub fn decode(&mut self, input: &[u8]) -> Result<usize, Error> {
-        let limit = self.opts.max_document_bytes;
-        if self.doc.len() + input.len() > limit {
-            return Err(Error::new(ErrorKind::DocumentTooLarge { limit }));
+    /// Decode the rows `input` completes; same contract as
+    /// `CsvDecoder::decode`, except that a malformed document is an `Err`.
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        batch: &mut Batch,
+        limit: usize,
+    ) -> Result<usize, Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
         }
-        self.doc.extend_from_slice(input);
-        Ok(input.len())
-    }
-
-    /// End of input: parse the document and hand out up to `limit` rows.
-    /// Returns whether every row has been handed out.
-    pub fn finish(&mut self, batch: &mut Batch, limit: usize) -> Result<bool, Error> {
-        if self.rows.is_none() {
-            let start = if self.doc.starts_with(BOM) {
-                BOM.len()
-            } else {
-                0
-            };
-            self.rows = Some(row_ranges(&self.doc, start)?);
-        }
-        let rows = self.rows.as_deref().unwrap_or_default();
         let errors = batch.errors().len();
-        while self.next < rows.len() && batch.len() < limit {
-            if self.opts.stop_on_error && batch.errors().len() > errors {
-                break;
+        let mut at = 0;
+        loop {
+            if batch.len() >= limit || (self.opts.stop_on_error && batch.errors().len() > errors) {
+                return Ok(at);
             }
-            let (start, end) = rows[self.next];
-            self.line +=
-                memchr::memchr_iter(b'\n', &self.doc[self.line_byte..start]).count() as u64;
-            self.line_byte = start;
-            self.next += 1;
-            let pos = Position {
-                record: self.next as u64,
-                line: self.line,
-                byte: start as u64,
+            let piece = match self.split.next(input, &mut at) {
+                Ok(piece) => piece,
+                Err(e) if batch.is_empty() => return Err(e),
+                Err(e) => {
+                    // Nothing after a document error counts: take it all.
+                    self.failed = Some(e);
+                    return Ok(input.len());
+                }
             };
-            push_row(&self.doc[start..end], pos, &self.opts, batch);
-        }
-        Ok(self.next == rows.len())
-    }
-}
-
-/// The byte ranges of the rows of a document (see the module docs).
-fn row_ranges(doc: &[u8], start: usize) -> Result<Vec<(usize, usize)>, Error> {
-    let text = &doc[start..];
-    if text.trim_ascii().is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Err(e) = std::str::from_utf8(text) {
-        let at = e.valid_up_to();
-        let line = memchr::memchr_iter(b'\n', &text[..at]).count() + 1;
-        let column = at
-            - text[..at]
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1)
-            + 1;
-        return Err(Error::new(ErrorKind::InvalidDocument {
-            line,
-            column,
-            reason: "not valid UTF-8".into(),
-        }));
-    }
-    let range = |raw: &RawValue| {
-        let s = raw.get();
-        let at = s.as_ptr() as usize - doc.as_ptr() as usize;
-        (at, at + s.len())
-    };
-    let whole = || {
-        let t = text.trim_ascii_start();
-        let at = doc.len() - t.len();
-        vec![(at, at + t.trim_ascii_end().len())]
-    };
-    match text.trim_ascii_start().first() {
-        Some(b'{') => {
-            #[derive(Deserialize)]
-            struct Top<'a> {
-                #[serde(borrow)]
-                instances: Option<Vec<&'a RawValue>>,
-                #[serde(borrow)]
-                features: Option<&'a RawValue>,
-            }
-            let top: Top<'_> = serde_json::from_slice(text).map_err(doc_error)?;
-            match (top.instances, top.features) {
-                (Some(rows), _) => Ok(rows.into_iter().map(range).collect()),
-                (None, Some(_)) => Ok(whole()),
-                (None, None) => Err(shape_error()),
+            match piece {
+                Piece::NeedMore => return Ok(at),
+                Piece::Row(text, pos) => push_row(text, pos, &self.opts, batch),
+                Piece::TooLarge(pos) => {
+                    let limit = self.opts.max_record_bytes;
+                    batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
+                }
             }
         }
-        Some(b'[') => {
-            let rows: Vec<&RawValue> = serde_json::from_slice(text).map_err(doc_error)?;
-            let one_row = rows
-                .first()
-                .is_some_and(|r| !matches!(r.get().as_bytes().first(), Some(b'[' | b'{')));
-            if one_row {
-                Ok(whole())
-            } else {
-                Ok(rows.into_iter().map(range).collect())
+    }
+
+    /// End of input: check the document is complete and decode a document
+    /// that is one row. Returns whether everything is out.
+    pub fn finish(&mut self, batch: &mut Batch, limit: usize) -> Result<bool, Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if batch.len() >= limit {
+            return Ok(false);
+        }
+        if !self.finished {
+            self.finished = true;
+            if let Some((text, pos)) = self.split.finish()? {
+                push_row(text, pos, &self.opts, batch);
             }
         }
-        _ => match serde_json::from_slice::<IgnoredAny>(text) {
-            Err(e) => Err(doc_error(e)),
-            Ok(_) => Err(shape_error()),
-        },
-    }
-}
-
-fn doc_error(e: serde_json::Error) -> Error {
-    Error::new(ErrorKind::InvalidDocument {
-        line: e.line(),
-        column: e.column(),
-        reason: strip_location(&e),
-    })
-}
-
-fn shape_error() -> Error {
-    Error::new(ErrorKind::InvalidDocument {
-        line: 1,
-        column: 1,
-        reason: "expected {\"instances\": [...]}, an array of rows, or one row".into(),
-    })
-}
-
-/// serde_json's message without its " at line L column C" suffix.
-fn strip_location(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg,
+        Ok(true)
     }
 }
 

@@ -11,6 +11,7 @@ mod csv;
 mod encode;
 mod field;
 mod json;
+mod json_split;
 mod lines;
 pub mod records;
 
@@ -18,6 +19,7 @@ pub use self::csv::CsvDecoder;
 pub use self::encode::Encoder;
 pub(crate) use self::field::field_error;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};
+pub use self::json_split::{JsonSplitter, Piece};
 
 use crate::error::Error;
 use crate::media::Format;
@@ -25,8 +27,10 @@ use crate::record::{Batch, Shape};
 
 /// Default cap on one record: protects memory from input with no newline.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
-/// Default cap on an `application/json` document: SageMaker's 6 MiB
-/// realtime payload limit.
+/// Default cap on an `application/json` document that is one row (`[1,2,3]`
+/// or `{"features": [...]}`), the one shape kept whole: SageMaker's 6 MiB
+/// realtime payload limit. Arrays of rows are streamed row by row, each row
+/// under `max_record_bytes`.
 pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 6 * 1024 * 1024;
 
 /// How decoders read records.
@@ -45,7 +49,8 @@ pub struct DecodeOptions {
     pub csv_header: bool,
     /// Largest record, in bytes; a longer one is a `record_too_large` error.
     pub max_record_bytes: usize,
-    /// Largest `application/json` document, in bytes.
+    /// Largest `application/json` document that is one row, in bytes
+    /// (an array of rows has no document cap, only `max_record_bytes`).
     pub max_document_bytes: usize,
     /// Return to the caller as soon as a bad record is pushed (the `fail`
     /// policy), instead of decoding on past it.
@@ -91,7 +96,8 @@ impl Decoder {
     /// the batch holds `limit` records, or (with `stop_on_error`) a bad record
     /// was pushed. Returns the bytes consumed; the caller calls again with
     /// the rest. Bytes of an incomplete record are kept for the next call.
-    /// An `Err` means the stream cannot go on (a document over its cap).
+    /// An `Err` means the stream cannot go on (a malformed JSON document, or
+    /// one kept whole over its cap).
     pub fn decode(
         &mut self,
         input: &[u8],
@@ -104,7 +110,7 @@ impl Decoder {
         match self {
             Decoder::Csv(d) => Ok(d.decode(input, batch, limit)),
             Decoder::JsonLines(d) => Ok(d.decode(input, batch, limit)),
-            Decoder::Json(d) => d.decode(input),
+            Decoder::Json(d) => d.decode(input, batch, limit),
         }
     }
 
