@@ -92,8 +92,26 @@ pub struct TrainArgs {
     pub opt_ml: PathBuf,
     /// Seconds between progress lines while reading (0: after every
     /// 1 MiB read).
-    #[arg(long, default_value_t = 5.0, value_parser = crate::train::parse_seconds)]
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     pub progress_interval: f64,
+}
+
+impl TrainArgs {
+    /// The training run's options.
+    pub fn options(&self) -> crate::train::TrainOptions {
+        crate::train::TrainOptions {
+            opt_ml: self.opt_ml.clone(),
+            progress_interval: std::time::Duration::from_secs_f64(self.progress_interval),
+        }
+    }
+}
+
+/// A number of seconds, at least 0.
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
+        _ => Err("must be a number of seconds >= 0".into()),
+    }
 }
 
 /// `mmp score`.
@@ -204,6 +222,20 @@ pub struct TransformArgs {
     /// Do not print the settings line before the job.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+}
+
+impl ScoreArgs {
+    /// The scoring run's options.
+    pub fn options(&self) -> crate::score::ScoreOptions {
+        crate::score::ScoreOptions {
+            model_dir: self.model_dir.clone(),
+            content_type: self.content_type.clone(),
+            accept: self.accept.clone(),
+            output: self.output.clone(),
+            inputs: self.inputs.clone(),
+            pipeline: self.pipeline.options(),
+        }
+    }
 }
 
 /// `--on-error`'s values: clap's side of [`ErrorPolicy`], which knows no

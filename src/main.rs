@@ -19,9 +19,9 @@ fn main() -> ExitCode {
         }
         Command::Score(args) => {
             let _ = mmp::logging::init("warn");
-            mmp::score::run(&args)
+            mmp::score::run(&args.options())
         }
-        Command::Train(args) => return mmp::train::main(&args),
+        Command::Train(args) => return mmp::train::main(&args.options()),
         Command::Transform(args) => return mmp::transform::main(&args),
     };
     mmp::logging::flush();

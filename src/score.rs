@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 
-use crate::cli::ScoreArgs;
 use crate::error::Error;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
@@ -39,8 +38,25 @@ pub const WRITE_BUF: usize = 1 << 18;
 /// machine, loaded at 7–12 on 2 CPUs, was all noise.)
 pub const INLINE_BELOW: u64 = 4 << 20;
 
+/// What `mmp score` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct ScoreOptions {
+    /// Directory holding the model.
+    pub model_dir: PathBuf,
+    /// Input media type (`None`: from the file extension, else text/csv).
+    pub content_type: Option<String>,
+    /// Output media type (`None`: the input's).
+    pub accept: Option<String>,
+    /// Output file (one input) or directory (several).
+    pub output: Option<PathBuf>,
+    /// Input files; none or `-` is stdin.
+    pub inputs: Vec<PathBuf>,
+    /// Pipeline options.
+    pub pipeline: PipelineOptions,
+}
+
 /// Run `mmp score`. On a terminal, a progress bar on stderr while it runs.
-pub fn run(args: &ScoreArgs) -> Result<(), Error> {
+pub fn run(args: &ScoreOptions) -> Result<(), Error> {
     let progress = std::io::stderr()
         .is_terminal()
         .then(|| Progress::stream(args.inputs.len().max(1), total_bytes(&args.inputs), true));
@@ -66,9 +82,9 @@ fn total_bytes(inputs: &[PathBuf]) -> Option<u64> {
     })
 }
 
-fn run_with(args: &ScoreArgs, progress: Option<&Progress>) -> Result<(), Error> {
+fn run_with(args: &ScoreOptions, progress: Option<&Progress>) -> Result<(), Error> {
     let model = model::load(&args.model_dir)?;
-    let mut opts = args.pipeline.options();
+    let mut opts = args.pipeline.clone();
     let explicit = args
         .content_type
         .as_deref()

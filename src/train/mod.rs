@@ -52,7 +52,6 @@ use self::hosts::Role;
 use self::ingest::{Accumulate, Ingest, Progress, Stream, Sums};
 use self::logistic::{Pass, Scan};
 use self::stop::Ended;
-use crate::cli::TrainArgs;
 use crate::model::Artifact;
 use crate::predictor::{ClassifierType, MODEL_FILE};
 
@@ -118,11 +117,20 @@ pub struct Fit {
     pub records: u64,
 }
 
+/// What `mmp train` is told on its command line.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Root of SageMaker's training tree (`/opt/ml`).
+    pub opt_ml: PathBuf,
+    /// Time between progress lines while reading.
+    pub progress_interval: Duration,
+}
+
 /// Run `mmp train` and return the process exit code: 0 on success, 255 on
 /// a failure, 128 + the signal's number when stopped by SIGTERM or SIGINT.
-pub fn main(args: &TrainArgs) -> ExitCode {
-    let layout = Layout::new(&args.opt_ml);
-    let every = Duration::from_secs_f64(args.progress_interval);
+pub fn main(opts: &TrainOptions) -> ExitCode {
+    let layout = Layout::new(&opts.opt_ml);
+    let every = opts.progress_interval;
     let failure_file = layout.output.join("failure");
     if std::fs::remove_file(&failure_file).is_ok() {
         println!(
@@ -157,14 +165,6 @@ pub fn main(args: &TrainArgs) -> ExitCode {
             failure::report(&layout.output, &e);
             ExitCode::from(e.exit_code())
         }
-    }
-}
-
-/// Parse `--progress-interval`: seconds, at least 0.
-pub fn parse_seconds(s: &str) -> Result<f64, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if (0.0..1e9).contains(&v) => Ok(v),
-        _ => Err("must be a number of seconds >= 0".into()),
     }
 }
 
