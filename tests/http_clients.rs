@@ -104,33 +104,38 @@ fn a_client_gone_mid_body_is_still_an_abort() {
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").status, 200);
 }
 
+/// A CSV POST in HTTP/1.0, with `extra` header lines.
+fn http_1_0(body: &[u8], extra: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "POST /invocations HTTP/1.0\r\n{extra}Content-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// Send `raw` and read until the server closes: the one response.
+fn until_close(s: &Server, raw: &[u8]) -> Response {
+    let mut c = s.connect();
+    c.write_all(raw).unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    read_response(&mut BufReader::new(&all[..])).unwrap()
+}
+
 #[test]
 fn http_1_0_with_and_without_keep_alive() {
     let s = Server::start(&[]);
     let (body, want) = rows(3);
     // HTTP/1.0 without keep-alive: the answer, then the server closes.
-    let mut raw = format!(
-        "POST /invocations HTTP/1.0\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    let mut c = s.connect();
-    c.write_all(&raw).unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let r = read_response(&mut BufReader::new(&all[..])).unwrap();
+    let r = until_close(&s, &http_1_0(&body, ""));
     assert_eq!(r.status, 200);
     assert_eq!(numbers(&r.body), want);
     assert!(r.header("transfer-encoding").is_none(), "no chunked to 1.0");
 
     // HTTP/1.0 with keep-alive: two requests on one connection.
-    let mut raw = format!(
-        "POST /invocations HTTP/1.0\r\nConnection: keep-alive\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
+    let raw = http_1_0(&body, "Connection: keep-alive\r\n");
     let mut c = BufReader::new(s.connect());
     for i in 0..2 {
         c.get_mut().write_all(&raw).unwrap();
@@ -144,17 +149,7 @@ fn http_1_0_with_and_without_keep_alive() {
 fn http_1_0_gets_a_large_streamed_answer_whole() {
     let s = Server::start(&[]);
     let (body, want) = rows(20_000);
-    let mut raw = format!(
-        "POST /invocations HTTP/1.0\r\nContent-Type: text/csv\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    raw.extend_from_slice(&body);
-    let mut c = s.connect();
-    c.write_all(&raw).unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    let r = read_response(&mut BufReader::new(&all[..])).unwrap();
+    let r = until_close(&s, &http_1_0(&body, ""));
     assert_eq!(r.status, 200);
     assert_eq!(numbers(&r.body), want);
 }
