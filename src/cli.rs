@@ -7,8 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::batch::BatchStrategy;
 use crate::codec::{DecodeOptions, DEFAULT_MAX_DOCUMENT_BYTES, DEFAULT_MAX_RECORD_BYTES};
 use crate::pipeline::{ErrorPolicy, PipelineOptions, DEFAULT_BATCH_RECORDS};
+use crate::transform::plan::{AssembleWith, CompressionType, JoinSource, SplitType};
+use crate::transform::TransformOptions;
 
 /// `mmp --version`: the package version and the commit built from, as
 /// `/metrics`' `mmp_build_info` gives them (`0.1.0 (commit 15a1b010c56b)`).
@@ -157,7 +160,7 @@ pub struct TransformArgs {
     pub manifest: Option<PathBuf>,
     /// CompressionType: Gzip inputs are decompressed before splitting.
     #[arg(long, value_enum, ignore_case = true, default_value = "None")]
-    pub compression_type: crate::transform::plan::CompressionType,
+    pub compression_type: CompressionTypeArg,
     /// Output folder: input `a/b.csv` gives `OUTPUT/a/b.csv.out`.
     #[arg(long)]
     pub output: PathBuf,
@@ -180,7 +183,7 @@ pub struct TransformArgs {
     pub accept: Option<String>,
     /// SplitType: None, Line, RecordIO or TFRecord [default: None].
     #[arg(long, value_enum, ignore_case = true)]
-    pub split_type: Option<crate::transform::plan::SplitType>,
+    pub split_type: Option<SplitTypeArg>,
     /// BatchStrategy [default: the container's, else MultiRecord].
     #[arg(long, value_enum, ignore_case = true)]
     pub batch_strategy: Option<BatchStrategyArg>,
@@ -194,13 +197,13 @@ pub struct TransformArgs {
     pub max_concurrent: Option<u32>,
     /// AssembleWith [default: None].
     #[arg(long, value_enum, ignore_case = true)]
-    pub assemble_with: Option<crate::transform::plan::AssembleWith>,
+    pub assemble_with: Option<AssembleWithArg>,
     /// DataProcessing InputFilter (JSONPath).
     #[arg(long)]
     pub input_filter: Option<String>,
     /// DataProcessing JoinSource.
     #[arg(long, value_enum, ignore_case = true, default_value = "None")]
-    pub join_source: crate::transform::plan::JoinSource,
+    pub join_source: JoinSourceArg,
     /// DataProcessing OutputFilter (JSONPath).
     #[arg(long)]
     pub output_filter: Option<String>,
@@ -224,6 +227,36 @@ pub struct TransformArgs {
     pub quiet: bool,
 }
 
+impl TransformArgs {
+    /// The job's options.
+    pub fn options(&self) -> TransformOptions {
+        TransformOptions {
+            input: self.input.clone(),
+            manifest: self.manifest.clone(),
+            compression_type: self.compression_type.into(),
+            output: self.output.clone(),
+            endpoint: self.endpoint.clone(),
+            model_dir: self.model_dir.clone(),
+            content_type: self.content_type.clone(),
+            accept: self.accept.clone(),
+            split_type: self.split_type.map(Into::into),
+            batch_strategy: self.batch_strategy.map(Into::into),
+            max_payload_mb: self.max_payload_mb,
+            max_concurrent: self.max_concurrent,
+            assemble_with: self.assemble_with.map(Into::into),
+            input_filter: self.input_filter.clone(),
+            join_source: self.join_source.into(),
+            output_filter: self.output_filter.clone(),
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            ping_timeout: self.ping_timeout,
+            on_error: self.on_error.into(),
+            no_progress: self.no_progress,
+            quiet: self.quiet,
+        }
+    }
+}
+
 impl ScoreArgs {
     /// The scoring run's options.
     pub fn options(&self) -> crate::score::ScoreOptions {
@@ -234,25 +267,6 @@ impl ScoreArgs {
             output: self.output.clone(),
             inputs: self.inputs.clone(),
             pipeline: self.pipeline.options(),
-        }
-    }
-}
-
-/// `--on-error`'s values: clap's side of [`ErrorPolicy`], which knows no
-/// clap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnError {
-    /// Stop at the first bad record with its error.
-    Fail,
-    /// Write an error marker in the bad record's place and go on.
-    Placeholder,
-}
-
-impl From<OnError> for ErrorPolicy {
-    fn from(v: OnError) -> ErrorPolicy {
-        match v {
-            OnError::Fail => ErrorPolicy::Fail,
-            OnError::Placeholder => ErrorPolicy::Placeholder,
         }
     }
 }
@@ -269,24 +283,103 @@ impl ServeArgs {
     }
 }
 
-/// `--batch-strategy`'s values, as the API spells them: clap's side of
-/// [`crate::batch::BatchStrategy`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum BatchStrategyArg {
-    /// One record per request.
-    #[value(name = "SingleRecord")]
-    SingleRecord,
-    /// As many whole records as fit in `MaxPayloadInMB`.
-    #[value(name = "MultiRecord")]
-    MultiRecord,
+/// A clap-side copy of an enum of the core, which knows no clap: the same
+/// variants (their docs are the help of each value, their `#[value]` the
+/// spelling), and the conversion to the core's.
+macro_rules! value_enum {
+    ($(#[$meta:meta])* $name:ident => $core:ty {
+        $($(#[$vmeta:meta])* $variant:ident,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl From<$name> for $core {
+            fn from(v: $name) -> $core {
+                match v {
+                    $($name::$variant => <$core>::$variant,)+
+                }
+            }
+        }
+    };
 }
 
-impl From<BatchStrategyArg> for crate::batch::BatchStrategy {
-    fn from(v: BatchStrategyArg) -> crate::batch::BatchStrategy {
-        match v {
-            BatchStrategyArg::SingleRecord => crate::batch::BatchStrategy::SingleRecord,
-            BatchStrategyArg::MultiRecord => crate::batch::BatchStrategy::MultiRecord,
-        }
+value_enum! {
+    /// `--on-error`'s values: clap's side of [`ErrorPolicy`].
+    OnError => ErrorPolicy {
+        /// Stop at the first bad record with its error.
+        Fail,
+        /// Write an error marker in the bad record's place and go on.
+        Placeholder,
+    }
+}
+
+value_enum! {
+    /// `--batch-strategy`'s values, as the API spells them: clap's side of
+    /// [`BatchStrategy`].
+    BatchStrategyArg => BatchStrategy {
+        /// One record per request.
+        #[value(name = "SingleRecord")]
+        SingleRecord,
+        /// As many whole records as fit in `MaxPayloadInMB`.
+        #[value(name = "MultiRecord")]
+        MultiRecord,
+    }
+}
+
+value_enum! {
+    /// `--split-type`'s values: clap's side of [`SplitType`].
+    SplitTypeArg => SplitType {
+        /// The whole file is one request (SageMaker's default).
+        #[value(name = "None")]
+        None,
+        /// One record per line.
+        #[value(name = "Line")]
+        Line,
+        /// MXNet RecordIO records.
+        #[value(name = "RecordIO")]
+        RecordIO,
+        /// TensorFlow TFRecord records.
+        #[value(name = "TFRecord")]
+        TFRecord,
+    }
+}
+
+value_enum! {
+    /// `--compression-type`'s values: clap's side of [`CompressionType`].
+    CompressionTypeArg => CompressionType {
+        /// The input as it is.
+        #[value(name = "None")]
+        None,
+        /// Gzip, decompressed as it is read.
+        #[value(name = "Gzip")]
+        Gzip,
+    }
+}
+
+value_enum! {
+    /// `--assemble-with`'s values: clap's side of [`AssembleWith`].
+    AssembleWithArg => AssembleWith {
+        /// Responses concatenated byte for byte (SageMaker's default).
+        #[value(name = "None")]
+        None,
+        /// Every response ends with exactly one `\n` (see `output.rs`).
+        #[value(name = "Line")]
+        Line,
+    }
+}
+
+value_enum! {
+    /// `--join-source`'s values: clap's side of [`JoinSource`].
+    JoinSourceArg => JoinSource {
+        /// The output holds the inferences only.
+        #[value(name = "None")]
+        None,
+        /// Each output record is joined with its original input record.
+        #[value(name = "Input")]
+        Input,
     }
 }
 

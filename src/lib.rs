@@ -43,8 +43,10 @@
 //!   the model is loaded).
 //! - [`transform`]: `mmp transform`, a Batch Transform job against a
 //!   container's URL or the model in-process.
-//! - [`cli`]: the command line, the only module that knows clap: it turns
-//!   arguments into each command's own options.
+//! - [`cli`]: the command line, the only module that knows the argument
+//!   parser: it turns arguments into each command's own options
+//!   ([`score::ScoreOptions`], [`train::TrainOptions`],
+//!   [`transform::TransformOptions`], [`config::Overrides`]).
 //!
 //! What SageMaker requires of the container, and where each requirement is
 //! met, is in `docs/contract.md`; comments cite it by section.

@@ -22,7 +22,7 @@ fn main() -> ExitCode {
             mmp::score::run(&args.options())
         }
         Command::Train(args) => return mmp::train::main(&args.options()),
-        Command::Transform(args) => return mmp::transform::main(&args),
+        Command::Transform(args) => return mmp::transform::main(&args.options()),
     };
     mmp::logging::flush();
     match result {

@@ -37,15 +37,15 @@ pub mod progress;
 pub mod split;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cli::TransformArgs;
 use crate::codec::records::{Blank, Framing};
 use crate::error::{Error, Result};
 use crate::media::Format;
-use crate::pipeline::PipelineOptions;
+use crate::pipeline::{ErrorPolicy, PipelineOptions};
 
 pub use self::engine::FileReport;
 
@@ -54,10 +54,61 @@ use self::endpoint::Endpoint;
 use self::engine::{Backend, Mode, TransformJob};
 use self::inprocess::{InProcess, RANGE_BYTES};
 use self::plan::{
-    check_requested, media_type_option, resolve, Plan, Requested, SplitType, DEFAULT_MAX_CONCURRENT,
+    check_requested, media_type_option, resolve, AssembleWith, CompressionType, JoinSource, Plan,
+    Requested, SplitType, DEFAULT_MAX_CONCURRENT,
 };
 use self::split::SplitOptions;
 use crate::batch::{BatchStrategy, ExecutionParameters};
+
+/// What `mmp transform` is told: `CreateTransformJob`'s parameters (each
+/// `None` when not given, to be settled by [`plan`]) and how to run.
+#[derive(Clone, Debug)]
+pub struct TransformOptions {
+    /// Input file or folder (or `manifest`).
+    pub input: Option<PathBuf>,
+    /// A manifest listing the inputs (S3DataType=ManifestFile).
+    pub manifest: Option<PathBuf>,
+    /// `CompressionType`.
+    pub compression_type: CompressionType,
+    /// Output folder.
+    pub output: PathBuf,
+    /// URL of a running container (or `model_dir`).
+    pub endpoint: Option<String>,
+    /// Score in-process with the model in this folder.
+    pub model_dir: Option<PathBuf>,
+    /// `ContentType`: a media type or csv, jsonl, json.
+    pub content_type: Option<String>,
+    /// `Accept`: a media type or csv, jsonl, json.
+    pub accept: Option<String>,
+    /// `SplitType`.
+    pub split_type: Option<SplitType>,
+    /// `BatchStrategy`.
+    pub batch_strategy: Option<BatchStrategy>,
+    /// `MaxPayloadInMB`.
+    pub max_payload_mb: Option<u32>,
+    /// `MaxConcurrentTransforms`.
+    pub max_concurrent: Option<u32>,
+    /// `AssembleWith`.
+    pub assemble_with: Option<AssembleWith>,
+    /// DataProcessing `InputFilter` (JSONPath).
+    pub input_filter: Option<String>,
+    /// DataProcessing `JoinSource`.
+    pub join_source: JoinSource,
+    /// DataProcessing `OutputFilter` (JSONPath).
+    pub output_filter: Option<String>,
+    /// Seconds a request may take (`InvocationsTimeoutInSeconds`).
+    pub timeout: f64,
+    /// Retries of a failed request (`InvocationsMaxRetries`).
+    pub max_retries: u32,
+    /// Seconds to wait for the container's `/ping` to answer 200.
+    pub ping_timeout: f64,
+    /// In-process only: what to do with a bad record.
+    pub on_error: ErrorPolicy,
+    /// No progress bar, even on a terminal.
+    pub no_progress: bool,
+    /// Do not print the settings line before the job.
+    pub quiet: bool,
+}
 
 /// What a finished job gives.
 #[derive(Debug)]
@@ -82,7 +133,7 @@ impl TransformOutcome {
 }
 
 /// Run `mmp transform` and print its summary; the exit code.
-pub fn main(args: &TransformArgs) -> ExitCode {
+pub fn main(args: &TransformOptions) -> ExitCode {
     let tty = !args.no_progress && std::io::stderr().is_terminal();
     match run(args, tty) {
         Ok(outcome) => {
@@ -97,7 +148,7 @@ pub fn main(args: &TransformArgs) -> ExitCode {
 }
 
 /// Run a job: an error is one that stops it before any file is done.
-pub fn run(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
+pub fn run(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,10 +157,10 @@ pub fn run(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
     runtime.block_on(job(args, tty))
 }
 
-async fn job(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
+async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
     let req = Requested {
         split: args.split_type,
-        strategy: args.batch_strategy.map(Into::into),
+        strategy: args.batch_strategy,
         max_payload_mb: args.max_payload_mb,
         max_concurrent: args.max_concurrent,
         assemble: args.assemble_with,
@@ -194,7 +245,7 @@ async fn job(args: &TransformArgs, tty: bool) -> Result<TransformOutcome> {
     plan.output_format = Some(output);
     let model = crate::model::load(model_dir)?;
     let opts = PipelineOptions {
-        policy: args.on_error.into(),
+        policy: args.on_error,
         ..PipelineOptions::default()
     };
     let backend = Backend::Local(Arc::new(InProcess::new(model, input, output, opts)));
@@ -220,7 +271,7 @@ type Types<'a> = (
 
 /// Settle the plan: precedence, DataProcessing, limits.
 fn make_plan(
-    args: &TransformArgs,
+    args: &TransformOptions,
     req: &Requested,
     container: Option<&ExecutionParameters>,
     default_concurrent: u32,
@@ -329,7 +380,7 @@ async fn execute(
     backend: Backend,
     plan: Plan,
     (mode, check_lines): (Mode, bool),
-    args: &TransformArgs,
+    args: &TransformOptions,
     files: Vec<inputs::InputFile>,
     tty: bool,
     mut notes: Vec<String>,

@@ -18,20 +18,16 @@ use super::dataprocessing::DataProcessing;
 use crate::error::{Error, Result};
 
 /// `TransformInput.SplitType`: how a file is cut into records.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SplitType {
     /// The whole file is one request (SageMaker's default).
     #[default]
-    #[value(name = "None")]
     None,
     /// One record per line.
-    #[value(name = "Line")]
     Line,
     /// MXNet RecordIO records.
-    #[value(name = "RecordIO")]
     RecordIO,
     /// TensorFlow TFRecord records.
-    #[value(name = "TFRecord")]
     TFRecord,
 }
 
@@ -44,38 +40,32 @@ impl SplitType {
 
 /// `TransformInput.CompressionType`: SageMaker decompresses the input
 /// before splitting it (API reference, `TransformInput`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum CompressionType {
     /// The input as it is.
     #[default]
-    #[value(name = "None")]
     None,
     /// Gzip, decompressed as it is read.
-    #[value(name = "Gzip")]
     Gzip,
 }
 
 /// `TransformOutput.AssembleWith`: how responses are put together.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AssembleWith {
     /// Responses concatenated byte for byte (SageMaker's default).
     #[default]
-    #[value(name = "None")]
     None,
     /// Every response ends with exactly one `\n` (see `output.rs`).
-    #[value(name = "Line")]
     Line,
 }
 
 /// `DataProcessing.JoinSource`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JoinSource {
     /// The output holds the inferences only.
     #[default]
-    #[value(name = "None")]
     None,
     /// Each output record is joined with its original input record.
-    #[value(name = "Input")]
     Input,
 }
 
