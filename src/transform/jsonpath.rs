@@ -142,11 +142,6 @@ impl JsonPath {
         Ok(path)
     }
 
-    /// Whether the path is `$`, the identity.
-    pub fn is_root(&self) -> bool {
-        self.segments.is_empty()
-    }
-
     /// The segments.
     pub fn segments(&self) -> &[Segment] {
         &self.segments
