@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mmp::media::Format;
+use mmp::progress::Progress;
 use mmp::train::fit::Moments;
-use mmp::train::ingest::{Accumulate, Ingest, Progress, Stream, Sums};
+use mmp::train::ingest::{Accumulate, Ingest, Stream, Sums};
 
 mod common;
 
@@ -44,9 +45,9 @@ fn ingest(c: &mut Criterion) {
                 };
                 let mut sums = Sums::default();
                 // Never prints: the interval does not pass.
-                let mut progress = Progress::new(Duration::MAX);
+                let progress = Progress::lines("bench", Duration::MAX);
                 reader
-                    .read(&mut &bytes[..], &stream, &mut sums, &mut progress)
+                    .read(&mut &bytes[..], &stream, &mut sums, &progress)
                     .expect("bench data is valid");
                 assert_eq!(sums.count(), rows);
                 sums

@@ -40,6 +40,19 @@ impl fmt::Display for Position {
 /// The error type of the pipeline, the server and the CLIs.
 pub struct Error(Box<ErrorKind>);
 
+/// Which exit codes a command gives ([`Error::exit_code_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exits {
+    /// `mmp score`, `serve` and `transform`: BSD `sysexits` values by kind:
+    /// 64 bad usage or configuration, 65 bad input data, 66 model not
+    /// loadable (or no input), 69 the container is unavailable, 70 model
+    /// failure, 74 I/O.
+    Sysexits,
+    /// `mmp train`: 255 for any failure, 128 + the signal's number when
+    /// stopped by SIGTERM or SIGINT.
+    Training,
+}
+
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -339,6 +352,54 @@ pub enum ErrorKind {
         /// The last attempt's error.
         last: Error,
     },
+    /// `mmp train`: a configuration file under `input/config` is
+    /// unreadable or not the JSON it should be.
+    #[error("bad configuration file {file}: {reason}")]
+    ConfigFile {
+        /// The file.
+        file: std::path::PathBuf,
+        /// What is wrong, with serde_json's line and column.
+        reason: String,
+    },
+    /// `mmp train`: a hyperparameter is unknown or has a bad value; the
+    /// message names the key, the value and what was expected.
+    #[error("{0}")]
+    Hyperparameter(String),
+    /// `mmp train`: a channel is missing, empty or configured in a way we
+    /// cannot read.
+    #[error("channel {channel:?}: {reason}")]
+    Channel {
+        /// The channel name (`training`, `validation`).
+        channel: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `mmp train`: a record that cannot be trained on: its file, then the
+    /// decoder's message, which carries record, line and byte.
+    #[error("bad record in {channel} file {file}: {source}{hint}")]
+    TrainingRecord {
+        /// The channel.
+        channel: String,
+        /// The file (or FIFO) the record is in.
+        file: String,
+        /// The decoder's error, with the record's position.
+        source: Error,
+        /// Extra context, starting with "; " (or empty).
+        hint: String,
+    },
+    /// `mmp train`: writing `model.json` (or the statistics) failed.
+    #[error("cannot write the model: {0}")]
+    SaveModel(Error),
+    /// `mmp train`: the least-squares system has no unique solution.
+    #[error("{0}")]
+    Singular(String),
+    /// `mmp train`: SageMaker (or a user) asked the job to stop before it
+    /// finished; the signal's name (`SIGTERM`, `SIGINT`).
+    #[error("training stopped by {0} before it finished (StopTrainingJob, or MaxRuntimeInSeconds reached); no model was written")]
+    Stopped(&'static str),
+    /// A bug: a thread panicked, or a loop made no progress.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Another error, with what was being worked on (a file name).
     #[error("{context}: {source}")]
     Context {
@@ -366,6 +427,19 @@ impl Error {
     /// A configuration error.
     pub fn config(msg: impl Into<String>) -> Error {
         Error::new(ErrorKind::Config(msg.into()))
+    }
+
+    /// `mmp train`: a bad hyperparameter, the message naming it.
+    pub fn hyperparameter(msg: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Hyperparameter(msg.into()))
+    }
+
+    /// `mmp train`: what is wrong with a channel.
+    pub fn channel(channel: &str, reason: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Channel {
+            channel: channel.to_string(),
+            reason: reason.into(),
+        })
     }
 
     /// Say what was being worked on (a file name); status, kind and exit
@@ -472,6 +546,14 @@ impl Error {
             DataProcessing { .. } => "data_processing",
             OutputParse { .. } => "output_parse",
             GaveUp { .. } => "gave_up",
+            ConfigFile { .. } => "config_file",
+            Hyperparameter(_) => "hyperparameter",
+            Channel { .. } => "channel",
+            TrainingRecord { .. } => "training_record",
+            SaveModel(_) => "save_model",
+            Singular(_) => "singular",
+            Stopped(_) => "stopped",
+            Internal(_) => "internal",
             Context { .. } => "context",
         }
     }
@@ -504,25 +586,40 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error (BSD `sysexits` values): 64 bad
-    /// usage or configuration, 65 bad input data, 66 model not loadable (or
-    /// no input), 69 the container is unavailable, 70 model failure, 74 I/O.
+    /// The exit code of `mmp score`, `serve` and `transform` for this error:
+    /// [`Exits::Sysexits`] in [`Error::exit_code_for`].
     pub fn exit_code(&self) -> u8 {
+        self.exit_code_for(Exits::Sysexits)
+    }
+
+    /// The process exit code for this error under a command's convention:
+    /// the one table of exit codes.
+    pub fn exit_code_for(&self, exits: Exits) -> u8 {
         if let ErrorKind::Context { source, .. } | ErrorKind::GaveUp { last: source, .. } = &*self.0
         {
-            return source.exit_code();
+            return source.exit_code_for(exits);
         }
         use ErrorKind::*;
-        match *self.0 {
-            Config(_) => 64,
-            ModelLoad { .. } | NoInput(_) => 66,
-            // `mmp transform`: the container is unavailable (sysexits'
-            // EX_UNAVAILABLE); a 4xx answer is bad data (65).
-            Unavailable { .. } | Connection(_) | InvocationTimeout { .. } => 69,
-            Status { status, .. } if status >= 500 => 69,
-            Model(_) => 70,
-            Io { .. } | ClientClosed { .. } | Spill { .. } => 74,
-            _ => 65,
+        match (exits, &*self.0) {
+            // Stopped by a signal: 128 + its number, the shell's convention.
+            (_, Stopped("SIGINT")) => 128 + 2,
+            (_, Stopped(_)) => 128 + 15,
+            // What AWS's `scikit_bring_your_own` sample's `train` script
+            // exits with on an exception; SageMaker marks the job `Failed`
+            // on any non-zero exit and reads the reason from the failure
+            // file (docs/contract.md §4).
+            (Exits::Training, _) => 255,
+            (Exits::Sysexits, kind) => match kind {
+                Config(_) => 64,
+                ModelLoad { .. } | NoInput(_) => 66,
+                // `mmp transform`: the container is unavailable (sysexits'
+                // EX_UNAVAILABLE); a 4xx answer is bad data (65).
+                Unavailable { .. } | Connection(_) | InvocationTimeout { .. } => 69,
+                Status { status, .. } if *status >= 500 => 69,
+                Model(_) => 70,
+                Io { .. } | ClientClosed { .. } | Spill { .. } => 74,
+                _ => 65,
+            },
         }
     }
 

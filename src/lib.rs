@@ -7,8 +7,8 @@
 //! predictions → bytes. Codecs never see the model and the model never sees
 //! bytes; everything below `serve` is synchronous and runtime-free.
 //!
-//! - [`error`]: the one error type, with kinds, record positions, HTTP
-//!   statuses and exit codes.
+//! - [`error`]: the one error type of every command, with kinds, record
+//!   positions, HTTP statuses and the one table of exit codes.
 //! - [`media`]: `Content-Type`/`Accept` parsing and negotiation into a
 //!   [`media::Format`].
 //! - [`record`]: the intermediate representation, a batch of records packed
@@ -36,6 +36,8 @@
 //! - [`output`]: output files written all-or-nothing (temporary file,
 //!   then rename) when they are regular files, written through when they
 //!   are devices, FIFOs or `/dev/stdout`.
+//! - [`progress`]: what a long run shows: the progress bar of `mmp score`
+//!   and `mmp transform` on a terminal, `mmp train`'s progress lines.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
 //! - [`train`]: `mmp train`, SageMaker's training contract: the regressor's
 //!   least squares and the classifiers' Newton passes, on one host or
@@ -64,6 +66,7 @@ pub mod output;
 pub mod parallel;
 pub mod pipeline;
 pub mod predictor;
+pub mod progress;
 pub mod record;
 pub mod score;
 pub mod serve;

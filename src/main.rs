@@ -10,8 +10,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             if let Err(msg) = mmp::logging::init("info") {
-                eprintln!("mmp serve: {msg}");
-                return ExitCode::from(64);
+                let e = mmp::Error::config(msg);
+                eprintln!("mmp serve: {e}");
+                return ExitCode::from(e.exit_code());
             }
             let code = mmp::serve::main(&args.overrides());
             mmp::logging::flush();

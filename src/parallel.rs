@@ -55,7 +55,7 @@ use crate::error::{Error, Position};
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
-use crate::transform::progress::Progress;
+use crate::progress::Progress;
 
 /// Size of a range: large enough that a pipeline and a hop between threads
 /// per range cost nothing (see the README's measurements), small enough to

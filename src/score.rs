@@ -25,7 +25,7 @@ use crate::model::{self, SharedModel};
 use crate::output::Output;
 use crate::parallel::{self, Engine, Spec};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
-use crate::transform::progress::Progress;
+use crate::progress::Progress;
 
 /// Bytes read per `read` call.
 pub const READ_BUF: usize = 1 << 20;

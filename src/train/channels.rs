@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 
 use super::config::{ChannelConfig, InputMode};
-use super::failure::TrainError;
+use crate::error::Error;
 use crate::media::{ContentType, Format};
 
 /// Read size for compressed bytes; decompressed bytes are read 1 MiB at a
@@ -47,16 +47,16 @@ pub struct Channel {
 impl Channel {
     /// Check a channel's configuration: a content type we can read, and no
     /// RecordIO wrapping.
-    pub fn new(name: &str, config: &ChannelConfig) -> Result<Channel, TrainError> {
+    pub fn new(name: &str, config: &ChannelConfig) -> Result<Channel, Error> {
         let content_type = match config.content_type.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(ct) => {
-                Some(ContentType::parse(ct).map_err(|e| TrainError::channel(name, e.to_string()))?)
+                Some(ContentType::parse(ct).map_err(|e| Error::channel(name, e.to_string()))?)
             }
         };
         if let Some(w) = config.record_wrapper_type.as_deref() {
             if !w.eq_ignore_ascii_case("none") {
-                return Err(TrainError::channel(
+                return Err(Error::channel(
                     name,
                     format!("RecordWrapperType {w:?} is not supported: send unwrapped CSV or JSON lines records (RecordWrapperType None)"),
                 ));
@@ -83,7 +83,7 @@ impl Channel {
     /// An existing directory without data files is an error unless
     /// `allow_empty` (a host's shard of a `ShardedByS3Key` channel: with
     /// more instances than objects some host gets none).
-    pub fn sources(&self, data_dir: &Path, allow_empty: bool) -> Result<Sources, TrainError> {
+    pub fn sources(&self, data_dir: &Path, allow_empty: bool) -> Result<Sources, Error> {
         self.sources_of_epoch(data_dir, allow_empty, 0)
     }
 
@@ -95,7 +95,7 @@ impl Channel {
         data_dir: &Path,
         allow_empty: bool,
         epoch: usize,
-    ) -> Result<Sources, TrainError> {
+    ) -> Result<Sources, Error> {
         if self.mode == InputMode::Pipe {
             let fifo = data_dir.join(format!("{}_{epoch}", self.name));
             return Ok(Sources {
@@ -107,23 +107,23 @@ impl Channel {
         match std::fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(TrainError::channel(
+                return Err(Error::channel(
                     &self.name,
                     format!("{} is not a directory", dir.display()),
                 ))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(TrainError::channel(
+                return Err(Error::channel(
                     &self.name,
                     format!("its directory {} does not exist", dir.display()),
                 ))
             }
-            Err(e) => return Err(TrainError::io(format!("cannot read {}", dir.display()), e)),
+            Err(e) => return Err(Error::io(format!("cannot read {}", dir.display()), e)),
         }
         let mut sources = Sources::default();
         walk(&dir, &mut sources)?;
         if sources.files.is_empty() && !allow_empty {
-            return Err(TrainError::channel(
+            return Err(Error::channel(
                 &self.name,
                 format!("no data files in {}", dir.display()),
             ));
@@ -142,8 +142,8 @@ pub struct Sources {
 }
 
 /// Collect the regular files under `dir`, depth first, sorted by name.
-fn walk(dir: &Path, out: &mut Sources) -> Result<(), TrainError> {
-    let cannot = |e| TrainError::io(format!("cannot list {}", dir.display()), e);
+fn walk(dir: &Path, out: &mut Sources) -> Result<(), Error> {
+    let cannot = |e| Error::io(format!("cannot list {}", dir.display()), e);
     let mut entries: Vec<(OsString, std::fs::DirEntry)> = std::fs::read_dir(dir)
         .map_err(cannot)?
         .map(|e| e.map(|e| (e.file_name(), e)))
@@ -175,9 +175,9 @@ fn walk(dir: &Path, out: &mut Sources) -> Result<(), TrainError> {
 /// Opening a FIFO blocks until SageMaker (or a test) opens its write end;
 /// the caller runs this on a worker thread so a stop signal is still
 /// handled.
-pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, TrainError> {
-    let mut file = File::open(path)
-        .map_err(|e| TrainError::io(format!("cannot open {}", path.display()), e))?;
+pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, Error> {
+    let mut file =
+        File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let mut head = [0u8; 2];
     let mut len = 0;
     while len < head.len() {
@@ -185,7 +185,7 @@ pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, TrainError> {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(TrainError::io(format!("cannot read {}", path.display()), e)),
+            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
         }
     }
     let stream = Cursor::new(head[..len].to_vec()).chain(file);

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::failure::TrainError;
+use crate::error::{Error, ErrorKind};
 
 /// Linear Learner's `predictor_type`: what the model predicts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub const KNOWN_HYPERPARAMETERS: &[&str] = &["l2", "num_classes", "predictor_typ
 impl Hyperparameters {
     /// Read `hyperparameters.json`. A missing file means no hyperparameters
     /// (SageMaker always writes one, but a local run need not).
-    pub fn read(path: &Path) -> Result<Hyperparameters, TrainError> {
+    pub fn read(path: &Path) -> Result<Hyperparameters, Error> {
         match read_json::<BTreeMap<String, Value>>(path)? {
             Some(map) => Hyperparameters::from_map(&map),
             None => Ok(Hyperparameters::default()),
@@ -82,7 +82,7 @@ impl Hyperparameters {
     /// parses and taken as written when it does not, as the training toolkit
     /// does. Keys the SDK and the platform inject (`sagemaker_*`, and
     /// `_tuning_objective_metric` and other `_*`) are ignored.
-    pub fn from_map(map: &BTreeMap<String, Value>) -> Result<Hyperparameters, TrainError> {
+    pub fn from_map(map: &BTreeMap<String, Value>) -> Result<Hyperparameters, Error> {
         let mut hp = Hyperparameters::default();
         for (key, raw) in map {
             if key.starts_with("sagemaker_") || key.starts_with('_') {
@@ -97,7 +97,7 @@ impl Hyperparameters {
                         "binary_classifier" => PredictorType::BinaryClassifier,
                         "multiclass_classifier" => PredictorType::MulticlassClassifier,
                         _ => {
-                            return Err(TrainError::Hyperparameter(format!(
+                            return Err(Error::hyperparameter(format!(
                                 "hyperparameter \"predictor_type\" has the value {text:?}: \
                                  expected regressor, binary_classifier or multiclass_classifier"
                             )))
@@ -107,14 +107,14 @@ impl Hyperparameters {
                 "num_classes" => match text.trim().parse::<usize>() {
                     Ok(n) if n >= 2 => hp.num_classes = Some(n),
                     _ => {
-                        return Err(TrainError::Hyperparameter(format!(
+                        return Err(Error::hyperparameter(format!(
                             "hyperparameter \"num_classes\" has the value {text:?}: \
                              expected a whole number >= 2"
                         )))
                     }
                 },
                 _ => {
-                    return Err(TrainError::Hyperparameter(format!(
+                    return Err(Error::hyperparameter(format!(
                         "unknown hyperparameter {key:?}: known hyperparameters are {} \
                          (keys starting with sagemaker_ or _ are ignored)",
                         KNOWN_HYPERPARAMETERS.join(", ")
@@ -123,16 +123,15 @@ impl Hyperparameters {
             }
         }
         if hp.num_classes.is_some() && hp.predictor_type == PredictorType::Regressor {
-            return Err(TrainError::Hyperparameter(
+            return Err(Error::hyperparameter(
                 "hyperparameter \"num_classes\" is for classifiers: set \"predictor_type\" \
-                 to binary_classifier or multiclass_classifier"
-                    .into(),
+                 to binary_classifier or multiclass_classifier",
             ));
         }
         if hp.predictor_type == PredictorType::BinaryClassifier
             && hp.num_classes.is_some_and(|n| n != 2)
         {
-            return Err(TrainError::Hyperparameter(format!(
+            return Err(Error::hyperparameter(format!(
                 "hyperparameter \"num_classes\" is {} but a binary_classifier has 2 classes \
                  (use multiclass_classifier)",
                 hp.num_classes.unwrap_or(0)
@@ -144,7 +143,7 @@ impl Hyperparameters {
 
 /// A hyperparameter's value as text, with one layer of JSON encoding
 /// removed.
-fn value_text(key: &str, raw: &Value) -> Result<String, TrainError> {
+fn value_text(key: &str, raw: &Value) -> Result<String, Error> {
     match raw {
         Value::String(s) => Ok(match serde_json::from_str::<Value>(s) {
             Ok(Value::String(inner)) => inner,
@@ -153,17 +152,17 @@ fn value_text(key: &str, raw: &Value) -> Result<String, TrainError> {
         }),
         // Not SageMaker's format, but unambiguous (a hand-written file).
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(TrainError::Hyperparameter(format!(
+        other => Err(Error::hyperparameter(format!(
             "hyperparameter {key:?} has the value {other}, which is not a string \
              (SageMaker passes hyperparameters as strings)"
         ))),
     }
 }
 
-fn parse_l2(text: &str) -> Result<f64, TrainError> {
+fn parse_l2(text: &str) -> Result<f64, Error> {
     match text.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err(TrainError::Hyperparameter(format!(
+        _ => Err(Error::hyperparameter(format!(
             "hyperparameter \"l2\" has the value {text:?}: expected a finite number >= 0 \
              (the L2 penalty on the weights; 0, the default, means none)"
         ))),
@@ -219,7 +218,7 @@ pub struct ChannelConfig {
 /// directories in File mode.
 pub fn read_input_data_config(
     path: &Path,
-) -> Result<Option<BTreeMap<String, ChannelConfig>>, TrainError> {
+) -> Result<Option<BTreeMap<String, ChannelConfig>>, Error> {
     read_json(path)
 }
 
@@ -235,23 +234,23 @@ pub struct ResourceConfig {
 }
 
 /// Read `resourceconfig.json` when present.
-pub fn read_resource_config(path: &Path) -> Result<Option<ResourceConfig>, TrainError> {
+pub fn read_resource_config(path: &Path) -> Result<Option<ResourceConfig>, Error> {
     read_json(path)
 }
 
 /// Read and parse a JSON file; `None` if it does not exist.
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, TrainError> {
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(TrainError::io(format!("cannot read {}", path.display()), e)),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| TrainError::ConfigFile {
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        Error::new(ErrorKind::ConfigFile {
             file: path.to_path_buf(),
             reason: e.to_string(),
         })
+    })
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 use std::path::Path;
 
 use super::config::{Distribution, ResourceConfig};
-use super::failure::TrainError;
 use super::stats;
+use crate::error::{Error, ErrorKind};
 use crate::predictor::MODEL_FILE;
 
 /// What this host writes.
@@ -56,13 +56,15 @@ impl Role {
         rc: Option<&ResourceConfig>,
         training: Distribution,
         file: &Path,
-    ) -> Result<Role, TrainError> {
+    ) -> Result<Role, Error> {
         let Some(rc) = rc else {
             return Ok(Role::Single);
         };
-        let bad = |reason: String| TrainError::ConfigFile {
-            file: file.to_path_buf(),
-            reason,
+        let bad = |reason: String| {
+            Error::new(ErrorKind::ConfigFile {
+                file: file.to_path_buf(),
+                reason,
+            })
         };
         let mut hosts = rc.hosts.clone();
         hosts.sort();

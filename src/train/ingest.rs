@@ -9,13 +9,12 @@
 //! its file, record, line and byte.
 
 use std::io::{self, Read};
-use std::time::{Duration, Instant};
 
-use super::failure::TrainError;
 use super::fit::Moments;
 use crate::codec::{DecodeOptions, Decoder};
 use crate::error::{Error, ErrorKind, Position};
 use crate::media::Format;
+use crate::progress::Progress;
 use crate::record::{Batch, Label, Shape};
 
 /// Bytes per `read` call: large enough that syscalls and decoder calls cost
@@ -38,7 +37,7 @@ pub trait Accumulate {
     /// Fix D from the first record.
     fn fix(&mut self, features: usize, origin: String);
     /// Add the good records of `batch`, all of D features.
-    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError>;
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error>;
     /// Records added so far.
     fn count(&self) -> u64;
     /// Whether labels may be text (class names); a regressor's may not.
@@ -81,7 +80,7 @@ impl Accumulate for Sums {
         self.moments = Some(Moments::new(features));
     }
 
-    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError> {
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
         let Some(moments) = &mut self.moments else {
             return Ok(());
         };
@@ -118,56 +117,6 @@ pub struct Stream<'a> {
     pub csv_header: bool,
 }
 
-/// Progress of the whole run, printed every `every` on long inputs.
-#[derive(Debug)]
-pub struct Progress {
-    start: Instant,
-    last: Instant,
-    every: Duration,
-    /// Bytes decoded (after decompression).
-    pub bytes: u64,
-    /// Records added to the sums.
-    pub records: u64,
-}
-
-impl Progress {
-    /// Start the clock; print at most once per `every`.
-    pub fn new(every: Duration) -> Progress {
-        let now = Instant::now();
-        Progress {
-            start: now,
-            last: now,
-            every,
-            bytes: 0,
-            records: 0,
-        }
-    }
-
-    /// Time since the start.
-    pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-
-    /// Decoded megabytes (10⁶ bytes) per second so far.
-    pub fn mb_per_s(&self) -> f64 {
-        self.bytes as f64 / 1e6 / self.elapsed().as_secs_f64().max(1e-9)
-    }
-
-    /// Print a progress line if `every` has passed since the last one.
-    fn tick(&mut self, channel: &str) {
-        let now = Instant::now();
-        if now.duration_since(self.last) >= self.every {
-            self.last = now;
-            println!(
-                "mmp train: progress: {channel}: {} records, {:.1} MB, {:.1} MB/s",
-                self.records,
-                self.bytes as f64 / 1e6,
-                self.mb_per_s()
-            );
-        }
-    }
-}
-
 /// Reads streams into sums, reusing its buffer and batch across them.
 #[derive(Debug)]
 pub struct Ingest {
@@ -196,8 +145,8 @@ impl Ingest {
         src: &mut dyn Read,
         stream: &Stream<'_>,
         sums: &mut dyn Accumulate,
-        progress: &mut Progress,
-    ) -> Result<(), TrainError> {
+        progress: &Progress,
+    ) -> Result<(), Error> {
         let opts = DecodeOptions {
             shape: sums.features().map_or(Shape::Any, Shape::Features),
             label: true,
@@ -213,22 +162,22 @@ impl Ingest {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(TrainError::io(format!("error reading {}", stream.file), e)),
+                Err(e) => return Err(Error::io(format!("error reading {}", stream.file), e)),
             };
-            progress.bytes += n as u64;
+            progress.add(0, n as u64);
             let mut at = 0;
             while at < n {
                 let used = decoder
                     .decode(&self.buf[at..n], &mut self.batch, BATCH_RECORDS)
                     .map_err(|e| record_error(stream, e, String::new()))?;
                 if used == 0 && self.batch.is_empty() {
-                    return Err(TrainError::Internal(format!(
+                    return Err(Error::new(ErrorKind::Internal(format!(
                         "the decoder made no progress in {}",
                         stream.file
-                    )));
+                    ))));
                 }
                 at += used;
-                progress.records += add_batch(&mut self.batch, stream, sums)?;
+                progress.add(add_batch(&mut self.batch, stream, sums)?, 0);
                 self.batch.clear();
             }
             progress.tick(stream.channel);
@@ -237,7 +186,7 @@ impl Ingest {
             let done = decoder
                 .finish(&mut self.batch, BATCH_RECORDS)
                 .map_err(|e| record_error(stream, e, String::new()))?;
-            progress.records += add_batch(&mut self.batch, stream, sums)?;
+            progress.add(add_batch(&mut self.batch, stream, sums)?, 0);
             self.batch.clear();
             if done {
                 return Ok(());
@@ -253,7 +202,7 @@ fn add_batch(
     batch: &mut Batch,
     stream: &Stream<'_>,
     sums: &mut dyn Accumulate,
-) -> Result<u64, TrainError> {
+) -> Result<u64, Error> {
     // With `stop_on_error` a bad record is the batch's last: the good ones
     // before it do not matter, the job fails.
     if batch.has_errors() {
@@ -302,7 +251,7 @@ fn add_batch(
 
 /// A regressor's record whose label is text. Cold: bad input.
 #[cold]
-fn text_label_error(stream: &Stream<'_>, batch: &Batch, i: usize, pos: Position) -> TrainError {
+fn text_label_error(stream: &Stream<'_>, batch: &Batch, i: usize, pos: Position) -> Error {
     let text = match batch.label(i) {
         Label::Text(t) => t,
         Label::Number(_) => "",
@@ -317,13 +266,7 @@ const REGRESSOR_LABELS: &str = "; predictor_type regressor needs numeric labels 
 
 /// A record whose width differs from the first record's. Cold: bad input.
 #[cold]
-fn width_error(
-    stream: &Stream<'_>,
-    pos: Position,
-    d: usize,
-    found: usize,
-    origin: &str,
-) -> TrainError {
+fn width_error(stream: &Stream<'_>, pos: Position, d: usize, found: usize, origin: &str) -> Error {
     let e = Error::new(ErrorKind::FieldCount {
         pos,
         expected: d + 1,
@@ -341,11 +284,11 @@ fn hint(e: &Error, sums: &dyn Accumulate) -> String {
     }
 }
 
-pub(crate) fn record_error(stream: &Stream<'_>, source: Error, hint: String) -> TrainError {
-    TrainError::Record {
+pub(crate) fn record_error(stream: &Stream<'_>, source: Error, hint: String) -> Error {
+    Error::new(ErrorKind::TrainingRecord {
         channel: stream.channel.to_string(),
         file: stream.file.to_string(),
         source,
         hint,
-    }
+    })
 }

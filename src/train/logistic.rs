@@ -30,7 +30,6 @@
 
 use std::collections::BTreeSet;
 
-use super::failure::TrainError;
 use super::ingest::{record_error, Accumulate, Stream};
 use crate::error::{Error, ErrorKind, Position};
 use crate::model::ClassLabel;
@@ -104,10 +103,10 @@ pub struct Scan {
 
 impl Scan {
     /// The label set, or why the labels cannot be classes.
-    pub fn labels(self) -> Result<(LabelSet, Option<usize>, String, u64), TrainError> {
+    pub fn labels(self) -> Result<(LabelSet, Option<usize>, String, u64), Error> {
         let set = match (self.first_number, self.first_text) {
             (Some((y, p)), Some((t, q))) => {
-                return Err(TrainError::channel(
+                return Err(Error::channel(
                     super::TRAINING,
                     format!(
                         "its labels mix numbers ({} at record {}, line {}) and text ({t:?} at \
@@ -141,7 +140,7 @@ impl Accumulate for Scan {
         self.origin = origin;
     }
 
-    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError> {
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
         for (i, pos) in batch.positions().iter().enumerate() {
             match batch.label(i) {
                 Label::Number(y) => {
@@ -342,7 +341,7 @@ impl Accumulate for Pass<'_> {
 
     fn fix(&mut self, _: usize, _: String) {}
 
-    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), TrainError> {
+    fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
         for (i, (x, pos)) in batch.rows().iter().zip(batch.positions()).enumerate() {
             let label = batch.label(i);
             let Some(c) = self.labels.index(label) else {
@@ -364,12 +363,7 @@ impl Accumulate for Pass<'_> {
 
 /// A record whose label is not among the training labels. Cold.
 #[cold]
-fn unknown_label(
-    stream: &Stream<'_>,
-    pos: Position,
-    label: Label<'_>,
-    set: &LabelSet,
-) -> TrainError {
+fn unknown_label(stream: &Stream<'_>, pos: Position, label: Label<'_>, set: &LabelSet) -> Error {
     let text = match label {
         Label::Number(y) => ClassLabel::Number(y).text(),
         Label::Text(t) => format!("{t:?}"),
@@ -415,8 +409,8 @@ pub fn fit(
     d: usize,
     l2: f64,
     kind: ClassifierType,
-    mut pass: impl FnMut(&[f64]) -> Result<(f64, u64, u64, u64, Vec<f64>, Vec<f64>), TrainError>,
-) -> Result<Fitted, TrainError> {
+    mut pass: impl FnMut(&[f64]) -> Result<(f64, u64, u64, u64, Vec<f64>, Vec<f64>), Error>,
+) -> Result<Fitted, Error> {
     let k = labels.len();
     let m = outputs(k);
     let p = m * (d + 1);
@@ -442,7 +436,7 @@ pub fn fit(
             }
         }
         if l2 == 0.0 && strict == n {
-            return Err(TrainError::Hyperparameter(format!(
+            return Err(Error::hyperparameter(format!(
                 "the training data are separable (after {passes} Newton passes every record's \
                  class wins by a margin), so with l2 = 0 the weights grow without bound: set \
                  the hyperparameter l2 > 0"
@@ -473,7 +467,7 @@ pub fn fit(
             }
         }
         let step = cholesky_solve(&mut hess, &grad, p).ok_or_else(|| {
-            TrainError::Hyperparameter(format!(
+            Error::hyperparameter(format!(
                 "the classifier's Hessian is singular after {passes} passes (a constant or \
                  collinear feature, or separable data) with l2 = {l2}: set the hyperparameter \
                  l2 > 0"
@@ -503,8 +497,8 @@ pub fn fit(
     Err(not_converging(l2, passes))
 }
 
-fn not_converging(l2: f64, passes: usize) -> TrainError {
-    TrainError::Hyperparameter(format!(
+fn not_converging(l2: f64, passes: usize) -> Error {
+    Error::hyperparameter(format!(
         "the classifier did not converge in {passes} Newton passes with l2 = {l2} (the data may \
          be separable or nearly so): set the hyperparameter l2 > 0, or larger"
     ))

@@ -26,7 +26,8 @@
 //!   per-host statistics.
 //! - [`stats`]: the per-host statistics files, and combining them into one
 //!   model when a model directory is loaded.
-//! - [`failure`]: the error type, the failure file, the exit codes.
+//! - [`failure`]: the failure file, from the crate's one error type (whose
+//!   exit-code table has training's column).
 //! - [`stop`]: running the work so that SIGTERM is answered at once.
 
 pub mod channels;
@@ -46,14 +47,15 @@ use std::time::Duration;
 
 use self::channels::Channel;
 use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode, PredictorType};
-use self::failure::TrainError;
 use self::fit::Moments;
 use self::hosts::Role;
-use self::ingest::{Accumulate, Ingest, Progress, Stream, Sums};
+use self::ingest::{Accumulate, Ingest, Stream, Sums};
 use self::logistic::{Pass, Scan};
 use self::stop::Ended;
+use crate::error::{Error, ErrorKind, Exits};
 use crate::model::Artifact;
 use crate::predictor::{ClassifierType, MODEL_FILE};
+use crate::progress::Progress;
 
 /// The channel the fit reads (required).
 pub const TRAINING: &str = "training";
@@ -144,7 +146,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
             // A failed run leaves no model behind, whatever its role.
             Role::Single.remove_stale(&layout.model);
             failure::report(&layout.output, &e);
-            return ExitCode::from(e.exit_code());
+            return ExitCode::from(e.exit_code_for(Exits::Training));
         }
     };
     role.remove_stale(&layout.model);
@@ -153,9 +155,11 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
     let work = move || train(&work_layout, &work_role, &channels, every);
     let result = match stop::run_until_signal(work) {
         Ok(Ended::Done(result)) => result,
-        Ok(Ended::Signal(name)) => Err(TrainError::Stopped(name)),
-        Ok(Ended::Panicked) => Err(TrainError::Internal("the training thread panicked".into())),
-        Err(e) => Err(TrainError::io("cannot start the training thread", e)),
+        Ok(Ended::Signal(name)) => Err(Error::new(ErrorKind::Stopped(name))),
+        Ok(Ended::Panicked) => Err(Error::new(ErrorKind::Internal(
+            "the training thread panicked".into(),
+        ))),
+        Err(e) => Err(Error::io("cannot start the training thread", e)),
     };
     // The model is written here, on the main thread, only after a
     // successful fit, so a stop signal can never leave one behind.
@@ -163,14 +167,14 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             failure::report(&layout.output, &e);
-            ExitCode::from(e.exit_code())
+            ExitCode::from(e.exit_code_for(Exits::Training))
         }
     }
 }
 
 /// This host's place in the job, from `resourceconfig.json` and the
 /// training channel's `S3DistributionType`, logged; and the channels.
-fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), TrainError> {
+fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), Error> {
     let file = layout.config.join("resourceconfig.json");
     let rc = config::read_resource_config(&file)?;
     if let Some(rc) = &rc {
@@ -194,12 +198,12 @@ fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), Trai
 
 /// Write what this host's role writes, then print the metrics and the
 /// summary.
-fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
+fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), Error> {
     let written = match role {
         Role::Sharded { host, hosts } => {
             create_model_dir(layout)?;
             let path = stats::save(&layout.model, host, hosts, t.l2, t.sums.as_ref())
-                .map_err(TrainError::Save)?;
+                .map_err(|e| Error::new(ErrorKind::SaveModel(e)))?;
             format!(
                 "statistics written to {} (the model is their combination with the other hosts')",
                 path.display()
@@ -210,8 +214,8 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
         ),
         _ => {
             create_model_dir(layout)?;
-            let fit = t.fit.as_ref().map_err(|e| TrainError::Singular(e.clone()))?;
-            fit.model.save(&layout.model).map_err(TrainError::Save)?;
+            let fit = t.fit.as_ref().map_err(|e| Error::new(ErrorKind::Singular(e.clone())))?;
+            fit.model.save(&layout.model).map_err(|e| Error::new(ErrorKind::SaveModel(e)))?;
             format!("model written to {}", layout.model.join(MODEL_FILE).display())
         }
     };
@@ -249,18 +253,18 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), TrainError> {
     };
     println!(
         "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; {written}",
-        p.records,
+        p.records(),
         records,
-        p.bytes as f64 / 1e6,
+        p.bytes() as f64 / 1e6,
         p.elapsed().as_secs_f64(),
         p.mb_per_s(),
     );
     Ok(())
 }
 
-fn create_model_dir(layout: &Layout) -> Result<(), TrainError> {
+fn create_model_dir(layout: &Layout) -> Result<(), Error> {
     std::fs::create_dir_all(&layout.model)
-        .map_err(|e| TrainError::io(format!("cannot create {}", layout.model.display()), e))
+        .map_err(|e| Error::io(format!("cannot create {}", layout.model.display()), e))
 }
 
 /// Everything but writing the output: hyperparameters, reading, fitting.
@@ -269,7 +273,7 @@ pub fn train(
     role: &Role,
     channels: &BTreeMap<String, ChannelConfig>,
     every: Duration,
-) -> Result<Trained, TrainError> {
+) -> Result<Trained, Error> {
     let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
     match hp.predictor_type {
         PredictorType::Regressor => println!("mmp train: hyperparameters: l2={}", hp.l2),
@@ -291,12 +295,12 @@ pub fn train(
         println!("mmp train: ignoring channel {name:?} (this algorithm reads {TRAINING} and {VALIDATION})");
     }
     let sharded = matches!(role, Role::Sharded { .. });
-    let mut progress = Progress::new(every);
+    let mut progress = Progress::lines("mmp train: progress", every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
     if hp.predictor_type != PredictorType::Regressor {
         if sharded {
-            return Err(TrainError::channel(
+            return Err(Error::channel(
                 TRAINING,
                 format!(
                     "S3DistributionType ShardedByS3Key is not supported for classifiers \
@@ -342,7 +346,7 @@ pub fn train(
                 progress,
             });
         }
-        return Err(TrainError::channel(TRAINING, "has no records"));
+        return Err(Error::channel(TRAINING, "has no records"));
     };
     let model = match moments.solve(hp.l2) {
         Ok(model) => model,
@@ -355,7 +359,7 @@ pub fn train(
                 progress,
             })
         }
-        Err(reason) => return Err(TrainError::Singular(reason)),
+        Err(reason) => return Err(Error::new(ErrorKind::Singular(reason))),
     };
     let train_rmse = moments.rmse(&model);
     let validation = match channels.get(VALIDATION) {
@@ -369,7 +373,7 @@ pub fn train(
             reader.read(&channel, &mut v, false, 0)?;
             match v.moments.as_ref() {
                 Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
-                _ => return Err(TrainError::channel(VALIDATION, "has no records")),
+                _ => return Err(Error::channel(VALIDATION, "has no records")),
             }
         }
     };
@@ -400,7 +404,7 @@ fn train_classifier(
     training: &Channel,
     channels: &BTreeMap<String, ChannelConfig>,
     mut reader: Reader<'_>,
-) -> Result<Fit, TrainError> {
+) -> Result<Fit, Error> {
     let kind = match hp.predictor_type {
         PredictorType::BinaryClassifier => ClassifierType::BinaryClassifier,
         _ => ClassifierType::MulticlassClassifier,
@@ -429,7 +433,7 @@ fn train_classifier(
             }
             None => "at least 2".into(),
         };
-        return Err(TrainError::channel(
+        return Err(Error::channel(
             TRAINING,
             format!("has {k} distinct labels ({}), expected {expected}", names()),
         ));
@@ -501,7 +505,7 @@ impl Reader<'_> {
         acc: &mut dyn Accumulate,
         allow_empty: bool,
         epoch: usize,
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), Error> {
         read_channel(
             channel,
             self.layout,
@@ -517,7 +521,7 @@ impl Reader<'_> {
 /// The channels to read: `inputdataconfig.json`, or, when it is missing (a
 /// local run), `training` and `validation` in File mode if their
 /// directories exist.
-fn channel_configs(layout: &Layout) -> Result<BTreeMap<String, ChannelConfig>, TrainError> {
+fn channel_configs(layout: &Layout) -> Result<BTreeMap<String, ChannelConfig>, Error> {
     let path = layout.config.join("inputdataconfig.json");
     if let Some(map) = config::read_input_data_config(&path)? {
         return Ok(map);
@@ -533,9 +537,9 @@ fn channel_configs(layout: &Layout) -> Result<BTreeMap<String, ChannelConfig>, T
         .collect())
 }
 
-fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> TrainError {
+fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> Error {
     let listed: Vec<&str> = channels.keys().map(String::as_str).collect();
-    TrainError::channel(
+    Error::channel(
         TRAINING,
         format!(
             "required, but inputdataconfig.json does not list it (it lists: {})",
@@ -558,7 +562,7 @@ fn read_channel(
     ingest: &mut Ingest,
     progress: &mut Progress,
     epoch: usize,
-) -> Result<(), TrainError> {
+) -> Result<(), Error> {
     let sources = channel.sources_of_epoch(&layout.data, allow_empty, epoch)?;
     let mode = match channel.mode {
         InputMode::File => "File",
@@ -594,12 +598,12 @@ fn read_channel(
     }
     for path in &sources.files {
         let file = path.display().to_string();
-        let mut reader = channels::open(path).map_err(|e| match e {
-            TrainError::Io { source, .. }
+        let mut reader = channels::open(path).map_err(|e| match e.kind() {
+            ErrorKind::Io { source, .. }
                 if channel.mode == InputMode::Pipe
                     && source.kind() == std::io::ErrorKind::NotFound =>
             {
-                TrainError::channel(
+                Error::channel(
                     &channel.name,
                     if epoch == 0 {
                         format!("Pipe mode, but there is no FIFO {file}")
@@ -613,7 +617,7 @@ fn read_channel(
                     },
                 )
             }
-            e => e,
+            _ => e,
         })?;
         let (format, csv_header) = channel.format_of(path);
         let stream = Stream {
@@ -625,7 +629,7 @@ fn read_channel(
         ingest.read(&mut reader, &stream, sums, progress)?;
     }
     if sums.count() == 0 && !allow_empty {
-        return Err(TrainError::channel(
+        return Err(Error::channel(
             &channel.name,
             format!(
                 "has no records ({} source{} read)",

@@ -32,8 +32,8 @@ use super::inprocess::InProcess;
 use super::inputs::InputFile;
 use super::output::{out_path, FileOutput};
 use super::plan::{AssembleWith, CompressionType, Plan, SplitType};
-use super::progress::Progress;
 use super::split::{self, MiniBatch, SplitOptions, Splitter};
+use crate::progress::Progress;
 
 /// What answers requests: a container over HTTP, or the pipeline.
 pub enum Backend {

@@ -13,7 +13,7 @@
 //! ([`inprocess`]); turn responses into output, joining if asked
 //! ([`assemble`]); write each file's output in input order under a
 //! temporary name, renamed only when the whole file succeeded ([`engine`],
-//! [`output`]); report ([`progress`]). Files fail on their own and the
+//! [`output`]); report ([`crate::progress`], [`summary`]). Files fail on their own and the
 //! others go on; the exit code says whether any failed.
 //!
 //! Where this differs from SDK local mode (sagemaker-python-sdk,
@@ -33,7 +33,6 @@ pub mod json;
 pub mod jsonpath;
 pub mod output;
 pub mod plan;
-pub mod progress;
 pub mod split;
 
 use std::io::IsTerminal;
@@ -46,6 +45,7 @@ use crate::codec::records::{Blank, Framing};
 use crate::error::{Error, Result};
 use crate::media::Format;
 use crate::pipeline::{ErrorPolicy, PipelineOptions};
+use crate::progress::Progress;
 
 pub use self::engine::FileReport;
 
@@ -400,12 +400,86 @@ async fn execute(
         out_dir: args.output.clone(),
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let progress = progress::Progress::new(files.len(), total, tty);
+    let progress = Progress::new(files.len(), total, tty);
     let reports = engine::run(&backend, Arc::new(job), Arc::new(files), &progress).await;
-    let summary = progress.finish(&reports);
+    progress.clear();
+    let summary = summary(
+        &reports,
+        progress.records(),
+        progress.bytes(),
+        progress.elapsed(),
+    );
     TransformOutcome {
         reports,
         notes,
         summary,
+    }
+}
+
+/// `mmp transform: 3 files: 2 succeeded, 1 failed; 10000 records, 1.2 MB in
+/// 0.35 s (3.4 MB/s, 28571 records/s)` ("1 file: ..." for one), then
+/// `  failed a/b.csv: why`.
+pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration) -> String {
+    let failed: Vec<&FileReport> = reports.iter().filter(|r| r.outcome.is_err()).collect();
+    let secs = took.as_secs_f64().max(1e-9);
+    let mb = bytes as f64 / 1e6;
+    let mut s = format!(
+        "mmp transform: {} {}: {} succeeded, {} failed; {records} records, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
+        reports.len(),
+        if reports.len() == 1 { "file" } else { "files" },
+        reports.len() - failed.len(),
+        failed.len(),
+        mb / secs,
+        records as f64 / secs,
+    );
+    for r in failed {
+        if let Err(e) = &r.outcome {
+            s.push_str(&format!("\n  failed {}: {e}", r.rel.display()));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::transform::engine::FileStats;
+
+    #[test]
+    fn summary_lists_failures() {
+        let reports = vec![
+            FileReport {
+                rel: "a.csv".into(),
+                outcome: Ok(FileStats::default()),
+            },
+            FileReport {
+                rel: "b/c.csv".into(),
+                outcome: Err(Error::new(ErrorKind::Connection("reset".into()))),
+            },
+        ];
+        let s = summary(&reports, 10, 2_000_000, Duration::from_secs(2));
+        assert_eq!(
+            s,
+            "mmp transform: 2 files: 1 succeeded, 1 failed; 10 records, 2.0 MB in 2.00 s (1.0 MB/s, 5 records/s)\n  failed b/c.csv: connection failed: reset"
+        );
+        let s = summary(&reports[..1], 1, 0, Duration::from_secs(1));
+        assert!(
+            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn one_file_is_singular() {
+        let reports = vec![FileReport {
+            rel: "a.csv".into(),
+            outcome: Ok(FileStats::default()),
+        }];
+        let s = summary(&reports, 2, 1_000_000, Duration::from_secs(1));
+        assert!(
+            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed; 2 records"),
+            "{s}"
+        );
     }
 }

@@ -1,20 +1,27 @@
-//! What a job shows while it runs: a progress bar on a terminal (bytes,
-//! MB/s, records/s, files done; with a known total, the share done and the
-//! time left), nothing otherwise; and one plain summary line at the end
-//! either way, with a line per failed file. `mmp score` uses the same bar
-//! ([`Progress::stream`]), for its files or stdin.
+//! What a long run shows while it runs, and its counters (records, bytes,
+//! files), shared by the threads: for `mmp transform` and `mmp score`, a
+//! progress bar on a terminal (bytes, MB/s, records/s, files done; with a
+//! known total, the share done and the time left), nothing otherwise
+//! ([`Progress::new`], [`Progress::stream`]); for `mmp train`, a plain line
+//! at most once per interval on stdout ([`Progress::lines`]), which
+//! CloudWatch keeps.
+//!
+//! The bar is indicatif's. Training's lines are not: indicatif hides a bar
+//! whose terminal is not user attended (its `ProgressDrawTarget::term`
+//! docs), and a training job's stdout is a pipe to CloudWatch, so it would
+//! write 0 lines there; this module's 20-line [`Progress::tick`] writes
+//! one every `--progress-interval`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::engine::FileReport;
-
 /// Counters of a running job, shared by the threads.
 #[derive(Debug)]
 pub struct Progress {
     bar: Option<ProgressBar>,
+    lines: Option<Lines>,
     start: Instant,
     records: AtomicU64,
     bytes: AtomicU64,
@@ -60,6 +67,7 @@ impl Progress {
         });
         Progress {
             bar,
+            lines: None,
             start: Instant::now(),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -68,6 +76,60 @@ impl Progress {
             files: files as u64,
             show_files,
         }
+    }
+
+    /// A training run's counters, printed by [`Progress::tick`] as a line
+    /// `{prefix}: {channel}: R records, M MB, S MB/s` at most once per
+    /// `every`.
+    pub fn lines(prefix: &'static str, every: Duration) -> Progress {
+        Progress {
+            lines: Some(Lines {
+                prefix,
+                every,
+                last: AtomicU64::new(0),
+            }),
+            ..Progress::with(0, None, false, false)
+        }
+    }
+
+    /// Print a progress line of `channel` if `every` has passed since the
+    /// last one ([`Progress::lines`]; nothing otherwise).
+    pub fn tick(&self, channel: &str) {
+        let Some(lines) = &self.lines else {
+            return;
+        };
+        let now = self.start.elapsed();
+        let last = Duration::from_nanos(lines.last.load(Ordering::Relaxed));
+        if now.saturating_sub(last) >= lines.every {
+            lines.last.store(now.as_nanos() as u64, Ordering::Relaxed);
+            println!(
+                "{}: {channel}: {} records, {:.1} MB, {:.1} MB/s",
+                lines.prefix,
+                self.records(),
+                self.bytes() as f64 / 1e6,
+                self.mb_per_s()
+            );
+        }
+    }
+
+    /// Records counted so far.
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    /// Input bytes counted so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Megabytes (10⁶ bytes) per second so far.
+    pub fn mb_per_s(&self) -> f64 {
+        self.bytes() as f64 / 1e6 / self.elapsed().as_secs_f64().max(1e-9)
     }
 
     /// Print a line on stderr without garbling the bar.
@@ -123,84 +185,33 @@ impl Progress {
             }
         ));
     }
-
-    /// Clear the bar and give the summary: one line, then one per failed
-    /// file.
-    pub fn finish(&self, reports: &[FileReport]) -> String {
-        self.clear();
-        summary(
-            reports,
-            self.records.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-            self.start.elapsed(),
-        )
-    }
 }
 
-/// `mmp transform: 3 files: 2 succeeded, 1 failed; 10000 records, 1.2 MB in
-/// 0.35 s (3.4 MB/s, 28571 records/s)` ("1 file: ..." for one), then
-/// `  failed a/b.csv: why`.
-pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration) -> String {
-    let failed: Vec<&FileReport> = reports.iter().filter(|r| r.outcome.is_err()).collect();
-    let secs = took.as_secs_f64().max(1e-9);
-    let mb = bytes as f64 / 1e6;
-    let mut s = format!(
-        "mmp transform: {} {}: {} succeeded, {} failed; {records} records, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
-        reports.len(),
-        if reports.len() == 1 { "file" } else { "files" },
-        reports.len() - failed.len(),
-        failed.len(),
-        mb / secs,
-        records as f64 / secs,
-    );
-    for r in failed {
-        if let Err(e) = &r.outcome {
-            s.push_str(&format!("\n  failed {}: {e}", r.rel.display()));
-        }
-    }
-    s
+/// The state of [`Progress::lines`].
+#[derive(Debug)]
+struct Lines {
+    prefix: &'static str,
+    every: Duration,
+    /// When the last line was printed, in nanoseconds since the start.
+    last: AtomicU64,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{Error, ErrorKind};
-    use crate::transform::engine::FileStats;
 
     #[test]
-    fn summary_lists_failures() {
-        let reports = vec![
-            FileReport {
-                rel: "a.csv".into(),
-                outcome: Ok(FileStats::default()),
-            },
-            FileReport {
-                rel: "b/c.csv".into(),
-                outcome: Err(Error::new(ErrorKind::Connection("reset".into()))),
-            },
-        ];
-        let s = summary(&reports, 10, 2_000_000, Duration::from_secs(2));
-        assert_eq!(
-            s,
-            "mmp transform: 2 files: 1 succeeded, 1 failed; 10 records, 2.0 MB in 2.00 s (1.0 MB/s, 5 records/s)\n  failed b/c.csv: connection failed: reset"
-        );
-        let s = summary(&reports[..1], 1, 0, Duration::from_secs(1));
-        assert!(
-            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn one_file_is_singular() {
-        let reports = vec![FileReport {
-            rel: "a.csv".into(),
-            outcome: Ok(FileStats::default()),
-        }];
-        let s = summary(&reports, 2, 1_000_000, Duration::from_secs(1));
-        assert!(
-            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed; 2 records"),
-            "{s}"
-        );
+    fn counters_add_up_from_several_threads() {
+        let p = Progress::lines("test", Duration::from_secs(3600));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        p.add(2, 10);
+                    }
+                });
+            }
+        });
+        assert_eq!((p.records(), p.bytes()), (8000, 40_000));
     }
 }
