@@ -6,12 +6,10 @@
 //! predicted labels; and the AWS sample's flow (iris with the species in
 //! column 1 → train → score and serve answer species names) must hold.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use util::*;
+use crate::util::*;
 
 /// Absolute tolerance on each class probability.
 const TOL: f64 = 1e-4;

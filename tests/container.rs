@@ -18,8 +18,6 @@
 //! Nothing sleeps to synchronise: readiness is polled, the SIGTERM test
 //! waits for the server's own log line.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,7 +27,9 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use util::{chunk, chunked_head, golden_expected, golden_inputs, mime, short_of, LAST_CHUNK};
+use crate::util::{
+    self, chunk, chunked_head, golden_expected, golden_inputs, mime, short_of, LAST_CHUNK,
+};
 
 /// Repository of every tag these tests make.
 const REPO: &str = "mmp-test";

@@ -4,8 +4,6 @@
 //! racing from many threads, an unload during a streamed invoke, metrics and
 //! log lines, and ten thousand models at once.
 
-mod util;
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -13,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 /// A multi-model server loading from `root`, with extra variables.
 fn mme_server(root: &Path, env: &[(&str, &str)]) -> Server {

@@ -2,11 +2,9 @@
 //! counter values, valid exposition format), JSON log lines with the request
 //! fields, and the request id header.
 
-mod util;
-
 use std::collections::HashMap;
 
-use util::*;
+use crate::util::*;
 
 /// Every sample of a scrape, keyed by `name{label="value",...}` (labels
 /// sorted), parsed by an independent parser (the `prometheus-parse` crate).

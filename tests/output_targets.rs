@@ -9,8 +9,6 @@
 //! container does); where that is not allowed the device cases say so on
 //! stderr and check nothing.
 
-mod util;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -18,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
-use util::*;
+use crate::util::*;
 
 const INPUT: &[u8] = b"1,2,3\n4,5,6\n";
 /// The fixtures' model on INPUT (the README's quick-start answer).

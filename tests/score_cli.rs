@@ -1,12 +1,10 @@
 //! `mmp score` as a real process: golden fixtures, stdin/stdout, several
 //! files, bad input, a closed stdout, and memory on a large generated input.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 
-use util::*;
+use crate::util::*;
 
 fn score(args: &[&str]) -> std::process::Output {
     mmp()

@@ -4,12 +4,10 @@
 //! these hold large buffers, and a child spawned from a test process starts
 //! in its memory, which would count in `score_cli`'s peak-RSS test.)
 
-mod util;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use util::*;
+use crate::util::*;
 
 fn score(args: &[&str]) -> std::process::Output {
     mmp()

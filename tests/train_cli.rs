@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod util;
+use crate::util;
 
 use flate2::write::GzEncoder;
 use flate2::Compression;

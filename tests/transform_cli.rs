@@ -2,14 +2,11 @@
 //! the documented DataProcessing examples (fixtures/transform), the exact
 //! difference from SDK local mode's output, and usage errors.
 
-mod transform_fake;
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use transform_fake::{Fake, Reply};
-use util::{fixtures, mmp, model_dir, Server};
+use crate::transform_fake::{Fake, Reply};
+use crate::util::{fixtures, mmp, model_dir, Server};
 
 /// A run of the binary.
 struct Run {

@@ -3,14 +3,12 @@
 //! `.out`, exit codes, the execution-parameters precedence, concurrency and
 //! mini-batch sizes as the container sees them.
 
-mod transform_fake;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use transform_fake::{echo, Fake, Reply, Seen};
+use crate::transform_fake::{echo, Fake, Reply, Seen};
 
 /// A run of the binary: exit code, stderr, and the output folder.
 struct Run {

@@ -1,7 +1,6 @@
 //! Helpers shared by the black-box tests: the real `mmp` binary, fixtures,
 //! a server process on a free loopback port, and a raw HTTP/1.1 client that
 //! can tell a complete chunked response from a cut one.
-#![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -474,4 +473,23 @@ pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
         body,
         complete,
     })
+}
+
+/// `n` CSV rows of 3 features, `i,1,2` for `i` from `from`: each row's
+/// prediction differs, so a lost or repeated row shows.
+pub fn csv_rows(from: usize, n: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in from..from + n {
+        writeln!(v, "{i},1,2").unwrap();
+    }
+    v
+}
+
+/// Wait until `cond` holds, polling, or fail after 20 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
