@@ -283,16 +283,7 @@ impl Server {
 
     /// Peak and current resident memory, KiB, from /proc.
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let get = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (get("VmHWM:"), get("VmRSS:"))
+        memory_kib(self.child.id())
     }
 
     /// Send a signal by name (`TERM`, `INT`).
@@ -327,6 +318,22 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Peak (`VmHWM`) and current (`VmRSS`) resident memory of a running
+/// process, KiB, from /proc. The peak counts from the process's `exec`,
+/// not from the fork in this (large, many-test) process.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (get("VmHWM:"), get("VmRSS:"))
 }
 
 /// A raw POST /invocations with a Content-Length.
