@@ -278,16 +278,6 @@ fn synthetic(classes: usize) -> String {
     s
 }
 
-fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    dir
-}
-
 /// Run `mmp train` on `dir`; (success, stdout, failure file).
 fn run(dir: &Path) -> (bool, String, String) {
     let o = mmp().args(["train", "--opt-ml"]).arg(dir).output().unwrap();
@@ -325,8 +315,7 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         .collect();
     std::fs::create_dir_all(pipe.path().join("input/data")).unwrap();
     for f in &fifos {
-        let ok = Command::new("mkfifo").arg(f).status().unwrap().success();
-        assert!(ok);
+        mkfifo(f);
         let (f, data) = (f.clone(), data.clone());
         std::thread::spawn(move || {
             use std::io::Write;

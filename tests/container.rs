@@ -538,17 +538,7 @@ fn call(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> util::Response {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str("\r\n");
-    let mut raw = raw.into_bytes();
-    raw.extend_from_slice(body);
-    request(addr, &raw)
+    request(addr, &util::raw_request(method, path, headers, body))
 }
 
 /// As SageMaker runs a multi-model endpoint: `SAGEMAKER_MULTI_MODEL=true`, no

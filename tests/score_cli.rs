@@ -6,21 +6,11 @@ use std::process::Stdio;
 
 use crate::util::*;
 
-fn score(args: &[&str]) -> std::process::Output {
-    mmp()
-        .arg("score")
-        .arg("--model-dir")
-        .arg(model_dir())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn golden_fixtures_in_every_output_format() {
     for input in golden_inputs() {
         for out in ["csv", "jsonl", "json"] {
-            let o = score(&["--accept", out, input.to_str().unwrap()]);
+            let o = mmp_score(&["--accept", out, input.to_str().unwrap()]);
             assert!(
                 o.status.success(),
                 "{input:?}: {}",
@@ -76,12 +66,12 @@ fn csv_header_option_and_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("h.csv");
     std::fs::write(&f, "a,b,c\n1,2,3\n").unwrap();
-    let o = score(&["--csv-header", f.to_str().unwrap()]);
+    let o = mmp_score(&["--csv-header", f.to_str().unwrap()]);
     assert!(o.status.success());
     assert_eq!(o.stdout, b"-1.75\n");
-    let o = score(&["-t", "text/csv; header=present", f.to_str().unwrap()]);
+    let o = mmp_score(&["-t", "text/csv; header=present", f.to_str().unwrap()]);
     assert_eq!(o.stdout, b"-1.75\n");
-    let o = score(&[f.to_str().unwrap()]);
+    let o = mmp_score(&[f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65), "a header is data unless asked");
 }
 
@@ -93,7 +83,7 @@ fn several_inputs_give_one_output_each() {
     std::fs::copy(fixtures().join("golden/basic.csv"), &a).unwrap();
     std::fs::copy(fixtures().join("golden/basic.jsonl"), &b).unwrap();
     // Beside the inputs...
-    let o = score(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    let o = mmp_score(&[a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout.is_empty());
     let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
@@ -107,7 +97,7 @@ fn several_inputs_give_one_output_each() {
     );
     // ...or in -o DIR, created if needed.
     let out = dir.path().join("out/nested");
-    let o = score(&[
+    let o = mmp_score(&[
         "-a",
         "json",
         "-o",
@@ -134,7 +124,7 @@ fn a_failing_input_leaves_no_output_and_the_others_go_on() {
     std::fs::write(&good, "1,2,3\n").unwrap();
     std::fs::write(&bad, "1,2,3\n1,2\n").unwrap();
     let out = dir.path().join("out");
-    let o = score(&[
+    let o = mmp_score(&[
         "-o",
         out.to_str().unwrap(),
         bad.to_str().unwrap(),
@@ -166,7 +156,7 @@ fn bad_fixtures_exit_65_with_the_position() {
             args.extend(["--max-document-bytes", n.as_str()]);
         }
         args.push(case.input.to_str().unwrap());
-        let o = score(&args);
+        let o = mmp_score(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(65), "{case:?}: {stderr}");
         let expected = format!("mmp: {}: {}", case.input.display(), case.message);
@@ -176,7 +166,7 @@ fn bad_fixtures_exit_65_with_the_position() {
 
 #[test]
 fn predictions_before_a_bad_record_are_written() {
-    let o = score(&[fixtures().join("bad/field_count.csv").to_str().unwrap()]);
+    let o = mmp_score(&[fixtures().join("bad/field_count.csv").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65));
     assert_eq!(o.stdout, b"-1.75\n");
 }
@@ -184,13 +174,13 @@ fn predictions_before_a_bad_record_are_written() {
 #[test]
 fn placeholder_policy_keeps_one_line_per_record() {
     let input = fixtures().join("bad/not_a_number.csv");
-    let o = score(&["--on-error", "placeholder", input.to_str().unwrap()]);
+    let o = mmp_score(&["--on-error", "placeholder", input.to_str().unwrap()]);
     assert!(o.status.success());
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "-1.75\n\"ERROR: record 2 (line 3, byte 7): field 2 is not a number: \"\"abc\"\"\"\n"
     );
-    let o = score(&[
+    let o = mmp_score(&[
         "--on-error",
         "placeholder",
         "-a",
@@ -226,9 +216,9 @@ fn model_that_cannot_load_names_the_file() {
 
 #[test]
 fn bad_option_values_are_usage_errors() {
-    let o = score(&["--content-type", "text/html", "-"]);
+    let o = mmp_score(&["--content-type", "text/html", "-"]);
     assert_eq!(o.status.code(), Some(64));
-    let o = score(&["--max-record-bytes", "0"]);
+    let o = mmp_score(&["--max-record-bytes", "0"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects it");
 }
 
@@ -459,7 +449,7 @@ fn progress_bar_on_a_terminal_for_a_file_and_nothing_on_a_pipe() {
     assert!(shown.contains("records ("), "{shown:?}");
 
     // Not a terminal: not a byte on stderr.
-    let o = score(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = mmp_score(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(
         o.stderr.is_empty(),

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -336,19 +336,23 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     (get("VmHWM:"), get("VmRSS:"))
 }
 
-/// A raw POST /invocations with a Content-Length.
-pub fn post_request(content_type: &str, accept: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut raw = format!(
-        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(a) = accept {
-        raw.push_str(&format!("Accept: {a}\r\n"));
+/// A raw request with these headers, a Content-Length and `body`.
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
     }
-    raw.push_str("\r\n");
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut raw = raw.into_bytes();
     raw.extend_from_slice(body);
     raw
+}
+
+/// A raw POST /invocations with a Content-Length.
+pub fn post_request(content_type: &str, accept: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut headers = vec![("Content-Type", content_type)];
+    headers.extend(accept.map(|a| ("Accept", a)));
+    raw_request("POST", "/invocations", &headers, body)
 }
 
 /// Headers of a chunked POST /invocations (the chunks follow).
@@ -499,4 +503,66 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "never happened: {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `mmp score --model-dir fixtures/model ARGS`, run to the end.
+pub fn mmp_score(args: &[&str]) -> Output {
+    mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A temporary folder with these files (`path`, text), their folders made.
+pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// A FIFO at `path`, its folders made (by mkfifo(1), so with its mode).
+pub fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let o = Command::new("mkfifo").arg(path).output().unwrap();
+    assert!(o.status.success(), "mkfifo {}: {o:?}", path.display());
+}
+
+/// Every sample of a scrape, keyed by `name{label="value",...}` (labels
+/// sorted), parsed by an independent parser (the `prometheus-parse` crate).
+pub fn scrape(s: &Server) -> std::collections::HashMap<String, f64> {
+    let r = s.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+    assert!(!parsed.samples.is_empty());
+    let mut out = std::collections::HashMap::new();
+    for sample in parsed.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        labels.sort();
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        };
+        out.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
+    }
+    out
 }
