@@ -3,16 +3,14 @@
 //! fragmented messages, prompt answers, ping/pong, bad records under each
 //! policy, limits, and SIGTERM closing sessions with a Close frame.
 
-mod util;
-
 use std::time::Duration;
 
+use crate::util::*;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
-use util::*;
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -6,12 +6,10 @@
 //! predicted labels; and the AWS sample's flow (iris with the species in
 //! column 1 → train → score and serve answer species names) must hold.
 
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use util::*;
+use crate::util::*;
 
 /// Absolute tolerance on each class probability.
 const TOL: f64 = 1e-4;
@@ -280,16 +278,6 @@ fn synthetic(classes: usize) -> String {
     s
 }
 
-fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let p = dir.path().join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    dir
-}
-
 /// Run `mmp train` on `dir`; (success, stdout, failure file).
 fn run(dir: &Path) -> (bool, String, String) {
     let o = mmp().args(["train", "--opt-ml"]).arg(dir).output().unwrap();
@@ -327,8 +315,7 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         .collect();
     std::fs::create_dir_all(pipe.path().join("input/data")).unwrap();
     for f in &fifos {
-        let ok = Command::new("mkfifo").arg(f).status().unwrap().success();
-        assert!(ok);
+        mkfifo(f);
         let (f, data) = (f.clone(), data.clone());
         std::thread::spawn(move || {
             use std::io::Write;

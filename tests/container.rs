@@ -18,8 +18,6 @@
 //! Nothing sleeps to synchronise: readiness is polled, the SIGTERM test
 //! waits for the server's own log line.
 
-mod util;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,7 +27,9 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use util::{chunk, chunked_head, golden_expected, golden_inputs, mime, short_of, LAST_CHUNK};
+use crate::util::{
+    self, chunk, chunked_head, golden_expected, golden_inputs, mime, short_of, LAST_CHUNK,
+};
 
 /// Repository of every tag these tests make.
 const REPO: &str = "mmp-test";
@@ -538,17 +538,7 @@ fn call(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> util::Response {
-    let mut raw = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str("\r\n");
-    let mut raw = raw.into_bytes();
-    raw.extend_from_slice(body);
-    request(addr, &raw)
+    request(addr, &util::raw_request(method, path, headers, body))
 }
 
 /// As SageMaker runs a multi-model endpoint: `SAGEMAKER_MULTI_MODEL=true`, no

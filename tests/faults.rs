@@ -4,41 +4,12 @@
 //! during `train` and `score` (a clear error, no partial output) and under
 //! `content-length` framing (a clear 507, and the server keeps serving).
 
-mod util;
-
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use util::*;
-
-/// A metric's current value from `/metrics` (0 if absent).
-fn metric(s: &Server, name: &str) -> f64 {
-    let r = s.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// Wait until `cond` holds, polling, or fail after 10 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `n` CSV rows of 3 features.
-fn rows(n: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    for i in 0..n {
-        writeln!(v, "{i},1,2").unwrap();
-    }
-    v
-}
+use crate::util::*;
 
 #[test]
 fn a_client_gone_mid_upload_is_freed_and_counted() {
@@ -52,11 +23,11 @@ fn a_client_gone_mid_upload_is_freed_and_counted() {
     let mut status = [0u8; 12];
     conn.read_exact(&mut status).unwrap();
     assert_eq!(&status, b"HTTP/1.1 200");
-    assert_eq!(metric(&s, "mmp_invocations_in_flight"), 1.0);
+    assert_eq!(s.metric("mmp_invocations_in_flight"), 1.0);
     drop(conn);
     eventually("the server let go of it", || {
-        metric(&s, "mmp_invocations_in_flight") == 0.0
-            && metric(&s, "mmp_invocations_aborted_total") == 1.0
+        s.metric("mmp_invocations_in_flight") == 0.0
+            && s.metric("mmp_invocations_aborted_total") == 1.0
     });
     let line = s.wait_log("request failed", Duration::from_secs(10));
     assert!(line.contains("reading the request body"), "{line}");
@@ -66,7 +37,7 @@ fn a_client_gone_mid_upload_is_freed_and_counted() {
 #[test]
 fn a_client_gone_mid_download_is_freed_and_counted() {
     let s = Server::start(&[]);
-    let body = rows(2_000_000);
+    let body = csv_rows(0, 2_000_000);
     let mut conn = s.connect();
     let mut writer = conn.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
@@ -79,8 +50,8 @@ fn a_client_gone_mid_download_is_freed_and_counted() {
     drop(conn);
     let _ = sender.join();
     eventually("the server let go of it", || {
-        metric(&s, "mmp_invocations_in_flight") == 0.0
-            && metric(&s, "mmp_invocations_aborted_total") == 1.0
+        s.metric("mmp_invocations_in_flight") == 0.0
+            && s.metric("mmp_invocations_aborted_total") == 1.0
     });
     let (peak, _) = s.memory_kib();
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
@@ -117,9 +88,9 @@ fn stream_request(s: &Server, body: Vec<u8>) -> std::thread::JoinHandle<(bool, u
 fn sigterm_under_load_completes_every_request_and_exits_0() {
     let mut s = Server::start(&[]);
     let n = 200_000;
-    let clients: Vec<_> = (0..8).map(|_| stream_request(&s, rows(n))).collect();
+    let clients: Vec<_> = (0..8).map(|_| stream_request(&s, csv_rows(0, n))).collect();
     eventually("all in flight", || {
-        metric(&s, "mmp_invocations_in_flight") >= 1.0
+        s.metric("mmp_invocations_in_flight") >= 1.0
     });
     s.signal("TERM");
     for c in clients {
@@ -139,12 +110,12 @@ fn sigterm_past_the_grace_period_cuts_requests_visibly() {
     for _ in 0..4 {
         let mut c = s.connect();
         let mut raw = chunked_head("text/csv", None);
-        raw.extend(chunk(&rows(50_000)));
+        raw.extend(chunk(&csv_rows(0, 50_000)));
         c.write_all(&raw).unwrap();
         conns.push(c);
     }
     eventually("all in flight", || {
-        metric(&s, "mmp_invocations_in_flight") == 4.0
+        s.metric("mmp_invocations_in_flight") == 4.0
     });
     s.signal("TERM");
     let started = Instant::now();
@@ -238,7 +209,7 @@ fn a_full_disk_during_train_fails_clearly_with_no_model_left() {
 fn a_full_disk_during_score_fails_clearly_with_no_output_left() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
-    std::fs::write(&input, rows(10_000)).unwrap();
+    std::fs::write(&input, csv_rows(0, 10_000)).unwrap();
     let out = dir.path().join("out");
     let Some(_full) = Full::mount(&out) else {
         return;
@@ -280,7 +251,7 @@ fn a_full_disk_under_content_length_framing_is_a_507_and_the_server_keeps_servin
     for n in [600_000, 2_000_000] {
         let conn = s.connect();
         let mut writer = conn.try_clone().unwrap();
-        let body = post_request("text/csv", None, &rows(n));
+        let body = post_request("text/csv", None, &csv_rows(0, n));
         let sender = std::thread::spawn(move || {
             let _ = writer.write_all(&body);
         });
@@ -296,7 +267,7 @@ fn a_full_disk_under_content_length_framing_is_a_507_and_the_server_keeps_servin
         assert!(msg.contains(spill.to_str().unwrap()), "{msg}");
     }
     assert_eq!(
-        metric(&s, "mmp_errors_total{kind=\"insufficient_storage\"}"),
+        s.metric("mmp_errors_total{kind=\"insufficient_storage\"}"),
         2.0
     );
     // Answers that fit in memory are unaffected.

@@ -6,13 +6,11 @@
 //! end of a large body still gets its 400 with its position; the spill file
 //! is gone in every outcome; memory stays bounded.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 const CONTENT_LENGTH: (&str, &str) = ("MMP_RESPONSE_FRAMING", "content-length");
 
@@ -21,24 +19,6 @@ fn server(tmp: &Path, extra: &[(&str, &str)]) -> Server {
     let mut env = vec![CONTENT_LENGTH, ("TMPDIR", tmp.to_str().unwrap())];
     env.extend_from_slice(extra);
     Server::start(&env)
-}
-
-/// A metric's current value from `/metrics` (0 if absent).
-fn metric(s: &Server, name: &str) -> f64 {
-    let r = s.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
-/// Wait until `cond` holds, polling, or fail after 20 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The server's open file descriptors that point into `dir`: a spill file
@@ -71,15 +51,6 @@ fn assert_length_framed(r: &Response, what: &str) {
         .unwrap();
     assert!(r.complete, "{what}: cut short");
     assert_eq!(len, r.body.len(), "{what}");
-}
-
-/// `n` CSV rows of 3 features, starting at `from`.
-fn rows(from: usize, n: usize) -> Vec<u8> {
-    let mut v = Vec::new();
-    for i in from..from + n {
-        writeln!(v, "{i},1,2").unwrap();
-    }
-    v
 }
 
 fn score(input: &Path, out: &str) -> Vec<u8> {
@@ -151,7 +122,7 @@ fn golden_fixtures_and_bad_inputs_are_answered_with_an_exact_length() {
         s.logs()
     );
     // Small answers never touch the disk.
-    assert_eq!(metric(&s, "mmp_response_spills_total"), 0.0);
+    assert_eq!(s.metric("mmp_response_spills_total"), 0.0);
     assert!(names_in(tmp.path()).is_empty());
     // Framing is counted per response, by wire framing; none was chunked.
     let text = s
@@ -170,7 +141,7 @@ fn a_large_answer_is_spilled_and_sent_whole_with_the_bytes_of_chunked_mode() {
     let s = server(tmp.path(), &[]);
     let chunked = Server::start(&[]);
     // About 17 MB in, 14 MB out: well over the 4 MiB held in memory.
-    let body = rows(0, 1_500_000);
+    let body = csv_rows(0, 1_500_000);
     let input = tmp.path().join("large.csv");
     std::fs::write(&input, &body).unwrap();
     let scored = score(&input, "csv");
@@ -197,23 +168,17 @@ fn a_large_answer_is_spilled_and_sent_whole_with_the_bytes_of_chunked_mode() {
     assert_eq!(c.header("transfer-encoding"), Some("chunked"));
     assert!(c.body == r.body, "differs from chunked mode");
     assert_eq!(
-        metric(
-            &chunked,
-            "mmp_invocation_responses_total{framing=\"chunked\"}"
-        ),
+        chunked.metric("mmp_invocation_responses_total{framing=\"chunked\"}"),
         1.0
     );
     assert_eq!(
-        metric(
-            &s,
-            "mmp_invocation_responses_total{framing=\"content_length\"}"
-        ),
+        s.metric("mmp_invocation_responses_total{framing=\"content_length\"}"),
         2.0
     );
 
     // It went through a file, which is gone now and never had a name.
-    assert_eq!(metric(&s, "mmp_response_spills_total"), 2.0);
-    let spilled = metric(&s, "mmp_response_spill_bytes_total");
+    assert_eq!(s.metric("mmp_response_spills_total"), 2.0);
+    let spilled = s.metric("mmp_response_spill_bytes_total");
     assert_eq!(spilled, 2.0 * (scored.len() - spill_bound()) as f64);
     let line = s.wait_log("spilled_bytes=", Duration::from_secs(5));
     assert!(line.contains("framing=\"content_length\""), "{line}");
@@ -244,7 +209,7 @@ fn a_bad_record_at_the_end_of_a_large_body_gets_400_with_its_position() {
     let tmp = tempfile::tempdir().unwrap();
     let s = server(tmp.path(), &[]);
     let n = 1_000_000;
-    let mut body = rows(0, n);
+    let mut body = csv_rows(0, n);
     let byte = body.len();
     body.extend_from_slice(b"1,2\n");
     let r = s.post("text/csv", None, &body);
@@ -262,7 +227,7 @@ fn a_bad_record_at_the_end_of_a_large_body_gets_400_with_its_position() {
         )
     );
     // The answer held so far was spilled and is gone with the error.
-    assert_eq!(metric(&s, "mmp_response_spills_total"), 0.0);
+    assert_eq!(s.metric("mmp_response_spills_total"), 0.0);
     eventually("the spill file closed", || {
         open_in(&s, tmp.path()).is_empty()
     });
@@ -278,7 +243,7 @@ fn the_spill_file_is_gone_when_the_client_leaves_mid_download() {
     let tmp = tempfile::tempdir().unwrap();
     let s = server(tmp.path(), &[]);
     // About 30 MB of answer: more than loopback's socket buffers hold.
-    let body = rows(0, 3_000_000);
+    let body = csv_rows(0, 3_000_000);
     let mut conn = s.connect();
     let mut writer = conn.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
@@ -299,19 +264,19 @@ fn the_spill_file_is_gone_when_the_client_leaves_mid_download() {
     let _ = sender.join();
     eventually("the server let go of it", || {
         open_in(&s, tmp.path()).is_empty()
-            && metric(&s, "mmp_invocations_in_flight") == 0.0
-            && metric(&s, "mmp_invocations_aborted_total") == 1.0
+            && s.metric("mmp_invocations_in_flight") == 0.0
+            && s.metric("mmp_invocations_aborted_total") == 1.0
     });
     let line = s.wait_log("request aborted", Duration::from_secs(5));
     assert!(line.contains("framing=\"content_length\""), "{line}");
     assert_length_framed(&s.post("text/csv", None, b"1,2,3\n"), "after");
 }
 
-/// Send the head of a chunked upload and `rows(0, n)`, leaving it open.
+/// Send the head of a chunked upload and `csv_rows(0, n)`, leaving it open.
 fn start_upload(s: &Server, n: usize) -> std::net::TcpStream {
     let mut conn = s.connect();
     let mut raw = chunked_head("text/csv", None);
-    let body = rows(0, n);
+    let body = csv_rows(0, n);
     for part in body.chunks(1 << 20) {
         raw.extend(chunk(part));
     }
@@ -329,7 +294,7 @@ fn the_spill_file_is_gone_when_the_client_leaves_mid_upload_or_at_sigterm() {
     assert!(names_in(tmp.path()).is_empty());
     drop(conn);
     eventually("the server let go of it", || {
-        open_in(&s, tmp.path()).is_empty() && metric(&s, "mmp_invocations_in_flight") == 0.0
+        open_in(&s, tmp.path()).is_empty() && s.metric("mmp_invocations_in_flight") == 0.0
     });
     let line = s.wait_log("request failed", Duration::from_secs(5));
     assert!(line.contains("reading the request body"), "{line}");
@@ -354,7 +319,7 @@ fn a_spill_directory_that_cannot_be_written_is_a_500_and_the_server_keeps_servin
         line.contains("response_framing=\"content-length\""),
         "{line}"
     );
-    let r = exchange(&s, post_request("text/csv", None, &rows(0, 600_000)));
+    let r = exchange(&s, post_request("text/csv", None, &csv_rows(0, 600_000)));
     assert_eq!(r.status, 500, "{}", r.text());
     assert_length_framed(&r, "spill failure");
     let v = r.json();
@@ -395,7 +360,7 @@ fn timeouts_and_the_body_cap_still_apply() {
     let mut writer = conn.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let _ = writer.write_all(&chunked_head("text/csv", None));
-        for part in rows(0, 400_000).chunks(64 * 1024) {
+        for part in csv_rows(0, 400_000).chunks(64 * 1024) {
             if writer.write_all(&chunk(part)).is_err() {
                 return;
             }
@@ -414,7 +379,7 @@ fn memory_stays_bounded_for_a_200_mb_body() {
     let tmp = tempfile::tempdir().unwrap();
     let s = server(tmp.path(), &[]);
     // One block of rows, sent 170 times: about 200 MB, streamed.
-    let block = rows(1_000_000, 100_000);
+    let block = csv_rows(1_000_000, 100_000);
     let times = 170;
     let total = block.len() * times;
     let conn = s.connect();

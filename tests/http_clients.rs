@@ -5,12 +5,10 @@
 //! client gets its whole answer; each broken one a clear 4xx, and the
 //! server keeps serving.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 
-use util::*;
+use crate::util::*;
 
 /// The fixtures' model (`fixtures/model/model.json`: bias 0.5, weights
 /// 1, -2, 0.25), computed here from the artifact's numbers.

@@ -3,11 +3,9 @@
 //! up to 100 MB, async inference up to 1 GB) gets its predictions, and the
 //! first predictions leave before the body has all arrived.
 
-mod util;
-
 use std::io::{BufReader, Read, Write};
 
-use util::*;
+use crate::util::*;
 
 /// Row `i` of the generated documents: small integers and halves, so the
 /// fixtures' model (`0.5 + x1 - 2 x2 + 0.25 x3`) gives exact results in any

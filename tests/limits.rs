@@ -4,12 +4,10 @@
 //! no-progress timeout and the record and document caps are in
 //! serve_http.rs and the bad-input corpus.)
 
-mod util;
-
 use std::io::{BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 #[test]
 fn invocations_over_the_in_flight_limit_get_a_fast_503() {

@@ -4,16 +4,14 @@
 //! racing from many threads, an unload during a streamed invoke, metrics and
 //! log lines, and ten thousand models at once.
 
-mod util;
-
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 /// A multi-model server loading from `root`, with extra variables.
 fn mme_server(root: &Path, env: &[(&str, &str)]) -> Server {
@@ -54,16 +52,7 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut raw = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            raw.push_str(&format!("{k}: {v}\r\n"));
-        }
-        raw.push_str("\r\n");
-        let mut raw = raw.into_bytes();
-        raw.extend_from_slice(body);
+        let raw = raw_request(method, path, headers, body);
         self.writer.write_all(&raw).unwrap();
         read_response(&mut self.reader).unwrap()
     }
@@ -103,34 +92,6 @@ fn invoke(s: &Server, name: &str, csv: &str) -> Response {
 /// The CSV answer's numbers.
 fn numbers(r: &Response) -> Vec<f64> {
     r.text().lines().map(|l| l.parse().unwrap()).collect()
-}
-
-/// Every sample of a scrape, keyed by `name{label="value",...}`, parsed by an
-/// independent parser (the `prometheus-parse` crate).
-fn scrape(s: &Server) -> HashMap<String, f64> {
-    let r = call(s, "GET", "/metrics", &[], b"");
-    assert_eq!(r.status, 200);
-    let text = r.text();
-    let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .expect("valid exposition format");
-    let mut out = HashMap::new();
-    for sample in parsed.samples {
-        let mut labels: Vec<String> = sample
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        labels.sort();
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            prometheus_parse::Value::Summary(_) => f64::NAN,
-        };
-        out.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
-    }
-    out
 }
 
 #[test]

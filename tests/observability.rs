@@ -2,44 +2,9 @@
 //! counter values, valid exposition format), JSON log lines with the request
 //! fields, and the request id header.
 
-mod util;
-
 use std::collections::HashMap;
 
-use util::*;
-
-/// Every sample of a scrape, keyed by `name{label="value",...}` (labels
-/// sorted), parsed by an independent parser (the `prometheus-parse` crate).
-fn scrape(s: &Server) -> HashMap<String, f64> {
-    let r = s.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let text = r.text();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
-    assert!(!parsed.samples.is_empty());
-    let mut out = HashMap::new();
-    for sample in parsed.samples {
-        let mut labels: Vec<String> = sample
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect();
-        labels.sort();
-        let value = match sample.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
-            prometheus_parse::Value::Summary(_) => f64::NAN,
-        };
-        out.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
-    }
-    out
-}
+use crate::util::*;
 
 fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, key: &str) -> f64 {
     after.get(key).copied().unwrap_or(0.0) - before.get(key).copied().unwrap_or(0.0)

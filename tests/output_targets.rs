@@ -9,8 +9,6 @@
 //! container does); where that is not allowed the device cases say so on
 //! stderr and check nothing.
 
-mod util;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -18,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
-use util::*;
+use crate::util::*;
 
 const INPUT: &[u8] = b"1,2,3\n4,5,6\n";
 /// The fixtures' model on INPUT (the README's quick-start answer).
@@ -99,8 +97,7 @@ fn assert_null_device(path: &Path) {
 
 /// A FIFO at `path` and a thread reading it to EOF.
 fn fifo_with_reader(path: &Path) -> thread::JoinHandle<Vec<u8>> {
-    let o = Command::new("mkfifo").arg(path).output().unwrap();
-    assert!(o.status.success(), "mkfifo: {o:?}");
+    mkfifo(path);
     let p = path.to_path_buf();
     thread::spawn(move || {
         let mut got = Vec::new();

@@ -1,28 +1,16 @@
 //! `mmp score` as a real process: golden fixtures, stdin/stdout, several
 //! files, bad input, a closed stdout, and memory on a large generated input.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Stdio;
 
-use util::*;
-
-fn score(args: &[&str]) -> std::process::Output {
-    mmp()
-        .arg("score")
-        .arg("--model-dir")
-        .arg(model_dir())
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::util::*;
 
 #[test]
 fn golden_fixtures_in_every_output_format() {
     for input in golden_inputs() {
         for out in ["csv", "jsonl", "json"] {
-            let o = score(&["--accept", out, input.to_str().unwrap()]);
+            let o = mmp_score(&["--accept", out, input.to_str().unwrap()]);
             assert!(
                 o.status.success(),
                 "{input:?}: {}",
@@ -78,12 +66,12 @@ fn csv_header_option_and_parameter() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("h.csv");
     std::fs::write(&f, "a,b,c\n1,2,3\n").unwrap();
-    let o = score(&["--csv-header", f.to_str().unwrap()]);
+    let o = mmp_score(&["--csv-header", f.to_str().unwrap()]);
     assert!(o.status.success());
     assert_eq!(o.stdout, b"-1.75\n");
-    let o = score(&["-t", "text/csv; header=present", f.to_str().unwrap()]);
+    let o = mmp_score(&["-t", "text/csv; header=present", f.to_str().unwrap()]);
     assert_eq!(o.stdout, b"-1.75\n");
-    let o = score(&[f.to_str().unwrap()]);
+    let o = mmp_score(&[f.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65), "a header is data unless asked");
 }
 
@@ -95,7 +83,7 @@ fn several_inputs_give_one_output_each() {
     std::fs::copy(fixtures().join("golden/basic.csv"), &a).unwrap();
     std::fs::copy(fixtures().join("golden/basic.jsonl"), &b).unwrap();
     // Beside the inputs...
-    let o = score(&[a.to_str().unwrap(), b.to_str().unwrap()]);
+    let o = mmp_score(&[a.to_str().unwrap(), b.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout.is_empty());
     let read = |p: std::path::PathBuf| std::fs::read(p).unwrap();
@@ -109,7 +97,7 @@ fn several_inputs_give_one_output_each() {
     );
     // ...or in -o DIR, created if needed.
     let out = dir.path().join("out/nested");
-    let o = score(&[
+    let o = mmp_score(&[
         "-a",
         "json",
         "-o",
@@ -136,7 +124,7 @@ fn a_failing_input_leaves_no_output_and_the_others_go_on() {
     std::fs::write(&good, "1,2,3\n").unwrap();
     std::fs::write(&bad, "1,2,3\n1,2\n").unwrap();
     let out = dir.path().join("out");
-    let o = score(&[
+    let o = mmp_score(&[
         "-o",
         out.to_str().unwrap(),
         bad.to_str().unwrap(),
@@ -168,7 +156,7 @@ fn bad_fixtures_exit_65_with_the_position() {
             args.extend(["--max-document-bytes", n.as_str()]);
         }
         args.push(case.input.to_str().unwrap());
-        let o = score(&args);
+        let o = mmp_score(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(65), "{case:?}: {stderr}");
         let expected = format!("mmp: {}: {}", case.input.display(), case.message);
@@ -178,7 +166,7 @@ fn bad_fixtures_exit_65_with_the_position() {
 
 #[test]
 fn predictions_before_a_bad_record_are_written() {
-    let o = score(&[fixtures().join("bad/field_count.csv").to_str().unwrap()]);
+    let o = mmp_score(&[fixtures().join("bad/field_count.csv").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(65));
     assert_eq!(o.stdout, b"-1.75\n");
 }
@@ -186,13 +174,13 @@ fn predictions_before_a_bad_record_are_written() {
 #[test]
 fn placeholder_policy_keeps_one_line_per_record() {
     let input = fixtures().join("bad/not_a_number.csv");
-    let o = score(&["--on-error", "placeholder", input.to_str().unwrap()]);
+    let o = mmp_score(&["--on-error", "placeholder", input.to_str().unwrap()]);
     assert!(o.status.success());
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "-1.75\n\"ERROR: record 2 (line 3, byte 7): field 2 is not a number: \"\"abc\"\"\"\n"
     );
-    let o = score(&[
+    let o = mmp_score(&[
         "--on-error",
         "placeholder",
         "-a",
@@ -228,9 +216,9 @@ fn model_that_cannot_load_names_the_file() {
 
 #[test]
 fn bad_option_values_are_usage_errors() {
-    let o = score(&["--content-type", "text/html", "-"]);
+    let o = mmp_score(&["--content-type", "text/html", "-"]);
     assert_eq!(o.status.code(), Some(64));
-    let o = score(&["--max-record-bytes", "0"]);
+    let o = mmp_score(&["--max-record-bytes", "0"]);
     assert_eq!(o.status.code(), Some(2), "clap rejects it");
 }
 
@@ -281,19 +269,6 @@ fn closed_stdout_exits_zero_quietly() {
     );
 }
 
-/// Peak RSS of a child, from the kernel's accounting at exit.
-fn wait_peak_rss_kib(child: std::process::Child) -> (i32, i64) {
-    let pid = child.id() as libc::pid_t;
-    std::mem::forget(child);
-    let mut status = 0;
-    // SAFETY: plain FFI call with pointers to locals; `child` is forgotten so
-    // std never waits on the same pid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid);
-    (status, usage.ru_maxrss)
-}
-
 #[test]
 fn half_a_gigabyte_through_in_bounded_memory() {
     const TOTAL: usize = 500 * 1000 * 1000;
@@ -313,6 +288,7 @@ fn half_a_gigabyte_through_in_bounded_memory() {
         for _ in 0..blocks {
             stdin.write_all(&block).unwrap();
         }
+        stdin
     });
     let counter = std::thread::spawn(move || {
         let mut lines = 0usize;
@@ -326,10 +302,16 @@ fn half_a_gigabyte_through_in_bounded_memory() {
             lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
         }
     });
-    feeder.join().unwrap();
+    let stdin = feeder.join().unwrap();
+    // All but the last pipe-full is through, and stdin is still open: the
+    // high-water mark now is the run's. (Not the kernel's accounting at
+    // exit: a child's ru_maxrss starts at this process's RSS when it forks,
+    // and this process runs every other test too.)
+    let (peak_kib, _) = memory_kib(child.id());
+    drop(stdin);
     let lines = counter.join().unwrap();
-    let (status, peak_kib) = wait_peak_rss_kib(child);
-    assert_eq!(status, 0);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
     assert_eq!(lines, blocks * 100_000, "one prediction per record");
     assert!(
         peak_kib < 64 * 1024,
@@ -340,38 +322,44 @@ fn half_a_gigabyte_through_in_bounded_memory() {
 /// A pseudo-terminal, 120 columns wide: (master, read by the test; slave,
 /// given to the child as its stderr).
 fn pty() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut slave) = (-1, -1);
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Both ends opened by std, which opens every file close-on-exec at once:
+    // openpty(3) does not, and before an fcntl could set the flag a child of
+    // another test (they share this process) could inherit the terminal,
+    // which then would not close when ours exits.
+    let open = |path: &std::path::Path| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let master = open(std::path::Path::new("/dev/ptmx"));
+    let fd = master.as_raw_fd();
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: plain FFI calls on a descriptor `master` owns, with pointers
+    // to locals that outlive them.
+    let slave_path = unsafe {
+        assert_eq!(libc::grantpt(fd), 0, "grantpt");
+        assert_eq!(libc::unlockpt(fd), 0, "unlockpt");
+        assert_eq!(libc::ptsname_r(fd, name.as_mut_ptr(), name.len()), 0);
+        std::ffi::CStr::from_ptr(name.as_ptr())
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
     let size = libc::winsize {
         ws_row: 24,
         ws_col: 120,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: plain FFI call with pointers to locals; on success both
-    // descriptors are new and owned by the Files made from them.
-    let r = unsafe {
-        libc::openpty(
-            &mut master,
-            &mut slave,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
-    // Not inherited by the other tests' children (openpty does not set
-    // close-on-exec), or the terminal would not close when ours exits.
-    for fd in [master, slave] {
-        // SAFETY: fcntl on descriptors this function owns.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-    unsafe {
-        (
-            std::fs::File::from_raw_fd(master),
-            std::fs::File::from_raw_fd(slave),
-        )
-    }
+    // SAFETY: TIOCSWINSZ reads one winsize, a local.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &size) };
+    assert_eq!(r, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    (master, open(std::path::Path::new(&slave_path)))
 }
 
 /// Everything the terminal shows, as it arrives (ends when the child and
@@ -461,7 +449,7 @@ fn progress_bar_on_a_terminal_for_a_file_and_nothing_on_a_pipe() {
     assert!(shown.contains("records ("), "{shown:?}");
 
     // Not a terminal: not a byte on stderr.
-    let o = score(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let o = mmp_score(&[input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert!(o.status.success());
     assert!(
         o.stderr.is_empty(),

@@ -4,22 +4,10 @@
 //! these hold large buffers, and a child spawned from a test process starts
 //! in its memory, which would count in `score_cli`'s peak-RSS test.)
 
-mod util;
-
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use util::*;
-
-fn score(args: &[&str]) -> std::process::Output {
-    mmp()
-        .arg("score")
-        .arg("--model-dir")
-        .arg(model_dir())
-        .args(args)
-        .output()
-        .unwrap()
-}
+use crate::util::*;
 
 /// The fixture model's answer for a row: `bias + weights · x`
 /// (fixtures/model/model.json: bias 0.5, weights 1, -2, 0.25), summed in
@@ -71,7 +59,7 @@ fn score_three_ways(input: &[u8], args: &[&str]) -> Vec<(Option<i32>, Vec<u8>, S
     let path = dir.path().join("big.csv");
     std::fs::write(&path, input).unwrap();
     let mut outs = Vec::new();
-    let o = score(&[args, &[path.to_str().unwrap()]].concat());
+    let o = mmp_score(&[args, &[path.to_str().unwrap()]].concat());
     outs.push(o);
     let o = mmp()
         .arg("score")
@@ -138,7 +126,7 @@ fn a_large_input_on_every_core_is_byte_identical_to_the_inline_path() {
         }
         let path = dir.path().join(format!("part{k}.csv"));
         std::fs::write(&path, &input[at..end]).unwrap();
-        let o = score(&[path.to_str().unwrap()]);
+        let o = mmp_score(&[path.to_str().unwrap()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         inline.extend_from_slice(&o.stdout);
         at = end;

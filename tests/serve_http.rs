@@ -3,12 +3,10 @@
 //! every error status, the error policies mid-stream, parity with
 //! `mmp score`, and SIGTERM.
 
-mod util;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
-use util::*;
+use crate::util::*;
 
 #[test]
 fn ping_and_execution_parameters() {

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-mod util;
+use crate::util::{self, mkfifo};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -772,12 +772,6 @@ fn a_failed_run_leaves_no_model_from_an_earlier_run() {
 }
 
 // ---------------------------------------------------------------- Pipe mode
-
-fn mkfifo(path: &Path) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
-    assert!(ok, "mkfifo {}", path.display());
-}
 
 /// Open `fifo` for writing on a thread. The open returns when the reader
 /// (`mmp`) opens the other end, so the receiver learns exactly that.

@@ -1,11 +1,9 @@
 //! The training contract's last step: `mmp serve` answers with the model
 //! `mmp train` just wrote, and the answers are the fitted line.
 
-mod util;
-
 use std::io::Write;
 
-use util::*;
+use crate::util::*;
 
 #[test]
 fn serve_answers_with_the_trained_model() {

@@ -2,14 +2,11 @@
 //! the documented DataProcessing examples (fixtures/transform), the exact
 //! difference from SDK local mode's output, and usage errors.
 
-mod transform_fake;
-mod util;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use transform_fake::{Fake, Reply};
-use util::{fixtures, mmp, model_dir, Server};
+use crate::transform_fake::{Fake, Reply};
+use crate::util::{fixtures, mmp, model_dir, tree, Server};
 
 /// A run of the binary.
 struct Run {
@@ -72,16 +69,6 @@ fn rows(n: usize, seed: u64) -> String {
     s
 }
 
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
-
 fn model() -> String {
     model_dir().to_str().unwrap().to_string()
 }
@@ -92,7 +79,7 @@ fn model() -> String {
 #[test]
 fn against_mmp_serve_as_score_and_in_process() {
     let big = rows(120_000, 1); // about 2.4 MB: three 1 MiB mini-batches
-    let input = folder(&[("a.csv", "1,2,3\n\n4,5,6"), ("sub/dir/big.csv", &big)]);
+    let input = tree(&[("a.csv", "1,2,3\n\n4,5,6"), ("sub/dir/big.csv", &big)]);
     let server = Server::start(&[]);
     let url = format!("http://{}", server.addr);
     let args = [
@@ -140,7 +127,7 @@ fn against_mmp_serve_as_score_and_in_process() {
 #[test]
 fn json_documents_per_request_match_the_server() {
     let text = "[1,2,3]\n{\"features\":[4,5,6]}\n\n[-1.5,0,8]\n";
-    let input = folder(&[("a.jsonl", text)]);
+    let input = tree(&[("a.jsonl", text)]);
     let server = Server::start(&[]);
     let url = format!("http://{}", server.addr);
     let args = [
@@ -174,7 +161,7 @@ fn json_documents_per_request_match_the_server() {
 #[test]
 fn payload_zero_streams_through_mmp_serve() {
     let big = rows(1_000_000, 2); // about 20 MB in, 8 MB out
-    let input = folder(&[("big.csv", &big)]);
+    let input = tree(&[("big.csv", &big)]);
     let server = Server::start(&[]);
     let url = format!("http://{}", server.addr);
     for split in ["Line", "None"] {
@@ -222,7 +209,7 @@ fn in_process_ranges_give_the_score_bytes_and_file_positions() {
             }
         })
         .collect();
-    let input = folder(&[("big.csv", &text)]);
+    let input = tree(&[("big.csv", &text)]);
     let want = score(&input.path().join("big.csv"), &[]);
     let m = model();
     for args in [
@@ -244,7 +231,7 @@ fn in_process_ranges_give_the_score_bytes_and_file_positions() {
     let mut lines: Vec<String> = rows(400_000, 4).lines().map(str::to_string).collect();
     lines[350_000] = "1,x,3".into();
     let bad = lines.join("\n") + "\n";
-    let input = folder(&[("bad.csv", &bad)]);
+    let input = tree(&[("bad.csv", &bad)]);
     let byte: usize = lines[..350_000].iter().map(|l| l.len() + 1).sum();
     a.extend_from_slice(&["--max-concurrent", "2"]);
     let run = transform(input.path(), &a);
@@ -389,7 +376,7 @@ fn local_mode(server: &Server, text: &str, mb: usize, line: bool) -> (Vec<u8>, u
 #[test]
 fn local_mode_output_differs_only_by_a_newline_per_response() {
     let text = rows(60_000, 5); // 1.3 MB: two local-mode requests at 1 MB
-    let input = folder(&[("big.csv", &text)]);
+    let input = tree(&[("big.csv", &text)]);
     let server = Server::start(&[]);
     let url = format!("http://{}", server.addr);
     for line in [false, true] {
@@ -430,7 +417,7 @@ fn local_mode_output_differs_only_by_a_newline_per_response() {
 
 #[test]
 fn usage_errors_exit_64() {
-    let input = folder(&[("a.csv", "1,2,3\n")]);
+    let input = tree(&[("a.csv", "1,2,3\n")]);
     let m = model();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (

@@ -3,14 +3,13 @@
 //! `.out`, exit codes, the execution-parameters precedence, concurrency and
 //! mini-batch sizes as the container sees them.
 
-mod transform_fake;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use transform_fake::{echo, Fake, Reply, Seen};
+use crate::transform_fake::{echo, Fake, Reply, Seen};
+use crate::util::tree;
 
 /// A run of the binary: exit code, stderr, and the output folder.
 struct Run {
@@ -61,17 +60,6 @@ fn transform(url: &str, input: &Path, args: &[&str]) -> Run {
     }
 }
 
-/// A folder with these files.
-fn folder(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    d
-}
-
 const GOOD: &str = "1,2\n3,4\n";
 const BAD: &str = "bad,1\nbad,2\n";
 
@@ -86,7 +74,7 @@ fn a_failed_request_is_retried_and_then_succeeds() {
         1 => Reply::Drop,
         _ => echo(req),
     });
-    let input = folder(&[("a.csv", GOOD)]);
+    let input = tree(&[("a.csv", GOOD)]);
     let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.read("a.csv.out").unwrap(), GOOD);
@@ -125,7 +113,7 @@ fn each_fault_fails_only_its_file_after_the_retries() {
             "HTTP 400 from the container: {\"error\":\"not_a_number\",\"message\":\"record 1\"}",
         ),
     ];
-    let input = folder(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
+    let input = tree(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
     for (name, fault, code, message) in faults {
         let fake = Fake::start(None, move |req, _| {
             if is_bad(req) {
@@ -164,7 +152,7 @@ fn each_fault_fails_only_its_file_after_the_retries() {
 /// failed attempt, retried, then fatal to its file.
 #[test]
 fn a_wrong_record_count_fails_only_a_join() {
-    let input = folder(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
+    let input = tree(&[("good.csv", GOOD), ("sub/bad.csv", BAD)]);
     let short = |req: &Seen| {
         if is_bad(req) {
             Reply::Ok(b"bad,1\n".to_vec())
@@ -209,7 +197,7 @@ fn a_slow_answer_times_out_and_is_retried() {
         None,
         |req, _| if is_bad(req) { Reply::Hang } else { echo(req) },
     );
-    let input = folder(&[("bad.csv", BAD), ("good.csv", GOOD)]);
+    let input = tree(&[("bad.csv", BAD), ("good.csv", GOOD)]);
     let t0 = Instant::now();
     let run = transform(
         &fake.url(),
@@ -250,7 +238,7 @@ fn a_failure_late_in_a_file_leaves_no_partial_output() {
             echo(req)
         }
     });
-    let input = folder(&[("big.csv", &text)]);
+    let input = tree(&[("big.csv", &text)]);
     let run = transform(
         &fake.url(),
         input.path(),
@@ -291,7 +279,7 @@ fn mini_batches_are_packed_exactly_within_the_payload_limit() {
         text.push_str(&format!("{i},{}\n", "x".repeat(len)));
     }
     let fake = Fake::start(None, |req, _| echo(req));
-    let input = folder(&[("a.csv", &text)]);
+    let input = tree(&[("a.csv", &text)]);
     let run = transform(
         &fake.url(),
         input.path(),
@@ -332,7 +320,7 @@ fn mini_batches_are_packed_exactly_within_the_payload_limit() {
 fn a_record_over_the_limit_fails_its_file_and_is_never_sent() {
     let huge = format!("1,{}\n", "9".repeat(1 << 20));
     let fake = Fake::start(None, |req, _| echo(req));
-    let input = folder(&[("a.csv", &format!("1,2\n{huge}3,4\n")), ("b.csv", GOOD)]);
+    let input = tree(&[("a.csv", &format!("1,2\n{huge}3,4\n")), ("b.csv", GOOD)]);
     let run = transform(
         &fake.url(),
         input.path(),
@@ -360,7 +348,7 @@ fn payload_zero_streams_each_file_in_one_chunked_request() {
         })
     });
     let big = "5,6\n".repeat(300_000);
-    let input = folder(&[("a.csv", GOOD), ("b/c.csv", &big)]);
+    let input = tree(&[("a.csv", GOOD), ("b/c.csv", &big)]);
     let run = transform(
         &fake.url(),
         input.path(),
@@ -388,7 +376,7 @@ fn payload_zero_streams_each_file_in_one_chunked_request() {
 /// spellings of the strategy), then SageMaker's defaults.
 #[test]
 fn execution_parameters_precedence() {
-    let input = folder(&[("a.csv", "1\n2\n3\n4\n")]);
+    let input = tree(&[("a.csv", "1\n2\n3\n4\n")]);
     let params =
         r#"{"MaxConcurrentTransforms": 3, "BatchStrategy": "SINGLE_RECORD", "MaxPayloadInMB": 1}"#;
     let fake = Fake::start(Some(params), |req, _| echo(req));
@@ -459,7 +447,7 @@ fn requests_run_concurrently_up_to_the_limit_in_order() {
         echo(req)
     });
     let text: String = (0..30).map(|i| format!("{i}\n")).collect();
-    let input = folder(&[("a.csv", &text)]);
+    let input = tree(&[("a.csv", &text)]);
     let run = transform(
         &fake.url(),
         input.path(),
@@ -480,7 +468,7 @@ fn requests_run_concurrently_up_to_the_limit_in_order() {
 #[test]
 fn waits_for_ping_and_fails_when_nothing_answers() {
     let fake = Fake::start_with(3, None, |req, _| echo(req));
-    let input = folder(&[("a.csv", GOOD)]);
+    let input = tree(&[("a.csv", GOOD)]);
     let run = transform(&fake.url(), input.path(), &["--split-type", "Line"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let pings = fake.seen().iter().filter(|s| s.path == "/ping").count();
@@ -522,7 +510,7 @@ fn a_streamed_request_is_retried_from_the_start_and_joined() {
     let text: String = (0..5000)
         .map(|i| format!("{{\"id\":{i},\"f\":[{i},1]}}\n"))
         .collect();
-    let input = folder(&[("a.jsonl", &text)]);
+    let input = tree(&[("a.jsonl", &text)]);
     let run = transform(
         &fake.url(),
         input.path(),

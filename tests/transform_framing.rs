@@ -9,13 +9,13 @@
 //! TFRecord: length, masked CRC32C, payload, masked CRC32C, the CRC32C
 //! computed bit by bit), not with the code under test.
 
-mod transform_fake;
+use crate::transform_fake;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use transform_fake::{Fake, Reply};
+use crate::transform_fake::{Fake, Reply};
 
 struct Run {
     code: i32,

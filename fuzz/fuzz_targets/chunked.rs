@@ -15,6 +15,11 @@ use mmp::model::Model;
 use mmp::pipeline::{ErrorPolicy, Pipeline, PipelineOptions};
 use mmp::record::{Batch, Rows, Shape};
 
+// The decoder tests' harness, the same file (it takes `Batch`,
+// `DecodeOptions`, `Decoder` and `Format` from here).
+#[path = "../../src/codec/chunked.rs"]
+mod harness;
+
 /// A model of any width that cannot fail: the sum of the features.
 struct Sum(Option<usize>);
 
@@ -28,74 +33,38 @@ impl Model for Sum {
     }
 }
 
+/// A record by its features' bits (a NaN equals itself), or its error.
 type Slot = Result<Vec<u64>, String>;
+
+/// `body` in pieces of the `sizes`, cycled (each at least 1 byte).
+fn pieces<'a>(body: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut sizes = sizes.iter().cycle();
+    while at < body.len() {
+        let n = (*sizes.next().unwrap_or(&1)).clamp(1, body.len() - at);
+        out.push(&body[at..at + n]);
+        at += n;
+    }
+    out
+}
 
 /// Records and errors of `body` fed in `chunks`, with a batch limit of 3.
 fn decode(format: Format, opts: &DecodeOptions, body: &[u8], chunks: &[usize]) -> Vec<Slot> {
-    let mut d = Decoder::new(format, opts);
-    let mut batch = Batch::default();
-    let mut out = Vec::new();
-    let drain = |batch: &mut Batch, out: &mut Vec<Slot>| {
-        let rows: Vec<Vec<u64>> = batch.rows().iter().map(|r| r.iter().map(|v| v.to_bits()).collect()).collect();
-        let mut rows = rows.into_iter();
-        let mut errors = batch.take_errors().into_iter().peekable();
-        for slot in 0..batch.len() {
-            if errors.peek().is_some_and(|(s, _)| *s == slot) {
-                out.push(Err(errors.next().map(|(_, e)| e.to_string()).unwrap_or_default()));
-            } else {
-                out.push(Ok(rows.next().unwrap_or_default()));
-            }
-        }
-        batch.clear();
-    };
-    let mut at = 0;
-    let mut sizes = chunks.iter().cycle();
-    while at < body.len() {
-        let n = (*sizes.next().unwrap_or(&1)).clamp(1, body.len() - at);
-        let part = &body[at..at + n];
-        at += n;
-        let mut used = 0;
-        while used < part.len() {
-            match d.decode(&part[used..], &mut batch, 3) {
-                Ok(k) => used += k,
-                Err(e) => {
-                    drain(&mut batch, &mut out);
-                    out.push(Err(format!("fatal: {e}")));
-                    return out;
-                }
-            }
-            drain(&mut batch, &mut out);
-        }
-    }
-    loop {
-        match d.finish(&mut batch, 3) {
-            Ok(done) => {
-                drain(&mut batch, &mut out);
-                if done {
-                    return out;
-                }
-            }
-            Err(e) => {
-                drain(&mut batch, &mut out);
-                out.push(Err(format!("fatal: {e}")));
-                return out;
-            }
-        }
-    }
+    harness::decode_chunks(format, opts, &pieces(body, chunks), 3)
+        .into_iter()
+        .map(|slot| slot.map(|row| row.into_iter().map(f64::to_bits).collect()))
+        .collect()
 }
 
 /// The pipeline's output for `body` fed in `chunks`.
 fn pipeline(format: Format, opts: &PipelineOptions, width: Option<usize>, body: &[u8], chunks: &[usize]) -> (Vec<u8>, Option<String>) {
     let mut p = Pipeline::new(Arc::new(Sum(width)), format, format, opts);
     let mut out = BytesMut::new();
-    let mut at = 0;
-    let mut sizes = chunks.iter().cycle();
-    while at < body.len() {
-        let n = (*sizes.next().unwrap_or(&1)).clamp(1, body.len() - at);
-        if let Err(e) = p.feed(&body[at..at + n], &mut out) {
+    for piece in pieces(body, chunks) {
+        if let Err(e) = p.feed(piece, &mut out) {
             return (out.to_vec(), Some(e.to_string()));
         }
-        at += n;
     }
     let err = p.finish(&mut out).err().map(|e| e.to_string());
     (out.to_vec(), err)

@@ -44,7 +44,6 @@ fn reference(input: &[u8]) -> Reference {
     match text.trim_ascii_start().first() {
         Some(b'{') => {
             #[derive(Deserialize)]
-            #[allow(dead_code)]
             struct Top<'a> {
                 #[serde(borrow)]
                 instances: Option<Vec<&'a RawValue>>,

@@ -7,60 +7,14 @@
 use super::*;
 use crate::record::Shape;
 
-/// A record as the tests see it: its features, or its error message.
-type Slot = Result<Vec<f64>, String>;
+#[path = "chunked.rs"]
+mod chunked;
 
-/// Move the batch's records, in input order, into `out`.
-fn drain(batch: &mut Batch, out: &mut Vec<Slot>) {
-    let rows: Vec<Vec<f64>> = batch.rows().iter().map(<[f64]>::to_vec).collect();
-    let mut rows = rows.into_iter();
-    let errors = batch.take_errors();
-    let mut errors = errors.into_iter().peekable();
-    for slot in 0..batch.len() {
-        if errors.peek().is_some_and(|(s, _)| *s == slot) {
-            let (_, e) = errors.next().unwrap();
-            out.push(Err(e.to_string()));
-        } else {
-            out.push(Ok(rows.next().unwrap()));
-        }
-    }
-    batch.clear();
-}
+use chunked::Slot;
 
-/// Decode `chunks` in order; a fatal error ends the list as `Err`.
+/// The batch limit of every feeding here: 2 records.
 fn decode_chunks(format: Format, opts: &DecodeOptions, chunks: &[&[u8]]) -> Vec<Slot> {
-    let mut d = Decoder::new(format, opts);
-    let mut batch = Batch::default();
-    let mut out = Vec::new();
-    for chunk in chunks {
-        let mut at = 0;
-        while at < chunk.len() {
-            match d.decode(&chunk[at..], &mut batch, 2) {
-                Ok(n) => at += n,
-                Err(e) => {
-                    drain(&mut batch, &mut out);
-                    out.push(Err(format!("fatal: {e}")));
-                    return out;
-                }
-            }
-            drain(&mut batch, &mut out);
-        }
-    }
-    loop {
-        match d.finish(&mut batch, 2) {
-            Ok(done) => {
-                drain(&mut batch, &mut out);
-                if done {
-                    return out;
-                }
-            }
-            Err(e) => {
-                drain(&mut batch, &mut out);
-                out.push(Err(format!("fatal: {e}")));
-                return out;
-            }
-        }
-    }
+    chunked::decode_chunks(format, opts, chunks, 2)
 }
 
 /// Decode `input` every way and check all ways agree; return the records.

@@ -3,7 +3,6 @@
 //! test (a status, a dropped connection, a cut chunked response, no answer
 //! at all, a wrong number of lines), and which records every request it
 //! gets, so tests can count attempts and check mini-batches.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,7 +12,6 @@ use std::time::Duration;
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {
-    pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -251,7 +249,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
         return None;
     }
     let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_string();
+    let _method = parts.next()?;
     let path = parts.next()?.to_string();
     let mut headers = Vec::new();
     loop {
@@ -289,7 +287,6 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
         r.read_exact(&mut body).ok()?;
     }
     Some(Seen {
-        method,
         path,
         headers,
         body,

@@ -1,12 +1,11 @@
 //! Helpers shared by the black-box tests: the real `mmp` binary, fixtures,
 //! a server process on a free loopback port, and a raw HTTP/1.1 client that
 //! can tell a complete chunked response from a cut one.
-#![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -284,16 +283,7 @@ impl Server {
 
     /// Peak and current resident memory, KiB, from /proc.
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let get = |k: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (get("VmHWM:"), get("VmRSS:"))
+        memory_kib(self.child.id())
     }
 
     /// Send a signal by name (`TERM`, `INT`).
@@ -330,19 +320,39 @@ impl Drop for Server {
     }
 }
 
-/// A raw POST /invocations with a Content-Length.
-pub fn post_request(content_type: &str, accept: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut raw = format!(
-        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(a) = accept {
-        raw.push_str(&format!("Accept: {a}\r\n"));
+/// Peak (`VmHWM`) and current (`VmRSS`) resident memory of a running
+/// process, KiB, from /proc. The peak counts from the process's `exec`,
+/// not from the fork in this (large, many-test) process.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let get = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (get("VmHWM:"), get("VmRSS:"))
+}
+
+/// A raw request with these headers, a Content-Length and `body`.
+pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: x\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
     }
-    raw.push_str("\r\n");
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let mut raw = raw.into_bytes();
     raw.extend_from_slice(body);
     raw
+}
+
+/// A raw POST /invocations with a Content-Length.
+pub fn post_request(content_type: &str, accept: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut headers = vec![("Content-Type", content_type)];
+    headers.extend(accept.map(|a| ("Accept", a)));
+    raw_request("POST", "/invocations", &headers, body)
 }
 
 /// Headers of a chunked POST /invocations (the chunks follow).
@@ -474,4 +484,85 @@ pub fn read_response(r: &mut impl BufRead) -> io::Result<Response> {
         body,
         complete,
     })
+}
+
+/// `n` CSV rows of 3 features, `i,1,2` for `i` from `from`: each row's
+/// prediction differs, so a lost or repeated row shows.
+pub fn csv_rows(from: usize, n: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    for i in from..from + n {
+        writeln!(v, "{i},1,2").unwrap();
+    }
+    v
+}
+
+/// Wait until `cond` holds, polling, or fail after 20 s.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `mmp score --model-dir fixtures/model ARGS`, run to the end.
+pub fn mmp_score(args: &[&str]) -> Output {
+    mmp()
+        .arg("score")
+        .arg("--model-dir")
+        .arg(model_dir())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A temporary folder with these files (`path`, text), their folders made.
+pub fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+/// A FIFO at `path`, its folders made (by mkfifo(1), so with its mode).
+pub fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let o = Command::new("mkfifo").arg(path).output().unwrap();
+    assert!(o.status.success(), "mkfifo {}: {o:?}", path.display());
+}
+
+/// Every sample of a scrape, keyed by `name{label="value",...}` (labels
+/// sorted), parsed by an independent parser (the `prometheus-parse` crate).
+pub fn scrape(s: &Server) -> std::collections::HashMap<String, f64> {
+    let r = s.request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("valid exposition format");
+    assert!(!parsed.samples.is_empty());
+    let mut out = std::collections::HashMap::new();
+    for sample in parsed.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        labels.sort();
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(h) => h.iter().map(|b| b.count).fold(0.0, f64::max),
+            prometheus_parse::Value::Summary(_) => f64::NAN,
+        };
+        out.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
+    }
+    out
 }
