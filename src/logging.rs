@@ -8,8 +8,6 @@ use std::io::{BufWriter, IsTerminal, Stderr, Write};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use std::fmt::Write as _;
-
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::{RecordFields, VisitOutput};
 use tracing_subscriber::fmt::format::{DefaultFields, DefaultVisitor, Writer};
