@@ -34,16 +34,28 @@ impl Format {
         }
     }
 
-    /// The format a `type/subtype` pair names (already lower-case).
+    /// The format a `type/subtype` pair names, in any case.
     fn from_type(ty: &str, subtype: &str) -> Option<Format> {
-        match (ty, subtype) {
-            ("text", "csv") => Some(Format::Csv),
-            ("application", "jsonlines" | "jsonl" | "x-jsonlines" | "json-lines" | "x-ndjson") => {
-                Some(Format::JsonLines)
-            }
-            ("application", "json") => Some(Format::Json),
-            _ => None,
+        let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        if is(ty, "text") && is(subtype, "csv") {
+            return Some(Format::Csv);
         }
+        if !is(ty, "application") {
+            return None;
+        }
+        if is(subtype, "json") {
+            return Some(Format::Json);
+        }
+        [
+            "jsonlines",
+            "jsonl",
+            "x-jsonlines",
+            "json-lines",
+            "x-ndjson",
+        ]
+        .iter()
+        .any(|s| is(subtype, s))
+        .then_some(Format::JsonLines)
     }
 
     /// The format a file name's extension suggests (`.csv`, `.jsonl`,
@@ -92,28 +104,29 @@ impl ContentType {
         };
         let mut parts = value.split(';');
         let (ty, subtype) = split_type(parts.next().unwrap_or("")).ok_or_else(unsupported)?;
-        let format = Format::from_type(&ty, &subtype).ok_or_else(unsupported)?;
+        let format = Format::from_type(ty, subtype).ok_or_else(unsupported)?;
         let mut header = None;
         for param in parts {
             let Some((name, val)) = param.split_once('=') else {
                 continue;
             };
             let val = val.trim().trim_matches('"');
-            match name.trim().to_ascii_lowercase().as_str() {
-                "charset" => {
-                    let cs = val.to_ascii_lowercase();
-                    if !matches!(cs.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") {
-                        return Err(unsupported());
-                    }
+            let (name, is) = (name.trim(), |a: &str, b: &str| a.eq_ignore_ascii_case(b));
+            if is(name, "charset") {
+                if !["utf-8", "utf8", "us-ascii", "ascii"]
+                    .iter()
+                    .any(|c| is(val, c))
+                {
+                    return Err(unsupported());
                 }
-                "header" if format == Format::Csv => {
-                    header = match val.to_ascii_lowercase().as_str() {
-                        "present" => Some(true),
-                        "absent" => Some(false),
-                        _ => None,
-                    };
-                }
-                _ => {}
+            } else if is(name, "header") && format == Format::Csv {
+                header = if is(val, "present") {
+                    Some(true)
+                } else if is(val, "absent") {
+                    Some(false)
+                } else {
+                    None
+                };
             }
         }
         Ok(ContentType { format, header })
@@ -141,15 +154,16 @@ impl ContentType {
     }
 }
 
-/// `type/subtype`, trimmed and lower-cased; `None` if there is no slash or
-/// either half is empty.
-fn split_type(s: &str) -> Option<(String, String)> {
+/// `type/subtype`, trimmed (not lower-cased: every comparison ignores
+/// ASCII case, so parsing a header allocates nothing); `None` if there is no
+/// slash or either half is empty.
+fn split_type(s: &str) -> Option<(&str, &str)> {
     let (ty, subtype) = s.trim().split_once('/')?;
     let (ty, subtype) = (ty.trim(), subtype.trim());
     if ty.is_empty() || subtype.is_empty() {
         return None;
     }
-    Some((ty.to_ascii_lowercase(), subtype.to_ascii_lowercase()))
+    Some((ty, subtype))
 }
 
 /// How well an `Accept` range matches a format: `None` for no match, else
@@ -160,7 +174,7 @@ fn range_match(ty: &str, subtype: &str, format: Format) -> Option<u8> {
         ("*", "*") => Some(0),
         (t, "*") => {
             let (ft, _) = format.mime().split_once('/')?;
-            (t == ft).then_some(1)
+            t.eq_ignore_ascii_case(ft).then_some(1)
         }
         (t, s) => (Format::from_type(t, s) == Some(format)).then_some(2),
     }
@@ -198,7 +212,7 @@ pub fn negotiate(accept: Option<&str>, default: Format) -> Result<Format, Error>
         }
         let Some(q) = q else { continue };
         for (i, format) in FORMATS.iter().enumerate() {
-            if let Some(spec) = range_match(&ty, &subtype, *format) {
+            if let Some(spec) = range_match(ty, subtype, *format) {
                 if best[i].is_none_or(|(s, _)| spec > s) {
                     best[i] = Some((spec, q));
                 }
@@ -265,6 +279,8 @@ mod tests {
         assert_eq!(c.header, Some(true));
         let c = ContentType::parse("text/csv;Header=absent").unwrap();
         assert_eq!(c.header, Some(false));
+        let c = ContentType::parse("TEXT/Csv; HEADER=\"Present\"; Charset=\"UTF-8\"").unwrap();
+        assert_eq!(c.header, Some(true));
         assert_eq!(ContentType::parse("text/csv").unwrap().header, None);
     }
 
@@ -277,6 +293,11 @@ mod tests {
         assert_eq!(negotiate(Some("application/*"), Csv).unwrap(), JsonLines);
         assert_eq!(negotiate(Some("application/*"), Json).unwrap(), Json);
         assert_eq!(negotiate(Some("text/*"), Json).unwrap(), Csv);
+        assert_eq!(negotiate(Some("TEXT/*"), Json).unwrap(), Csv);
+        assert_eq!(
+            negotiate(Some("Application/X-NDJSON"), Csv).unwrap(),
+            JsonLines
+        );
         assert_eq!(negotiate(Some("application/json"), Csv).unwrap(), Json);
     }
 

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Sleep;
 use warp::reply::Response;
 use warp::Reply;
@@ -628,23 +628,45 @@ pub(crate) struct RequestLog {
 }
 
 /// A process-unique request id: the start time of the process and a
-/// sequence number, in hex.
+/// sequence number, in hex (`{start:x}-{seq:x}`).
 fn next_request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::OnceLock;
-    static EPOCH: OnceLock<u64> = OnceLock::new();
+    static PREFIX: OnceLock<String> = OnceLock::new();
     static SEQ: AtomicU64 = AtomicU64::new(1);
-    let epoch = *EPOCH.get_or_init(|| {
-        std::time::SystemTime::now()
+    let prefix = PREFIX.get_or_init(|| {
+        let epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+            .map_or(0, |d| d.as_secs());
+        format!("{epoch:x}-")
     });
-    format!("{epoch:x}-{:x}", SEQ.fetch_add(1, Ordering::Relaxed))
+    // The sequence number in hex without `core::fmt` (a few hundred
+    // instructions per request less, callgrind): one allocation in all.
+    let mut seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[(seq & 0xf) as usize];
+        seq >>= 4;
+        if seq == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(prefix.len() + digits.len() - at);
+    id.push_str(prefix);
+    id.extend(digits[at..].iter().map(|&d| char::from(d)));
+    id
 }
+
+/// SageMaker's request headers the log line carries, parsed once.
+const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-inference-id");
+const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
+const TARGET_MODEL: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-model");
 
 impl RequestLog {
     pub(crate) fn new(headers: &HeaderMap, method: &'static str, path: &'static str) -> RequestLog {
-        let get = |name: &str| {
+        let get = |name: &HeaderName| {
             headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
@@ -656,12 +678,12 @@ impl RequestLog {
             path,
             started: Instant::now(),
             request_id: next_request_id(),
-            inference_id: get("x-amzn-sagemaker-inference-id"),
-            variant: get("x-amzn-sagemaker-target-variant"),
+            inference_id: get(&INFERENCE_ID),
+            variant: get(&TARGET_VARIANT),
             framing: None,
             spilled: 0,
             model: None,
-            target_model: get("x-amzn-sagemaker-target-model"),
+            target_model: get(&TARGET_MODEL),
         }
     }
 
@@ -675,7 +697,7 @@ impl RequestLog {
     fn account(&self, stats: &Stats, bytes_in: u64, bytes_out: u64) -> f64 {
         let m = metrics();
         if let Some(f) = self.framing {
-            m.framing.with_label_values(&[f.label()]).inc();
+            m.framed(f.label());
         }
         m.records.inc_by(stats.records);
         m.predictions.inc_by(stats.predictions);
@@ -762,5 +784,31 @@ impl RequestLog {
 impl Drop for RequestLog {
     fn drop(&mut self) {
         metrics().in_flight.dec();
+    }
+}
+
+#[cfg(test)]
+mod request_log_tests {
+    use super::next_request_id;
+
+    #[test]
+    fn request_ids_are_start_and_sequence_in_lowercase_hex() {
+        let ids: Vec<String> = (0..300).map(|_| next_request_id()).collect();
+        let mut seqs = Vec::new();
+        for id in &ids {
+            let (start, seq) = id.split_once('-').expect("start-seq");
+            let start_n = u64::from_str_radix(start, 16).unwrap();
+            let seq_n = u64::from_str_radix(seq, 16).unwrap();
+            // What `format!("{:x}")` writes: no padding, lower case.
+            assert_eq!(start, format!("{start_n:x}"));
+            assert_eq!(seq, format!("{seq_n:x}"));
+            seqs.push(seq_n);
+        }
+        // Unique and rising, whatever else runs beside this test.
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert!(
+            seqs.iter().any(|&s| s >= 0x10),
+            "a two-digit sequence number"
+        );
     }
 }
