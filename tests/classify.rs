@@ -542,7 +542,7 @@ fn bad_labels_and_settings_fail_saying_what_and_where() {
             "setosa,1\n",
             None,
             &[
-                "t.jsonl: record 1 (line 1, byte 0): field 1 is not a number: \"setosa\"",
+                "record 1 (line 1, byte 0): field 1 is not a number: \"setosa\"",
                 "binary_classifier or multiclass_classifier",
             ],
         ),
