@@ -936,7 +936,10 @@ fn docker_run_train_on_iris_species_then_serve_answers_scikit_learns_species() {
         text(&out.stderr)
     );
     let log = text(&out.stdout);
-    assert!(log.contains("3 classes: setosa, versicolor, virginica"), "{log}");
+    assert!(
+        log.contains("3 classes: setosa, versicolor, virginica"),
+        "{log}"
+    );
     assert!(log.contains("train:accuracy="), "{log}");
     assert!(!tree.path("output/failure").exists());
 
@@ -946,7 +949,10 @@ fn docker_run_train_on_iris_species_then_serve_answers_scikit_learns_species() {
     let addr = c.addr("8080/tcp");
     wait_ping(&c, addr, started);
     let features = std::fs::read(tree.path("features.csv")).unwrap();
-    assert!(!text(&features).contains("setosa"), "features only, no label column");
+    assert!(
+        !text(&features).contains("setosa"),
+        "features only, no label column"
+    );
     let r = post(addr, "text/csv", Some("text/csv"), &features);
     assert_eq!(r.status, 200, "{}", r.text());
     let body = r.text();

@@ -287,7 +287,10 @@ pub struct Job<'a> {
     /// The `training` channel (opened; read it with [`Job::read`]).
     pub training: &'a Channel,
     channels: &'a BTreeMap<String, ChannelConfig>,
-    reader: Reader<'a>,
+    /// Where the channels are, one reused buffer and batch, the counters.
+    layout: &'a Layout,
+    ingest: &'a mut Ingest,
+    progress: &'a mut Progress,
 }
 
 impl Job<'_> {
@@ -312,7 +315,15 @@ impl Job<'_> {
         allow_empty: bool,
         epoch: usize,
     ) -> Result<(), TrainError> {
-        self.reader.read(channel, acc, allow_empty, epoch)
+        read_channel(
+            channel,
+            self.layout,
+            acc,
+            allow_empty,
+            self.ingest,
+            self.progress,
+            epoch,
+        )
     }
 }
 
@@ -351,11 +362,9 @@ pub fn train(
         role,
         training: &training,
         channels,
-        reader: Reader {
-            layout,
-            ingest: &mut ingest,
-            progress: &mut progress,
-        },
+        layout,
+        ingest: &mut ingest,
+        progress: &mut progress,
     };
     let trained = algorithm::trainer(&hp).train(&mut job)?;
     Ok((trained, progress))
@@ -363,34 +372,6 @@ pub fn train(
 
 /// The metric lines' name for the training channel (`train:rmse=`).
 pub const TRAINING_METRICS: &str = "train";
-
-/// Reads channels with one reused buffer and batch, counting progress.
-struct Reader<'a> {
-    layout: &'a Layout,
-    ingest: &'a mut Ingest,
-    progress: &'a mut Progress,
-}
-
-impl Reader<'_> {
-    /// One pass over `channel` (pass `epoch`, from 0: Pipe mode's FIFO).
-    fn read(
-        &mut self,
-        channel: &Channel,
-        acc: &mut dyn Accumulate,
-        allow_empty: bool,
-        epoch: usize,
-    ) -> Result<(), TrainError> {
-        read_channel(
-            channel,
-            self.layout,
-            acc,
-            allow_empty,
-            self.ingest,
-            self.progress,
-            epoch,
-        )
-    }
-}
 
 /// The channels to read: `inputdataconfig.json`, or, when it is missing (a
 /// local run), `training` and `validation` in File mode if their
