@@ -325,7 +325,7 @@ pub fn load(dir: &Path) -> Result<LinearModel, Error> {
             ),
         }));
     }
-    crate::train::stats::combine(dir, &stats)
+    crate::train::stats::combine(dir, &stats, |sums, l2| sums.solve(l2))
 }
 
 /// Load `model.json` from `dir`.

@@ -163,6 +163,123 @@ fn multiclass_iris_matches_scikit_learn() {
     }
 }
 
+/// scikit-learn's training CSV (label first) as JSON lines: objects
+/// `{"label": "setosa", "features": [...]}` and label-first arrays
+/// (`["setosa", 5.1, ...]`) alternately, the two row shapes the JSON lines
+/// decoder documents. serde_json writes the shortest text that reads back
+/// as the same f64, so the records are the CSV's numbers exactly.
+fn csv_to_json_lines(csv: &[u8]) -> String {
+    let mut out = String::new();
+    for (i, r) in csv_records(csv).into_iter().enumerate() {
+        let x: Vec<f64> = r[1..].iter().map(|v| v.parse().unwrap()).collect();
+        let line = if i % 2 == 0 {
+            serde_json::json!({"label": r[0], "features": x})
+        } else {
+            let mut row = vec![serde_json::json!(r[0])];
+            row.extend(x.iter().map(|v| serde_json::json!(v)));
+            serde_json::Value::Array(row)
+        };
+        out += &format!("{line}\n");
+    }
+    out
+}
+
+#[test]
+fn json_lines_with_species_labels_match_scikit_learn() {
+    let l2 = 0.5;
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference("iris", l2, dir.path());
+    let data = dir.path().join("input/data/training");
+    let jsonl = csv_to_json_lines(&std::fs::read(data.join("train.csv")).unwrap());
+    std::fs::remove_file(data.join("train.csv")).unwrap();
+    std::fs::write(data.join("train.jsonl"), jsonl).unwrap();
+    std::fs::create_dir_all(dir.path().join("input/config")).unwrap();
+    std::fs::write(
+        dir.path().join("input/config/inputdataconfig.json"),
+        r#"{"training": {"ContentType": "application/jsonlines"}}"#,
+    )
+    .unwrap();
+    train(
+        dir.path(),
+        r#"{"predictor_type": "multiclass_classifier", "l2": "0.5"}"#,
+    );
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model/model.json")).unwrap())
+            .unwrap();
+    // The sorted label set, as scikit-learn's classes_.
+    assert_eq!(model["classes"], serde_json::json!(want.classes));
+    let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
+        .into_iter()
+        .map(|r| {
+            let p = r[1..].iter().map(|p| p.parse().unwrap()).collect();
+            (r[0].clone(), p)
+        })
+        .collect();
+    let worst = agree(&got, &want);
+    eprintln!("iris as JSON lines, l2 = {l2}: largest |p - p_sklearn| = {worst:.2e}");
+}
+
+#[test]
+fn json_lines_labels_that_are_neither_numbers_nor_strings_fail_at_their_record() {
+    let binary = r#"{"predictor_type": "binary_classifier", "l2": "1"}"#;
+    let config = r#"{"training": {"ContentType": "application/jsonlines"}}"#;
+    let first = "{\"label\": \"a\", \"features\": [0, 1]}\n";
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            binary,
+            "{\"label\": true, \"features\": [1, 2]}\n",
+            &[
+                "training file",
+                "t.jsonl: record 2 (line 2, byte 35)",
+                "invalid type: boolean `true`, expected a label: a number or a string",
+            ],
+        ),
+        (
+            binary,
+            "[null, 1, 2]\n",
+            &["t.jsonl: record 2 (line 2, byte 35)", "invalid type: null"],
+        ),
+        (
+            binary,
+            "{\"label\": \"\", \"features\": [1, 2]}\n",
+            &["t.jsonl: record 2 (line 2, byte 35): field 1 is empty"],
+        ),
+        // A number among names, refused as in CSV.
+        (
+            binary,
+            "{\"label\": 1, \"features\": [1, 2]}\n",
+            &[
+                "mix numbers (1 at record 2, line 2)",
+                "\"a\" at record 1, line 1",
+            ],
+        ),
+        // The regressor wants numbers, and says what to use instead, as
+        // for CSV.
+        (
+            "{}",
+            "{\"label\": 1, \"features\": [1, 2]}\n",
+            &[
+                "t.jsonl: record 1 (line 1, byte 0): field 1 is not a number: \"a\"",
+                "binary_classifier or multiclass_classifier",
+            ],
+        ),
+    ];
+    for (hp, second, want) in cases {
+        let text = format!("{first}{second}");
+        let dir = tree(&[
+            ("input/config/hyperparameters.json", hp),
+            ("input/config/inputdataconfig.json", config),
+            ("input/data/training/t.jsonl", &text),
+        ]);
+        let (ok, log, failure) = run(dir.path());
+        assert!(!ok, "{log}");
+        for w in *want {
+            assert!(failure.contains(w), "want {w:?} in: {failure}");
+        }
+        assert!(!dir.path().join("model/model.json").exists());
+    }
+}
+
 #[test]
 fn binary_breast_cancer_matches_scikit_learn() {
     let l2 = 0.5;

@@ -869,6 +869,96 @@ fn docker_run_train_writes_the_model_and_a_failure_leaves_output_failure() {
     tree.remove();
 }
 
+/// The AWS sample's flow, in the container: train on iris with the species
+/// names in column 1 (`IMAGE train`, predictor_type multiclass_classifier),
+/// then serve that model (`IMAGE serve`) and send a headerless iris feature
+/// CSV: one species name first on each line, scikit-learn's prediction
+/// (tests/reference/sklearn_reference.py, run by .venv-ref's python, the
+/// independent reference tests/classify.rs uses).
+#[test]
+fn docker_run_train_on_iris_species_then_serve_answers_scikit_learns_species() {
+    const TEST: &str = "iris in the container";
+    if !need_docker(TEST) {
+        return;
+    }
+    let python = root().join(".venv-ref/bin/python");
+    let missing = (!python.exists()).then(|| {
+        format!(
+            "{} is missing: run scripts/setup.sh (it installs scikit-learn)",
+            python.display()
+        )
+    });
+    if !skip_unless(TEST, "no scikit-learn venv", missing) {
+        return;
+    }
+    let tree = Tree::new(false);
+    std::fs::write(
+        tree.path("input/config/hyperparameters.json"),
+        r#"{"predictor_type": "multiclass_classifier", "l2": "0.5"}"#,
+    )
+    .unwrap();
+    // Writes input/data/training/train.csv (species, 4 features),
+    // features.csv (the 4 features only) and expected.json.
+    let o = Command::new(&python)
+        .arg(root().join("tests/reference/sklearn_reference.py"))
+        .args(["iris", "0.5"])
+        .arg(tree.path(""))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tree.path("expected.json")).unwrap()).unwrap();
+    let want: Vec<&str> = expected["predict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let train = std::fs::read_to_string(tree.path("input/data/training/train.csv")).unwrap();
+    assert!(train.starts_with("setosa,"), "{}", &train[..40]);
+
+    let mount = tree.mount();
+    let out = docker(&["run", "--rm", "--read-only", "-v", &mount, image(), "train"]);
+    assert!(
+        out.status.success(),
+        "train failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let log = text(&out.stdout);
+    assert!(
+        log.contains("3 classes: setosa, versicolor, virginica"),
+        "{log}"
+    );
+    assert!(log.contains("train:accuracy="), "{log}");
+    assert!(!tree.path("output/failure").exists());
+
+    let model = format!("{}:/opt/ml/model:ro", tree.path("model").display());
+    let c = Container::run(&["-p", "127.0.0.1::8080", "-v", &model, image(), "serve"]);
+    let started = Instant::now();
+    let addr = c.addr("8080/tcp");
+    wait_ping(&c, addr, started);
+    let features = std::fs::read(tree.path("features.csv")).unwrap();
+    assert!(
+        !text(&features).contains("setosa"),
+        "features only, no label column"
+    );
+    let r = post(addr, "text/csv", Some("text/csv"), &features);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.text();
+    let got: Vec<String> = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body.as_bytes())
+        .records()
+        .map(|rec| rec.unwrap()[0].to_string())
+        .collect();
+    assert_eq!(body.lines().count(), want.len(), "one line per record");
+    assert_eq!(got, want, "species per line vs scikit-learn's predict");
+    drop(c);
+    tree.remove();
+}
+
 // ---------------------------------------------------------------- scripts
 
 /// Run a container/ script from a directory that is not the repository.

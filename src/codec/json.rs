@@ -4,7 +4,12 @@
 //! A row is an array of numbers (`[1, 2.5, -3]`) or an object with a
 //! `features` array (`{"features": [1, 2.5, -3]}`, as SageMaker's built-in
 //! algorithms take it; other keys are ignored). For training data the label
-//! is the object's `label`, or an array's first element, as in CSV.
+//! is the object's `label`, or an array's first element, as in CSV: a
+//! number, or, when the fit takes class names (`text_labels`, a
+//! classifier), a non-empty string (`{"label": "setosa", "features": [...]}`).
+//! Any other label (`true`, `null`, an array) is a `not_a_row` error at its
+//! record; a string where only numbers will do is `not_a_number` (field 1),
+//! as the same label in CSV column 1 is.
 //!
 //! Rows are deserialised straight into the [`Batch`] through a serde
 //! `DeserializeSeed`, so a row allocates nothing. A document's rows, of
@@ -20,7 +25,7 @@ use serde::Deserialize;
 use super::json_split::{strip_location, JsonSplitter, Piece};
 use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
 use super::DecodeOptions;
-use crate::error::{Error, ErrorKind, Position};
+use crate::error::{snippet, Error, ErrorKind, Position};
 use crate::record::Batch;
 
 /// Incremental `application/jsonlines` decoder.
@@ -209,19 +214,32 @@ fn push_row(text: &[u8], pos: Position, opts: &DecodeOptions, batch: &mut Batch)
     let seed = RowSeed {
         batch: &mut *batch,
         label: opts.label,
+        text_labels: opts.text_labels,
     };
     let parsed = seed.deserialize(&mut de).and_then(|label| {
         de.end()?;
         Ok(label)
     });
     match parsed {
-        Ok(label) if opts.label && label.is_none() => {
-            batch.abandon_row(Error::new(ErrorKind::NotARow {
-                pos,
-                reason: "a training record needs a \"label\"".into(),
-            }))
+        Ok(None) if opts.label => batch.abandon_row(Error::new(ErrorKind::NotARow {
+            pos,
+            reason: "a training record needs a \"label\"".into(),
+        })),
+        Ok(Some(LabelValue::Refused(text))) => {
+            // As CSV's column 1: empty, or not a number.
+            let trimmed = text.trim_ascii();
+            let kind = if trimmed.is_empty() {
+                ErrorKind::EmptyField { pos, field: 1 }
+            } else {
+                ErrorKind::NotANumber {
+                    pos,
+                    field: 1,
+                    text: snippet(trimmed.as_bytes()),
+                }
+            };
+            batch.abandon_row(Error::new(kind))
         }
-        Ok(label) => batch.end_row(pos, opts.shape, label),
+        Ok(label) => batch.end_row(pos, opts.shape, label.map(LabelValue::number)),
         Err(e) => {
             // The failing value is the one after those already pushed.
             let field = batch.row_width() + 1 + usize::from(opts.label);
@@ -254,29 +272,108 @@ fn row_error(e: serde_json::Error, pos: Position, field: usize) -> Error {
 struct RowSeed<'b> {
     batch: &'b mut Batch,
     label: bool,
+    /// A string label is a class name (kept as the batch's label text).
+    text_labels: bool,
+}
+
+/// A row's label, as [`LabelSeed`] read it.
+#[derive(Debug)]
+enum LabelValue {
+    /// A number.
+    Number(f64),
+    /// A class name, already given to the batch (`push_label_text`).
+    Text,
+    /// A string the fit cannot take: empty, or any string when labels must
+    /// be numbers. The caller reports it as CSV reports column 1.
+    Refused(String),
+}
+
+impl LabelValue {
+    /// The label for `Batch::end_row`: NaN marks text.
+    fn number(self) -> f64 {
+        match self {
+            LabelValue::Number(y) => y,
+            LabelValue::Text | LabelValue::Refused(_) => f64::NAN,
+        }
+    }
+}
+
+/// Reads a label: a number, or a string (a class name, when `text`).
+struct LabelSeed<'b> {
+    batch: &'b mut Batch,
+    text: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for LabelSeed<'_> {
+    type Value = LabelValue;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<LabelValue, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for LabelSeed<'_> {
+    type Value = LabelValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.text {
+            f.write_str("a label: a number or a string (a class name)")
+        } else {
+            f.write_str("a label: a number")
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<LabelValue, E> {
+        Ok(LabelValue::Number(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<LabelValue, E> {
+        Ok(LabelValue::Number(v as f64))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<LabelValue, E> {
+        Ok(LabelValue::Number(v as f64))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<LabelValue, E> {
+        if !self.text || v.trim_ascii().is_empty() {
+            return Ok(LabelValue::Refused(v.to_string()));
+        }
+        self.batch.push_label_text(v);
+        Ok(LabelValue::Text)
+    }
 }
 
 const ROW_SHAPE: &str = "an array of numbers or an object with a \"features\" array";
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Option<f64>;
+    type Value = Option<LabelValue>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<f64>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<LabelValue>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
+impl RowSeed<'_> {
+    fn label_seed(&mut self) -> LabelSeed<'_> {
+        LabelSeed {
+            batch: &mut *self.batch,
+            text: self.text_labels,
+        }
+    }
+}
+
 impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = Option<f64>;
+    type Value = Option<LabelValue>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(ROW_SHAPE)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<f64>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Option<LabelValue>, A::Error> {
         let mut label = None;
         if self.label {
-            label = seq.next_element::<f64>()?;
+            label = seq.next_element_seed(self.label_seed())?;
         }
         while let Some(v) = seq.next_element::<f64>()? {
             self.batch.push_value(v);
@@ -284,7 +381,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         Ok(label)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<f64>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Option<LabelValue>, A::Error> {
         #[derive(Deserialize)]
         #[serde(field_identifier, rename_all = "lowercase")]
         enum Key {
@@ -302,7 +399,10 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                     seen = true;
                     map.next_value_seed(Features(&mut *self.batch))?;
                 }
-                Key::Label if self.label => label = Some(map.next_value::<f64>()?),
+                Key::Label if self.label && label.is_some() => {
+                    return Err(de::Error::duplicate_field("label"))
+                }
+                Key::Label if self.label => label = Some(map.next_value_seed(self.label_seed())?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

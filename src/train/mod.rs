@@ -20,16 +20,20 @@
 //! - [`channels`]: which files (or which FIFO) make up a channel, and
 //!   opening them, gzip included.
 //! - [`ingest`]: bytes → decoder → batches → sums, with progress lines.
-//! - [`fit`]: the regressor: streaming sums, the solver, RMSE from the sums.
-//! - [`logistic`]: the classifiers: label scan, Newton passes, log loss.
+//! - [`algorithm`]: the training file, the one to edit: which [`Trainer`]
+//!   each `predictor_type` runs, and what it reads and returns.
+//! - [`fit`]: the regressor's math: streaming sums, the solver, RMSE from
+//!   the sums.
+//! - [`logistic`]: the classifiers' math: label scan, Newton passes, log
+//!   loss.
 //! - [`hosts`]: several instances: who writes `model.json`, who writes
 //!   per-host statistics.
 //! - [`stats`]: the per-host statistics files, and combining them into one
 //!   model when a model directory is loaded.
-//! - [`failure`]: the failure file, from the crate's one error type (whose
-//!   exit-code table has training's column).
+//! - [`failure`]: the error type, the failure file, the exit codes.
 //! - [`stop`]: running the work so that SIGTERM is answered at once.
 
+pub mod algorithm;
 pub mod channels;
 pub mod config;
 pub mod failure;
@@ -47,14 +51,12 @@ use std::time::Duration;
 
 use self::channels::Channel;
 use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode, PredictorType};
-use self::fit::Moments;
 use self::hosts::Role;
-use self::ingest::{Accumulate, Ingest, Stream, Sums};
-use self::logistic::{Pass, Scan};
+use self::ingest::{Accumulate, Ingest, Stream};
 use self::stop::Ended;
-use crate::error::{Error, ErrorKind, Exits};
+use crate::error::{Error, ErrorKind};
 use crate::model::Artifact;
-use crate::predictor::{ClassifierType, MODEL_FILE};
+use crate::predictor::MODEL_FILE;
 use crate::progress::Progress;
 
 /// The channel the fit reads (required).
@@ -89,20 +91,18 @@ impl Layout {
     }
 }
 
-/// What a successful run produced.
+/// What a [`Trainer`] produced.
 #[derive(Debug)]
 pub struct Trained {
-    /// The sums of the training records this host read; `None` if it
-    /// read none (only on a `ShardedByS3Key` host: an empty shard).
-    pub sums: Option<Moments>,
-    /// The L2 penalty of the fit.
-    pub l2: f64,
-    /// The fit on those records. `Err` (why the system is singular) only on
-    /// a `ShardedByS3Key` host, whose shard alone need not determine the
-    /// model: the combination of all shards is solved when it is loaded.
+    /// The fit on the records this host read. `Err` (why the model is not
+    /// determined) only on a `ShardedByS3Key` host, whose shard alone need
+    /// not determine it: the combination of all shards is solved when the
+    /// model directory is loaded.
     pub fit: Result<Fit, String>,
-    /// Counters of the whole run.
-    pub progress: Progress,
+    /// What this host writes on a `ShardedByS3Key` job (`None` elsewhere).
+    pub shard: Option<Box<dyn Shard>>,
+    /// Records of the training channel this host read.
+    pub records: u64,
 }
 
 /// A fitted model and how well it fits.
@@ -115,8 +115,6 @@ pub struct Fit {
     pub metrics: Vec<(&'static str, &'static str, f64)>,
     /// Records of the validation channel, if configured.
     pub validation: Option<u64>,
-    /// Records of the training channel.
-    pub records: u64,
 }
 
 /// What `mmp train` is told on its command line.
@@ -146,7 +144,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
             // A failed run leaves no model behind, whatever its role.
             Role::Single.remove_stale(&layout.model);
             failure::report(&layout.output, &e);
-            return ExitCode::from(e.exit_code_for(Exits::Training));
+            return ExitCode::from(e.exit_code());
         }
     };
     role.remove_stale(&layout.model);
@@ -163,11 +161,11 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
     };
     // The model is written here, on the main thread, only after a
     // successful fit, so a stop signal can never leave one behind.
-    match result.and_then(|t| finish(&layout, &role, t)) {
+    match result.and_then(|(t, progress)| finish(&layout, &role, t, &progress)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             failure::report(&layout.output, &e);
-            ExitCode::from(e.exit_code_for(Exits::Training))
+            ExitCode::from(e.exit_code())
         }
     }
 }
@@ -198,12 +196,14 @@ fn plan(layout: &Layout) -> Result<(Role, BTreeMap<String, ChannelConfig>), Erro
 
 /// Write what this host's role writes, then print the metrics and the
 /// summary.
-fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), Error> {
+fn finish(layout: &Layout, role: &Role, t: Trained, p: &Progress) -> Result<(), Error> {
     let written = match role {
         Role::Sharded { host, hosts } => {
+            let shard = t.shard.as_ref().ok_or_else(|| {
+                Error::new(ErrorKind::Internal("the algorithm gave a ShardedByS3Key host nothing to write".into()))
+            })?;
             create_model_dir(layout)?;
-            let path = stats::save(&layout.model, host, hosts, t.l2, t.sums.as_ref())
-                .map_err(|e| Error::new(ErrorKind::SaveModel(e)))?;
+            let path = shard.save(&layout.model, host, hosts).map_err(|e| Error::new(ErrorKind::SaveModel(e)))?;
             format!(
                 "statistics written to {} (the model is their combination with the other hosts')",
                 path.display()
@@ -239,7 +239,6 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), Error> {
              no per-shard metrics"
         ),
     }
-    let p = &t.progress;
     let validation = match &t.fit {
         Ok(Fit {
             validation: Some(n),
@@ -247,10 +246,7 @@ fn finish(layout: &Layout, role: &Role, t: Trained) -> Result<(), Error> {
         }) => format!(", validation {n}"),
         _ => String::new(),
     };
-    let records = match &t.fit {
-        Ok(fit) => fit.records,
-        Err(_) => t.sums.as_ref().map_or(0, Moments::count),
-    };
+    let records = t.records;
     println!(
         "mmp train: done: {} records (training {}{validation}), {:.1} MB in {:.2} s, {:.1} MB/s; {written}",
         p.records(),
@@ -267,13 +263,79 @@ fn create_model_dir(layout: &Layout) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("cannot create {}", layout.model.display()), e))
 }
 
+/// A training algorithm, behind which `mmp train`'s plumbing (this
+/// module: configuration, channels, hosts, failures) runs any fit. The
+/// mock's are in [`algorithm`], the file to edit for your own.
+pub trait Trainer {
+    /// Fit a model, reading the channels through `job` as often as needed.
+    fn train(&mut self, job: &mut Job<'_>) -> Result<Trained, Error>;
+}
+
+/// What a `ShardedByS3Key` host writes instead of a model: its shard's part
+/// of the fit, named for the host so the hosts' files cannot clash, and
+/// combined when the model directory is loaded (`src/predictor.rs`).
+pub trait Shard: std::fmt::Debug + Send {
+    /// Write it into `dir` as `host`'s (of `hosts`); returns the file written.
+    fn save(&self, dir: &Path, host: &str, hosts: &[String]) -> Result<PathBuf, Error>;
+}
+
+/// What a [`Trainer`] is given: the hyperparameters, this host's role, the
+/// training channel, and the means to read any channel.
+pub struct Job<'a> {
+    /// `hyperparameters.json`, parsed.
+    pub hp: &'a Hyperparameters,
+    /// This host's place in the job.
+    pub role: &'a Role,
+    /// The `training` channel (opened; read it with [`Job::read`]).
+    pub training: &'a Channel,
+    channels: &'a BTreeMap<String, ChannelConfig>,
+    /// Where the channels are, one reused buffer and batch, the counters.
+    layout: &'a Layout,
+    ingest: &'a mut Ingest,
+    progress: &'a mut Progress,
+}
+
+impl Job<'_> {
+    /// Whether this host sees only its shard of the training channel
+    /// (`ShardedByS3Key` on several hosts).
+    pub fn sharded(&self) -> bool {
+        matches!(self.role, Role::Sharded { .. })
+    }
+
+    /// The `validation` channel's configuration, if the job has one.
+    pub fn validation(&self) -> Option<&ChannelConfig> {
+        self.channels.get(VALIDATION)
+    }
+
+    /// One pass over `channel` into `acc` (pass `epoch`, from 0: Pipe
+    /// mode's FIFO `<channel>_<epoch>`). No record is an error unless
+    /// `allow_empty`.
+    pub fn read(
+        &mut self,
+        channel: &Channel,
+        acc: &mut dyn Accumulate,
+        allow_empty: bool,
+        epoch: usize,
+    ) -> Result<(), Error> {
+        read_channel(
+            channel,
+            self.layout,
+            acc,
+            allow_empty,
+            self.ingest,
+            self.progress,
+            epoch,
+        )
+    }
+}
+
 /// Everything but writing the output: hyperparameters, reading, fitting.
 pub fn train(
     layout: &Layout,
     role: &Role,
     channels: &BTreeMap<String, ChannelConfig>,
     every: Duration,
-) -> Result<Trained, Error> {
+) -> Result<(Trained, Progress), Error> {
     let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
     match hp.predictor_type {
         PredictorType::Regressor => println!("mmp train: hyperparameters: l2={}", hp.l2),
@@ -294,229 +356,24 @@ pub fn train(
     {
         println!("mmp train: ignoring channel {name:?} (this algorithm reads {TRAINING} and {VALIDATION})");
     }
-    let sharded = matches!(role, Role::Sharded { .. });
     let mut progress = Progress::lines("mmp train: progress", every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
-    if hp.predictor_type != PredictorType::Regressor {
-        if sharded {
-            return Err(Error::channel(
-                TRAINING,
-                format!(
-                    "S3DistributionType ShardedByS3Key is not supported for classifiers \
-                     (predictor_type {}): use FullyReplicated",
-                    hp.predictor_type.name()
-                ),
-            ));
-        }
-        let reader = Reader {
-            layout,
-            ingest: &mut ingest,
-            progress: &mut progress,
-        };
-        let fit = train_classifier(&hp, &training, channels, reader)?;
-        return Ok(Trained {
-            sums: None,
-            l2: hp.l2,
-            fit: Ok(fit),
-            progress,
-        });
-    }
-    // A sharded host's shard may be empty: SageMaker gives a host no
-    // objects when there are more instances than objects ("some nodes won't
-    // get any data", API S3DataSource). Its empty statistics still complete
-    // the set, so the model is the fit on the other shards.
-    let mut sums = Sums::default();
-    let mut reader = Reader {
+    let mut job = Job {
+        hp: &hp,
+        role,
+        training: &training,
+        channels,
         layout,
         ingest: &mut ingest,
         progress: &mut progress,
     };
-    reader.read(&training, &mut sums, sharded, 0)?;
-    let Some(moments) = sums.moments else {
-        if sharded {
-            return Ok(Trained {
-                sums: None,
-                l2: hp.l2,
-                fit: Err(
-                    "the shard has no records: SageMaker gives some hosts no objects \
-                          when there are more instances than objects"
-                        .into(),
-                ),
-                progress,
-            });
-        }
-        return Err(Error::channel(TRAINING, "has no records"));
-    };
-    let model = match moments.solve(hp.l2) {
-        Ok(model) => model,
-        // The other shards may well make the system solvable.
-        Err(reason) if sharded => {
-            return Ok(Trained {
-                sums: Some(moments),
-                l2: hp.l2,
-                fit: Err(reason),
-                progress,
-            })
-        }
-        Err(reason) => return Err(Error::new(ErrorKind::Singular(reason))),
-    };
-    let train_rmse = moments.rmse(&model);
-    let validation = match channels.get(VALIDATION) {
-        None => None,
-        Some(cfg) => {
-            if cfg.s3_distribution_type == Distribution::ShardedByS3Key && role != &Role::Single {
-                println!("mmp train: channel {VALIDATION} is ShardedByS3Key: its RMSE is over this host's shard of it");
-            }
-            let channel = Channel::new(VALIDATION, cfg)?;
-            let mut v = Sums::fixed(moments.features(), &sums.origin);
-            reader.read(&channel, &mut v, false, 0)?;
-            match v.moments.as_ref() {
-                Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
-                _ => return Err(Error::channel(VALIDATION, "has no records")),
-            }
-        }
-    };
-    let mut metrics = vec![(TRAINING_METRICS, "rmse", train_rmse)];
-    if let Some((rmse, _)) = validation {
-        metrics.push((VALIDATION, "rmse", rmse));
-    }
-    Ok(Trained {
-        fit: Ok(Fit {
-            model: Box::new(model),
-            metrics,
-            validation: validation.map(|(_, n)| n),
-            records: moments.count(),
-        }),
-        sums: Some(moments),
-        l2: hp.l2,
-        progress,
-    })
+    let trained = algorithm::trainer(&hp).train(&mut job)?;
+    Ok((trained, progress))
 }
 
 /// The metric lines' name for the training channel (`train:rmse=`).
-const TRAINING_METRICS: &str = "train";
-
-/// Fit a classifier: a pass for the label set, Newton passes, and one pass
-/// over validation, if configured.
-fn train_classifier(
-    hp: &Hyperparameters,
-    training: &Channel,
-    channels: &BTreeMap<String, ChannelConfig>,
-    mut reader: Reader<'_>,
-) -> Result<Fit, Error> {
-    let kind = match hp.predictor_type {
-        PredictorType::BinaryClassifier => ClassifierType::BinaryClassifier,
-        _ => ClassifierType::MulticlassClassifier,
-    };
-    let mut scan = Scan::default();
-    reader.read(training, &mut scan, false, 0)?;
-    let (labels, features, _, n) = scan.labels()?;
-    let d = features.unwrap_or(0);
-    let k = labels.len();
-    let names = || {
-        let all: Vec<String> = labels.labels().iter().map(|l| l.text()).collect();
-        all.join(", ")
-    };
-    let want = match kind {
-        ClassifierType::BinaryClassifier => Some(2),
-        ClassifierType::MulticlassClassifier => hp.num_classes,
-    };
-    if k < 2 || want.is_some_and(|w| w != k) {
-        let expected = match want {
-            Some(w) => {
-                format!("{w} (predictor_type {}", hp.predictor_type.name())
-                    + &hp
-                        .num_classes
-                        .map_or(String::new(), |n| format!(", num_classes {n}"))
-                    + ")"
-            }
-            None => "at least 2".into(),
-        };
-        return Err(Error::channel(
-            TRAINING,
-            format!("has {k} distinct labels ({}), expected {expected}", names()),
-        ));
-    }
-    println!(
-        "mmp train: {n} training records, {d} features, {k} classes: {}",
-        names()
-    );
-    let mut epoch = 1;
-    let fitted = logistic::fit(&labels, d, hp.l2, kind, |theta| {
-        let mut pass = Pass::new(&labels, d, theta, true);
-        reader.read(training, &mut pass, false, epoch)?;
-        epoch += 1;
-        Ok((
-            pass.loss,
-            pass.correct,
-            pass.strict,
-            pass.records(),
-            std::mem::take(&mut pass.grad),
-            std::mem::take(&mut pass.hess),
-        ))
-    })?;
-    println!(
-        "mmp train: converged after {} Newton passes over {TRAINING} ({} reads with the label scan)",
-        fitted.passes,
-        fitted.passes + 1
-    );
-    let mut metrics = vec![
-        (TRAINING_METRICS, "log_loss", fitted.log_loss),
-        (TRAINING_METRICS, "accuracy", fitted.accuracy),
-    ];
-    let mut validation = None;
-    if let Some(cfg) = channels.get(VALIDATION) {
-        let channel = Channel::new(VALIDATION, cfg)?;
-        let a = &fitted.artifact;
-        let theta: Vec<f64> = a
-            .weights
-            .iter()
-            .zip(&a.bias)
-            .flat_map(|(w, b)| w.iter().copied().chain(std::iter::once(*b)))
-            .collect();
-        let mut pass = Pass::new(&labels, d, &theta, false);
-        reader.read(&channel, &mut pass, false, 0)?;
-        let n = pass.records() as f64;
-        metrics.push((VALIDATION, "log_loss", pass.loss / n));
-        metrics.push((VALIDATION, "accuracy", pass.correct as f64 / n));
-        validation = Some(pass.records());
-    }
-    Ok(Fit {
-        model: Box::new(fitted.artifact),
-        metrics,
-        validation,
-        records: n,
-    })
-}
-
-/// Reads channels with one reused buffer and batch, counting progress.
-struct Reader<'a> {
-    layout: &'a Layout,
-    ingest: &'a mut Ingest,
-    progress: &'a mut Progress,
-}
-
-impl Reader<'_> {
-    /// One pass over `channel` (pass `epoch`, from 0: Pipe mode's FIFO).
-    fn read(
-        &mut self,
-        channel: &Channel,
-        acc: &mut dyn Accumulate,
-        allow_empty: bool,
-        epoch: usize,
-    ) -> Result<(), Error> {
-        read_channel(
-            channel,
-            self.layout,
-            acc,
-            allow_empty,
-            self.ingest,
-            self.progress,
-            epoch,
-        )
-    }
-}
+pub const TRAINING_METRICS: &str = "train";
 
 /// The channels to read: `inputdataconfig.json`, or, when it is missing (a
 /// local run), `training` and `validation` in File mode if their

@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 
 use super::fit::Moments;
 use crate::error::{Error, ErrorKind};
-use crate::predictor::LinearModel;
 
 /// The `format` of the files this version writes and reads.
 pub const FORMAT: &str = "mmp-linear-stats/1";
@@ -183,8 +182,14 @@ fn read(path: &Path) -> Result<(StatsFile, Option<Moments>), Error> {
 
 /// Load the model that the statistics `files` (all in `dir`, from
 /// [`files_in`]) describe together: check they are one complete set from
-/// one job, merge them in host order, solve with the job's `l2`.
-pub fn combine(dir: &Path, files: &[PathBuf]) -> Result<LinearModel, Error> {
+/// one job, merge them in host order, and `solve` the merged sums with the
+/// job's `l2` (the regressor's [`Moments::solve`], named by the caller so
+/// that this file stays apart from the model type).
+pub fn combine<M>(
+    dir: &Path,
+    files: &[PathBuf],
+    solve: impl FnOnce(&Moments, f64) -> Result<M, String>,
+) -> Result<M, Error> {
     let fail = |reason: String| load_error(dir, reason);
     let mut read_files = Vec::with_capacity(files.len());
     for path in files {
@@ -264,7 +269,7 @@ pub fn combine(dir: &Path, files: &[PathBuf]) -> Result<LinearModel, Error> {
     for moments in read_files.iter().filter_map(|(_, m)| m.as_ref()) {
         total.merge(moments);
     }
-    total.solve(l2).map_err(|reason| {
+    solve(&total, l2).map_err(|reason| {
         fail(format!(
             "the combined statistics of {} hosts ({} records) cannot be solved: {reason}",
             files.len(),
@@ -302,7 +307,7 @@ mod tests {
             std::fs::write(dir.path().join(file_name(host)), text).unwrap();
         };
         let load = || {
-            combine(dir.path(), &files_in(dir.path()))
+            combine(dir.path(), &files_in(dir.path()), |m, l2| m.solve(l2))
                 .map_err(|e| e.to_string())
                 .map(|m| m.weights)
         };
