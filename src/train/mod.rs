@@ -54,7 +54,7 @@ use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode, Pred
 use self::hosts::Role;
 use self::ingest::{Accumulate, Ingest, Stream};
 use self::stop::Ended;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Exits};
 use crate::model::Artifact;
 use crate::predictor::MODEL_FILE;
 use crate::progress::Progress;
@@ -144,7 +144,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
             // A failed run leaves no model behind, whatever its role.
             Role::Single.remove_stale(&layout.model);
             failure::report(&layout.output, &e);
-            return ExitCode::from(e.exit_code());
+            return ExitCode::from(e.exit_code_for(Exits::Training));
         }
     };
     role.remove_stale(&layout.model);
@@ -165,7 +165,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             failure::report(&layout.output, &e);
-            ExitCode::from(e.exit_code())
+            ExitCode::from(e.exit_code_for(Exits::Training))
         }
     }
 }
