@@ -83,7 +83,8 @@ pub fn check(format: Format, data: &[u8]) {
     let opts = DecodeOptions {
         shape: width.map_or(Shape::Any, Shape::Features),
         label: knobs[0] & 0x10 != 0,
-        text_labels: false,
+        // A classifier's training reads string labels (class names).
+        text_labels: knobs[0] & 0x08 != 0,
         csv_header: knobs[0] & 0x20 != 0,
         max_record_bytes: 1 + (knobs[1] as usize) * 4,
         max_document_bytes: 1 + (knobs[2] as usize) * 16,
