@@ -40,7 +40,7 @@ pub struct DecodeOptions {
     pub shape: Shape,
     /// Records carry a label first (CSV column 1, JSON `label`): training data.
     pub label: bool,
-    /// A CSV label that is not a number is kept as text (a class name,
+    /// A label (CSV column 1, JSON lines `"label"`) that is not a number is kept as text (a class name,
     /// [`crate::record::Label::Text`]) instead of being a bad field: for
     /// classifiers. Off, a regressor's label must be a number.
     pub text_labels: bool,
