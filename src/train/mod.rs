@@ -30,7 +30,8 @@
 //!   per-host statistics.
 //! - [`stats`]: the per-host statistics files, and combining them into one
 //!   model when a model directory is loaded.
-//! - [`failure`]: the error type, the failure file, the exit codes.
+//! - [`failure`]: the failure file, from the crate's one error type (whose
+//!   exit-code table has training's column).
 //! - [`stop`]: running the work so that SIGTERM is answered at once.
 
 pub mod algorithm;
