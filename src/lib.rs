@@ -33,6 +33,8 @@
 //!   endpoints ([`serve::mme`]); with [`shutdown`] for SIGTERM, [`logging`]
 //!   for `tracing` setup (text or JSON lines) and [`metrics`] for the
 //!   Prometheus registry.
+//! - [`input`]: the one read call of every read loop (retried when a
+//!   signal interrupts it).
 //! - [`output`]: output files written all-or-nothing (temporary file,
 //!   then rename) when they are regular files, written through when they
 //!   are devices, FIFOs or `/dev/stdout`.
@@ -58,6 +60,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod error;
+pub mod input;
 pub mod logging;
 pub mod media;
 pub mod metrics;

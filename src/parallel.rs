@@ -52,6 +52,7 @@ use bytes::BytesMut;
 use memchr::{memchr, memchr2, memchr_iter, memrchr};
 
 use crate::error::{Error, Position};
+use crate::input::read_some;
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
@@ -309,12 +310,7 @@ impl Splitter {
     fn read_from(&mut self, reader: &mut dyn Read) -> io::Result<usize> {
         let len = self.buf.len();
         self.buf.resize(len + READ_BYTES, 0);
-        let n = loop {
-            match reader.read(&mut self.buf[len..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
+        let n = read_some(reader, &mut self.buf[len..]);
         self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
         n
     }
@@ -653,6 +649,7 @@ fn write_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::tests::{opts, width};
     use crate::codec::DecodeOptions;
     use crate::pipeline::ErrorPolicy;
     use crate::record::{Rows, Shape};
@@ -749,20 +746,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    fn opts() -> DecodeOptions {
-        DecodeOptions {
-            stop_on_error: false,
-            ..DecodeOptions::default()
-        }
-    }
-
-    fn width(n: usize) -> DecodeOptions {
-        DecodeOptions {
-            shape: Shape::Features(n),
-            ..opts()
         }
     }
 

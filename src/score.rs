@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 
 use crate::error::Error;
+use crate::input::read_some;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
 use crate::output::Output;
@@ -256,10 +257,9 @@ impl Job<'_> {
             Ok::<_, Error>(())
         };
         loop {
-            let n = match reader.read(&mut buf) {
+            let n = match read_some(reader, &mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("reading input", e)),
             };
             let fed = pipeline.feed(&buf[..n], &mut out);

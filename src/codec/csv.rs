@@ -106,38 +106,31 @@ impl LineDecoder for CsvDecoder {
         (&mut self.bom, &mut self.framer)
     }
 
-    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
-        let errors = batch.errors().len();
-        let mut at = 0;
-        loop {
-            if batch.len() >= limit
-                || (self.rows.opts.stop_on_error && batch.errors().len() > errors)
-            {
-                return at;
+    fn stop_on_error(&self) -> bool {
+        self.rows.opts.stop_on_error
+    }
+
+    fn step(&mut self, input: &[u8], at: &mut usize, batch: &mut Batch) -> bool {
+        if self.rows.quoted.is_some() {
+            if *at == input.len() {
+                // An empty slice would tell csv-core the input ended.
+                return false;
             }
-            if self.rows.quoted.is_some() {
-                if at == input.len() {
-                    // An empty slice would tell csv-core the input ended.
-                    return at;
-                }
-                let n = self.rows.feed_quoted(&input[at..], batch);
-                self.framer.advance(&input[at..at + n]);
-                at += n;
-                if self.rows.quoted.is_some() {
-                    return at;
-                }
-                continue;
-            }
-            match self.framer.next(input, &mut at) {
-                Next::NeedMore => return at,
-                Next::TooLong(pos) => {
-                    let limit = self.rows.opts.max_record_bytes;
-                    let pos = self.rows.number(pos);
-                    batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
-                }
-                Next::Line(line, pos) => self.rows.line(line, pos, batch),
-            }
+            let n = self.rows.feed_quoted(&input[*at..], batch);
+            self.framer.advance(&input[*at..*at + n]);
+            *at += n;
+            return self.rows.quoted.is_none();
         }
+        match self.framer.next(input, at) {
+            Next::NeedMore => return false,
+            Next::TooLong(pos) => {
+                let limit = self.rows.opts.max_record_bytes;
+                let pos = self.rows.number(pos);
+                batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
+            }
+            Next::Line(line, pos) => self.rows.line(line, pos, batch),
+        }
+        true
     }
 }
 

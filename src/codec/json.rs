@@ -25,7 +25,7 @@ use serde::Deserialize;
 use super::json_split::{strip_location, JsonSplitter, Piece};
 use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
 use super::DecodeOptions;
-use crate::error::{snippet, Error, ErrorKind, Position};
+use crate::error::{snippet, Error, ErrorKind, Position, Result};
 use crate::record::Batch;
 
 /// Incremental `application/jsonlines` decoder.
@@ -86,29 +86,27 @@ impl LineDecoder for JsonLinesDecoder {
         (&mut self.bom, &mut self.framer)
     }
 
-    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
-        let errors = batch.errors().len();
-        let mut at = 0;
-        loop {
-            if batch.len() >= limit || (self.opts.stop_on_error && batch.errors().len() > errors) {
-                return at;
+    fn stop_on_error(&self) -> bool {
+        self.opts.stop_on_error
+    }
+
+    fn step(&mut self, input: &[u8], at: &mut usize, batch: &mut Batch) -> bool {
+        match self.framer.next(input, at) {
+            Next::NeedMore => return false,
+            Next::TooLong(pos) => {
+                self.records += 1;
+                let pos = Position {
+                    record: self.records,
+                    ..pos
+                };
+                let limit = self.opts.max_record_bytes;
+                batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
             }
-            match self.framer.next(input, &mut at) {
-                Next::NeedMore => return at,
-                Next::TooLong(pos) => {
-                    self.records += 1;
-                    let pos = Position {
-                        record: self.records,
-                        ..pos
-                    };
-                    let limit = self.opts.max_record_bytes;
-                    batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
-                }
-                Next::Line(line, pos) => {
-                    number_and_push(&mut self.records, line, pos, &self.opts, batch)
-                }
+            Next::Line(line, pos) => {
+                number_and_push(&mut self.records, line, pos, &self.opts, batch)
             }
         }
+        true
     }
 }
 
@@ -143,12 +141,7 @@ impl JsonDecoder {
 
     /// Decode the rows `input` completes; same contract as
     /// `CsvDecoder::decode`, except that a malformed document is an `Err`.
-    pub fn decode(
-        &mut self,
-        input: &[u8],
-        batch: &mut Batch,
-        limit: usize,
-    ) -> Result<usize, Error> {
+    pub fn decode(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> Result<usize> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }

@@ -147,9 +147,26 @@ pub(crate) trait LineDecoder {
     /// The decoder's BOM stripper and framer.
     fn parts(&mut self) -> (&mut BomStripper, &mut LineFramer);
 
-    /// The decoder's own loop: decode what `input` completes, up to `limit`
-    /// records in `batch`; returns the bytes consumed.
-    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize;
+    /// Decode the next record of `input` from `*at` into `batch` (a row or
+    /// an error), moving `*at` past the bytes used; `false` when `input`
+    /// holds no complete record more (its tail is kept for the next call).
+    fn step(&mut self, input: &[u8], at: &mut usize, batch: &mut Batch) -> bool;
+
+    /// Whether a call stops after its first bad record.
+    fn stop_on_error(&self) -> bool;
+
+    /// Decode what `input` completes, up to `limit` records in `batch` (or,
+    /// with `stop_on_error`, up to the first bad record); returns the bytes
+    /// consumed.
+    fn run(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {
+        let errors = batch.errors().len();
+        let mut at = 0;
+        while batch.len() < limit
+            && !(self.stop_on_error() && batch.errors().len() > errors)
+            && self.step(input, &mut at, batch)
+        {}
+        at
+    }
 
     /// Strip a BOM from the start of the stream, then run.
     fn decode_lines(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> usize {

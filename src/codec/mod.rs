@@ -21,7 +21,7 @@ pub(crate) use self::field::field_error;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};
 pub use self::json_split::{JsonSplitter, Piece};
 
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::media::Format;
 use crate::record::{Batch, Shape};
 
@@ -98,12 +98,7 @@ impl Decoder {
     /// the rest. Bytes of an incomplete record are kept for the next call.
     /// An `Err` means the stream cannot go on (a malformed JSON document, or
     /// one kept whole over its cap).
-    pub fn decode(
-        &mut self,
-        input: &[u8],
-        batch: &mut Batch,
-        limit: usize,
-    ) -> Result<usize, Error> {
+    pub fn decode(&mut self, input: &[u8], batch: &mut Batch, limit: usize) -> Result<usize> {
         if input.is_empty() {
             return Ok(0);
         }
@@ -128,4 +123,4 @@ impl Decoder {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

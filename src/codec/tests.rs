@@ -41,14 +41,17 @@ fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<S
     whole
 }
 
-fn opts() -> DecodeOptions {
+/// Options that go on past a bad record, as `placeholder` does (also used
+/// by `parallel.rs`'s tests, which run these cases through ranges).
+pub(crate) fn opts() -> DecodeOptions {
     DecodeOptions {
         stop_on_error: false,
         ..DecodeOptions::default()
     }
 }
 
-fn width(n: usize) -> DecodeOptions {
+/// [`opts`] with `n` features per record.
+pub(crate) fn width(n: usize) -> DecodeOptions {
     DecodeOptions {
         shape: Shape::Features(n),
         ..opts()

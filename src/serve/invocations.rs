@@ -59,16 +59,27 @@ pub const FIRST_DEADLINE: Duration = Duration::from_millis(20);
 /// Output size worth a write once the response has started.
 pub const FLUSH: usize = 64 * 1024;
 
-/// Handle `POST /invocations`.
-pub async fn invoke<S, B>(
-    state: Arc<State>,
-    headers: HeaderMap,
-    body: S,
-) -> Result<Response, std::convert::Infallible>
+/// A request body as warp gives it: a stream of chunks of bytes. One name
+/// for the bounds every handler of a body repeats.
+pub trait Body: Stream<Item = Result<Self::Chunk, warp::Error>> + Send + Sync + 'static {
+    /// One chunk.
+    type Chunk: Buf;
+}
+
+impl<S, B> Body for S
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
     B: Buf,
 {
+    type Chunk = B;
+}
+
+/// Handle `POST /invocations`.
+pub async fn invoke<S: Body>(
+    state: Arc<State>,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response, std::convert::Infallible> {
     let model = state.model.get().cloned();
     let log = RequestLog::new(&headers, "POST", "/invocations");
     invoke_model(state, model, log, headers, body).await
@@ -77,17 +88,13 @@ where
 /// Run a request on `model` (`None`: not loaded yet, 503), logging it with
 /// `log`: `/invocations` and a multi-model endpoint's
 /// `/models/{model_name}/invoke` share everything from here on.
-pub(crate) async fn invoke_model<S, B>(
+pub(crate) async fn invoke_model<S: Body>(
     state: Arc<State>,
     model: Option<SharedModel>,
     log: RequestLog,
     headers: HeaderMap,
     body: S,
-) -> Result<Response, std::convert::Infallible>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf,
-{
+) -> Result<Response, std::convert::Infallible> {
     let mut log = Some(log);
     let request_id = log.as_ref().map(|l| l.request_id.clone());
     let attributes = headers.get(CUSTOM_ATTRIBUTES).cloned();
@@ -140,17 +147,13 @@ impl Framing {
 /// Negotiate, pull the first output chunk, and build the response. The
 /// request's log moves into the response stream; on an error before the
 /// commit it is left in `log` for the caller, with the stats so far.
-async fn start<S, B>(
+async fn start<S: Body>(
     state: &Arc<State>,
     model: Option<SharedModel>,
     headers: &HeaderMap,
     body: S,
     log: &mut Option<RequestLog>,
-) -> Result<Response, Refused>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf,
-{
+) -> Result<Response, Refused> {
     let fail = |e: Error| (e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
     let Some(model) = model else {
@@ -242,17 +245,13 @@ where
 /// `content-length` framing: run the whole body through the pipeline into a
 /// [`Spill`], then answer with its exact length. The log stays with the
 /// handler until the answer is whole, then moves into the [`Delivery`].
-async fn hold<S, B>(
+async fn hold<S: Body>(
     mut inv: Invocation<S>,
     log: &mut Option<RequestLog>,
     output: Format,
     started: Instant,
     spill_dir: &Path,
-) -> Result<Response, Refused>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf,
-{
+) -> Result<Response, Refused> {
     *log = inv.log.take();
     // Nothing was sent, so on an error no prediction counts as made.
     let unsent = |inv: &Invocation<S>| Stats {
@@ -455,11 +454,7 @@ struct Invocation<S> {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-impl<S, B> Invocation<S>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
+impl<S: Body> Invocation<S> {
     /// Take the output buffer as a chunk.
     fn take(&mut self) -> Bytes {
         let chunk = self.out.split().freeze();
@@ -470,7 +465,7 @@ where
     }
 
     /// Run one body chunk through the pipeline.
-    fn feed(&mut self, mut buf: B) -> Result<(), Error> {
+    fn feed(&mut self, mut buf: S::Chunk) -> Result<(), Error> {
         self.bytes_in += buf.remaining() as u64;
         if let Some(limit) = self.max_body {
             if self.bytes_in > limit {
@@ -577,11 +572,7 @@ where
     }
 }
 
-impl<S, B> Stream for Invocation<S>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
+impl<S: Body> Stream for Invocation<S> {
     type Item = Result<Bytes, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -664,6 +655,28 @@ const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-infer
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
 const TARGET_MODEL: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-model");
 
+/// The request's log line at `$level`: the one field list of every outcome
+/// (`$line` is status, stats, bytes in, bytes out, milliseconds), then the
+/// outcome's own fields and message. A macro because tracing's fields and
+/// level are fixed where the event is written.
+macro_rules! request_line {
+    ($level:ident, $log:expr, $line:expr, $($outcome:tt)+) => {{
+        let (status, stats, bytes_in, bytes_out, duration_ms): (u16, &Stats, u64, u64, f64) = $line;
+        tracing::$level!(
+            target: "mmp::request",
+            method = $log.method, path = $log.path, status,
+            records = stats.records, predictions = stats.predictions,
+            placeholders = stats.placeholders, bytes_in, bytes_out, duration_ms,
+            request_id = $log.request_id.as_str(),
+            inference_id = $log.inference_id.as_deref().unwrap_or(""),
+            target_variant = $log.variant.as_deref().unwrap_or(""),
+            framing = $log.framing.map_or("", Framing::label), spilled_bytes = $log.spilled,
+            model = $log.model.as_deref(), target_model = $log.target_model.as_deref(),
+            $($outcome)+
+        )
+    }};
+}
+
 impl RequestLog {
     pub(crate) fn new(headers: &HeaderMap, method: &'static str, path: &'static str) -> RequestLog {
         let get = |name: &HeaderName| {
@@ -720,23 +733,9 @@ impl RequestLog {
     ) {
         let ms = self.account(stats, bytes_in, bytes_out);
         metrics().request(self.path, status);
-        let (method, path) = (self.method, self.path);
-        let id = self.inference_id.as_deref().unwrap_or("");
-        let variant = self.variant.as_deref().unwrap_or("");
-        let request_id = self.request_id.as_str();
-        let framing = self.framing.map_or("", Framing::label);
-        let spilled_bytes = self.spilled;
+        let line = (status, stats, bytes_in, bytes_out, ms);
         match err {
-            None => tracing::info!(
-                target: "mmp::request",
-                method, path, status,
-                records = stats.records, predictions = stats.predictions,
-                placeholders = stats.placeholders, bytes_in, bytes_out,
-                duration_ms = ms, request_id, inference_id = id, target_variant = variant,
-                framing, spilled_bytes,
-                model = self.model.as_deref(), target_model = self.target_model.as_deref(),
-                "request"
-            ),
+            None => request_line!(info, self, line, "request"),
             Some(e) => {
                 let kind = e.code();
                 metrics().error(kind);
@@ -744,17 +743,7 @@ impl RequestLog {
                 if status == 200 || e.is_client_closed() {
                     metrics().aborted.inc();
                 }
-                tracing::warn!(
-                    target: "mmp::request",
-                    method, path, status,
-                    records = stats.records, predictions = stats.predictions,
-                    placeholders = stats.placeholders, bytes_in, bytes_out,
-                    duration_ms = ms, request_id, inference_id = id, target_variant = variant,
-                    framing, spilled_bytes,
-                    model = self.model.as_deref(), target_model = self.target_model.as_deref(),
-                    error = %e, kind,
-                    "request failed"
-                )
+                request_line!(warn, self, line, error = %e, kind, "request failed")
             }
         }
     }
@@ -764,18 +753,14 @@ impl RequestLog {
     /// (nginx's "client closed request").
     pub(crate) fn aborted(self, committed: bool, stats: &Stats, bytes_in: u64, bytes_out: u64) {
         let ms = self.account(stats, bytes_in, bytes_out);
-        metrics().request(self.path, if committed { 200 } else { 499 });
+        let status = if committed { 200 } else { 499 };
+        metrics().request(self.path, status);
         metrics().aborted.inc();
-        tracing::warn!(
-            target: "mmp::request",
-            method = self.method, path = self.path,
-            records = stats.records, predictions = stats.predictions,
-            bytes_in, bytes_out, duration_ms = ms,
-            request_id = self.request_id.as_str(),
-            inference_id = self.inference_id.as_deref().unwrap_or(""),
-            framing = self.framing.map_or("", Framing::label),
-            spilled_bytes = self.spilled,
-            model = self.model.as_deref(), target_model = self.target_model.as_deref(),
+        let line = (status, stats, bytes_in, bytes_out, ms);
+        request_line!(
+            warn,
+            self,
+            line,
             "request aborted before its end (client gone or shutdown)"
         );
     }

@@ -47,13 +47,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::invocations::{invoke_model, RequestLog};
+use super::invocations::{invoke_model, Body, RequestLog};
 use super::reply::json_error;
 use super::State;
 use crate::metrics::{metrics, mme as mme_metrics};
@@ -500,11 +500,7 @@ pub fn resident_bytes() -> u64 {
 }
 
 /// Read a small request body whole, refusing one over `limit` bytes.
-async fn read_small<S, B>(body: S, limit: usize) -> Result<BytesMut, MmeError>
-where
-    S: Stream<Item = Result<B, warp::Error>>,
-    B: Buf,
-{
+async fn read_small<S: Body>(body: S, limit: usize) -> Result<BytesMut, MmeError> {
     let mut body = std::pin::pin!(body);
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
@@ -554,11 +550,10 @@ fn answered(
 }
 
 /// `POST /models`: load a model.
-pub async fn load<S, B>(reg: Arc<Registry>, body: S) -> Result<Response, std::convert::Infallible>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
-    B: Buf,
-{
+pub async fn load<S: Body>(
+    reg: Arc<Registry>,
+    body: S,
+) -> Result<Response, std::convert::Infallible> {
     let started = Instant::now();
     let (name, res) = match load_inner(reg, body, started).await {
         Ok((name, url)) => {
@@ -577,15 +572,11 @@ where
 
 type LoadFailure = (Arc<str>, MmeError);
 
-async fn load_inner<S, B>(
+async fn load_inner<S: Body>(
     reg: Arc<Registry>,
     body: S,
     started: Instant,
-) -> Result<(Arc<str>, String), LoadFailure>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + 'static,
-    B: Buf,
-{
+) -> Result<(Arc<str>, String), LoadFailure> {
     let unnamed = |e| (Arc::from(""), e);
     let raw = read_small(body, MAX_LOAD_BODY).await.map_err(unnamed)?;
     let req: LoadRequest = serde_json::from_slice(&raw).map_err(|e| {
@@ -754,17 +745,13 @@ pub fn unload(reg: &Registry, segment: &str) -> Response {
 }
 
 /// `POST /models/{model_name}/invoke`: `/invocations` on that model.
-pub async fn invoke<S, B>(
+pub async fn invoke<S: Body>(
     state: Arc<State>,
     reg: Arc<Registry>,
     segment: String,
     headers: HeaderMap,
     body: S,
-) -> Result<Response, std::convert::Infallible>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Send + Sync + 'static,
-    B: Buf,
-{
+) -> Result<Response, std::convert::Infallible> {
     let started = Instant::now();
     let found = name_from_path(&segment).and_then(|name| match reg.get(&name) {
         Some(m) => Ok((name, m.model.clone())),

@@ -76,11 +76,11 @@ pub fn main(over: &Overrides) -> ExitCode {
         .worker_threads(cfg.workers)
         .enable_all()
         .build();
-    let runtime = match runtime {
+    let runtime = match runtime.map_err(|e| Error::io("starting the runtime", e)) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mmp serve: cannot start the runtime: {e}");
-            return ExitCode::from(71);
+            eprintln!("mmp serve: {e}");
+            return ExitCode::from(e.exit_code());
         }
     };
     let code = runtime.block_on(async move {

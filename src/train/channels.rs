@@ -178,18 +178,16 @@ fn walk(dir: &Path, out: &mut Sources) -> Result<(), Error> {
 pub fn open(path: &Path) -> Result<Box<dyn Read + Send>, Error> {
     let mut file =
         File::open(path).map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let mut head = [0u8; 2];
-    let mut len = 0;
-    while len < head.len() {
-        match file.read(&mut head[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
-        }
-    }
-    let stream = Cursor::new(head[..len].to_vec()).chain(file);
-    if head[..len] == [0x1f, 0x8b] {
+    // Up to two bytes, fewer only at the end (`read_to_end` retries a read
+    // a signal interrupts).
+    let mut head = Vec::with_capacity(2);
+    (&mut file)
+        .take(2)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let gzip = head == [0x1f, 0x8b];
+    let stream = Cursor::new(head).chain(file);
+    if gzip {
         Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
             GZ_READ_BUF,
             stream,

@@ -8,11 +8,12 @@
 //! validation) must have the same, and one that does not fails the job with
 //! its file, record, line and byte.
 
-use std::io::{self, Read};
+use std::io::Read;
 
 use super::fit::Moments;
 use crate::codec::{DecodeOptions, Decoder};
 use crate::error::{Error, ErrorKind, Position};
+use crate::input::read_some;
 use crate::media::Format;
 use crate::progress::Progress;
 use crate::record::{Batch, Label, Shape};
@@ -158,10 +159,9 @@ impl Ingest {
         let mut decoder = Decoder::new(stream.format, &opts);
         self.batch.clear();
         loop {
-            let n = match src.read(&mut self.buf) {
+            let n = match read_some(src, &mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(format!("error reading {}", stream.file), e)),
             };
             progress.add(0, n as u64);

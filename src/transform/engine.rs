@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::codec::records::{Blank, Framing, Records};
 use crate::error::{Error, ErrorKind, Result};
+use crate::input::read_some;
 use crate::media::Format;
 
 use super::assemble::{assemble_buffered, Assembler, FileRecords, Originals, Rules, Whole};
@@ -476,10 +477,9 @@ fn produce(
     if !plan.split.splits() && dp.is_none() {
         loop {
             let mut chunk = vec![0; STREAM_CHUNK];
-            let n = match reader.read(&mut chunk) {
+            let n = match read_some(&mut reader, &mut chunk) {
                 Ok(0) => return Ok(0),
                 Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io("reading the input", e)),
             };
             chunk.truncate(n);

@@ -25,6 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::codec::records::{next_frame, payload, Blank, Frame, Framing, Payload, Records};
 use crate::error::{Error, ErrorKind, Position, Result};
+use crate::input::read_some;
 
 use super::dataprocessing::DataProcessing;
 
@@ -120,18 +121,15 @@ impl<'d, R: Read> Splitter<'d, R> {
             self.buf.reserve(room + room.min(READ_CHUNK));
         }
         self.buf.resize(len + want.clamp(1, READ_CHUNK), 0);
-        loop {
-            match self.reader.read(&mut self.buf[len..]) {
-                Ok(n) => {
-                    self.buf.truncate(len + n);
-                    self.eof = n == 0;
-                    return Ok(n > 0);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(Error::io("reading the input", e));
-                }
+        match read_some(&mut self.reader, &mut self.buf[len..]) {
+            Ok(n) => {
+                self.buf.truncate(len + n);
+                self.eof = n == 0;
+                Ok(n > 0)
+            }
+            Err(e) => {
+                self.buf.truncate(len);
+                Err(Error::io("reading the input", e))
             }
         }
     }
