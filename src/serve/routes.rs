@@ -235,7 +235,7 @@ mod tests {
     fn state(model: Option<crate::model::SharedModel>) -> Arc<State> {
         let env: HashMap<&str, &str> = HashMap::new();
         let cfg = ServeConfig::from_env(&env, &Overrides::default()).unwrap();
-        let state = State::new(cfg);
+        let state = State::new(cfg).unwrap();
         if let Some(m) = model {
             let _ = state.model.set(m);
         }
