@@ -517,6 +517,57 @@ mod tests {
     }
 
     #[test]
+    fn the_delay_knob_makes_any_model_expensive_and_changes_no_prediction() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(MODEL_FILE);
+        let rows = Rows::new(&[2.0, 0.0], &[2]);
+        for (plain, slow) in [
+            (
+                r#"{"bias": 1, "weights": [2, -1]}"#,
+                r#"{"bias": 1, "predict_delay_ms": 3, "weights": [2, -1]}"#,
+            ),
+            (
+                r#"{"predictor_type": "binary_classifier", "classes": [0, 1], "bias": [0], "weights": [[1, 1]]}"#,
+                r#"{"predictor_type": "binary_classifier", "classes": [0, 1], "bias": [0], "weights": [[1, 1]], "predict_delay_ms": 3}"#,
+            ),
+        ] {
+            std::fs::write(&file, plain).unwrap();
+            let cheap = load_model(dir.path()).unwrap();
+            std::fs::write(&file, slow).unwrap();
+            let expensive = load_model(dir.path()).unwrap();
+            assert!(!cheap.offload() && expensive.offload(), "{slow}");
+            assert_eq!(expensive.output(), cheap.output());
+            assert_eq!(expensive.num_features(), cheap.num_features());
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            cheap.predict(rows, &mut want).unwrap();
+            let started = std::time::Instant::now();
+            expensive.predict(rows, &mut got).unwrap();
+            assert!(started.elapsed() >= Duration::from_millis(3));
+            assert_eq!(got, want);
+        }
+        // `load`, the regressor's own loader, reads past the knob.
+        std::fs::write(
+            &file,
+            r#"{"bias": 1, "weights": [2, -1], "predict_delay_ms": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(load(dir.path()).unwrap().weights, [2.0, -1.0]);
+        for bad in ["-1", "1.5", "\"10\""] {
+            std::fs::write(
+                &file,
+                format!(r#"{{"bias": 1, "weights": [2], "predict_delay_ms": {bad}}}"#),
+            )
+            .unwrap();
+            let e = load_model(dir.path()).err().unwrap().to_string();
+            assert!(e.contains("model.json"), "{e}");
+            assert!(
+                e.contains("\"predict_delay_ms\" must be a whole number of milliseconds"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn classifier_artifacts_load_and_bad_ones_say_why() {
         let dir = tempfile::tempdir().unwrap();
         iris_like().artifact().save(dir.path()).unwrap();

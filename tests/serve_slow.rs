@@ -28,7 +28,7 @@ const CLIENTS: usize = 3;
 const PINGS: usize = 25;
 
 /// The fixtures' model, told to sleep `DELAY` per batch.
-fn slow_model() -> tempfile::TempDir {
+pub(crate) fn slow_model() -> tempfile::TempDir {
     let text = std::fs::read_to_string(model_dir().join("model.json")).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     doc["predict_delay_ms"] = (DELAY.as_millis() as u64).into();
@@ -37,7 +37,7 @@ fn slow_model() -> tempfile::TempDir {
 
 /// `mmp serve` with one runtime worker, the slow model and this many
 /// compute threads.
-fn serve(dir: &tempfile::TempDir, compute_threads: &str) -> Server {
+pub(crate) fn serve(dir: &tempfile::TempDir, compute_threads: &str) -> Server {
     Server::start_with(
         &[
             ("MODEL_SERVER_WORKERS", "1"),

@@ -191,10 +191,9 @@ async fn start<S: Body>(
     let pool = model.offload().then(|| state.compute.clone()).flatten();
     let pipeline = Pipeline::new(model, content_type.format, output, &opts)
         .on_placeholder(crate::metrics::count_placeholder);
-    let pipeline = Stage::new(pipeline, pool);
     let mut inv = Invocation {
         body: Some(Box::pin(body)),
-        pipeline,
+        pipeline: Stage::new(pipeline, pool),
         out: BytesMut::new(),
         committed: false,
         ended: false,

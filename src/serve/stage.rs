@@ -41,6 +41,7 @@ pub(crate) struct Stage {
 
 impl Stage {
     /// `pipeline`, run on `pool` if given, else inline.
+    #[inline]
     pub(crate) fn new(pipeline: Pipeline, pool: Option<Arc<Pool>>) -> Stage {
         Stage {
             stats: pipeline.stats(),
@@ -51,6 +52,7 @@ impl Stage {
     }
 
     /// Counters so far (while a step is away: before it).
+    #[inline]
     pub(crate) fn stats(&self) -> Stats {
         self.here.as_ref().map_or(self.stats, Pipeline::stats)
     }
@@ -58,6 +60,7 @@ impl Stage {
     /// Feed all of `buf` ([`Pipeline::feed`]), appending to `out`: done at
     /// once (`Ready`), or sent to the pool (`Pending`: then
     /// [`Stage::poll_back`] until it is back).
+    #[inline]
     pub(crate) fn feed(
         &mut self,
         mut buf: impl Buf,
@@ -84,6 +87,7 @@ impl Stage {
     }
 
     /// End of input ([`Pipeline::finish`]), as [`Stage::feed`].
+    #[inline]
     pub(crate) fn finish(&mut self, out: &mut BytesMut) -> Poll<Result<(), Error>> {
         if self.pool.is_some() {
             return self.send(out, |p, out| p.finish(out));
@@ -115,6 +119,7 @@ impl Stage {
     /// The step on the pool: `Ready(None)` if there is none, `Pending`
     /// until it is back, then its result, with its output appended to
     /// `out`.
+    #[inline]
     pub(crate) fn poll_back(
         &mut self,
         cx: &mut Context<'_>,
