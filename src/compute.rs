@@ -1,7 +1,8 @@
 //! The compute pool: OS threads that run CPU-heavy (or otherwise blocking)
 //! jobs for async code, so a slow [`crate::model::Model::predict`] never
 //! holds one of the runtime's worker threads, which must stay free for
-//! `/ping`, other connections and timers.
+//! `/ping` (SageMaker gives each 2 s, `docs/contract.md` §1), other
+//! connections and timers.
 //!
 //! [`Pool::run`] sends a closure to the pool and returns a [`Task`], a
 //! future of its result (a oneshot channel). Jobs run in the order they were
