@@ -114,16 +114,15 @@ impl<R: BufRead> Originals for FileRecords<R> {
             if n == 0 {
                 return Ok(None);
             }
-            let pos = self.next;
+            // The line's record (none if it is blank), as a span's.
+            let record = Records::new(&self.line, self.next, self.blank).next();
+            let record = record.map(|(r, pos)| (r.to_vec(), pos));
             self.next.line += 1;
             self.next.byte += n as u64;
-            let content = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            if self.blank.is_blank(content) {
-                continue;
+            if record.is_some() {
+                self.next.record += 1;
+                return Ok(record);
             }
-            self.next.record += 1;
-            let content = content.strip_suffix(b"\r").unwrap_or(content);
-            return Ok(Some((content.to_vec(), pos)));
         }
     }
 }
@@ -297,49 +296,6 @@ mod tests {
         assert_eq!(
             assemble_buffered(none_rule, b"0.5".to_vec(), none(), 1).unwrap(),
             b"0.5"
-        );
-    }
-
-    #[test]
-    fn line_counts_are_checked_only_to_join() {
-        use crate::batch::BatchStrategy;
-        use crate::media::Format;
-        use crate::transform::dataprocessing::Options;
-        use crate::transform::plan::{AssembleWith, JoinSource, SplitType};
-        let r = Rules {
-            dp: None,
-            line: true,
-        };
-        // Not joining: what the container answered, as it answered it.
-        assert_eq!(
-            assemble_buffered(r, b"1\n2\n".to_vec(), none(), 3).unwrap(),
-            b"1\n2\n"
-        );
-        let dp = DataProcessing::new(&Options {
-            input_filter: None,
-            join: JoinSource::Input,
-            output_filter: None,
-            content_type: Some(("text/csv", Some(Format::Csv))),
-            accept: None,
-            split: SplitType::Line,
-            assemble: AssembleWith::Line,
-            strategy: BatchStrategy::MultiRecord,
-        })
-        .unwrap()
-        .unwrap();
-        let r = Rules {
-            dp: Some(&dp),
-            line: true,
-        };
-        let originals = || Records::new(b"a\nb\nc\n", Position::default(), Blank::Empty);
-        let e = assemble_buffered(r, b"1\n2\n".to_vec(), originals(), 3).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "the response has 2 lines for 3 records: each record must give exactly one line"
-        );
-        assert_eq!(
-            assemble_buffered(r, b"1\n2\n3".to_vec(), originals(), 3).unwrap(),
-            b"a,1\nb,2\nc,3\n"
         );
     }
 

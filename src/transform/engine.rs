@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::codec::records::{Blank, Framing, Records};
+use crate::codec::records::Records;
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::read_some;
 use crate::media::Format;
@@ -91,8 +91,6 @@ pub struct TransformJob {
     pub plan: Plan,
     /// How files are cut.
     pub mode: Mode,
-    /// Which lines are blank.
-    pub blank: Blank,
     /// Requests in flight.
     pub workers: usize,
     /// The output folder.
@@ -397,20 +395,11 @@ fn cut_file(
         }
         Mode::Whole => {
             let limit = plan.payload_limit().map(|l| (l, plan.max_payload_mb));
-            send(split::whole(reader, dp, job.blank, limit)?);
+            send(split::whole(reader, dp, plan.blank(), limit)?);
         }
         Mode::Streamed => {}
     }
     Ok(())
-}
-
-/// Whether the job's records are one `application/json` document per file.
-fn whole_document(plan: &Plan) -> bool {
-    plan.split == SplitType::None
-        && plan
-            .data_processing
-            .as_ref()
-            .is_some_and(|d| d.input == Format::Json)
 }
 
 /// Score one batch into its output bytes, retrying as configured.
@@ -436,10 +425,14 @@ async fn part(
                 }));
             }
         }
-        let originals: Box<dyn Originals> = if whole_document(&job.plan) {
+        let originals: Box<dyn Originals> = if job.plan.whole_document() {
             Box::new(Whole(Some(batch.original_span().clone())))
         } else {
-            Box::new(Records::new(batch.original_span(), batch.start, job.blank))
+            Box::new(Records::new(
+                batch.original_span(),
+                batch.start,
+                job.plan.blank(),
+            ))
         };
         assemble_buffered(rules, response, originals, batch.records)
     };
@@ -488,18 +481,13 @@ fn produce(
             }
         }
     }
-    let framing = match plan.split {
-        SplitType::RecordIO => Framing::RecordIO,
-        SplitType::TFRecord => Framing::TFRecord,
-        SplitType::Line | SplitType::None => Framing::Line,
-    };
     let opts = SplitOptions {
-        framing,
+        framing: plan.framing(),
         target: STREAM_CHUNK as u64,
         single: false,
         max_record: None,
         mb: 0,
-        blank: job.blank,
+        blank: job.plan.blank(),
         keep_originals: false,
     };
     let mut splitter = Splitter::new(reader, opts, dp);
@@ -534,7 +522,6 @@ async fn stream(
     file: &InputFile,
 ) -> Result<FileStats> {
     let mut out = FileOutput::create(out_path(&job.out_dir, &file.rel))?;
-    let join = job.plan.data_processing.as_ref().is_some_and(|d| d.join);
     let mut attempt = 0;
     let records = loop {
         attempt += 1;
@@ -545,12 +532,12 @@ async fn stream(
             let (job, file) = (job.clone(), file.clone());
             tokio::task::spawn_blocking(move || produce(&job, &file, tx))
         };
-        let originals: Box<dyn Originals> = match join {
+        let originals: Box<dyn Originals> = match job.plan.joins() {
             true => Box::new(FileRecords::new(
                 BufReader::with_capacity(1 << 20, open(file, job.plan.compression)?),
-                job.blank,
+                job.plan.blank(),
             )),
-            false => Box::new(Records::new(b"", Default::default(), job.blank)),
+            false => Box::new(Records::new(b"", Default::default(), job.plan.blank())),
         };
         let mut asm = Assembler::new(rules, originals);
         let answered = backend
@@ -613,30 +600,5 @@ mod tests {
             }
         }));
         assert_eq!(r.unwrap(), 7);
-    }
-
-    #[test]
-    fn context_and_retries_keep_the_exit_code() {
-        let e = Error::new(ErrorKind::Status {
-            status: 503,
-            body: "busy".into(),
-        });
-        assert!(retryable(&e));
-        let e = Error::new(ErrorKind::GaveUp {
-            attempts: 4,
-            retries: 3,
-            last: e.context("mini-batch 2"),
-        });
-        assert_eq!(e.exit_code(), 69);
-        assert_eq!(
-            e.to_string(),
-            "failed after 4 attempts (1 + --max-retries 3); last error: mini-batch 2: HTTP 503 from the container: busy"
-        );
-        let bad = Error::new(ErrorKind::Status {
-            status: 400,
-            body: String::new(),
-        });
-        assert_eq!(bad.exit_code(), 65);
-        assert!(!retryable(&Error::config("x")));
     }
 }

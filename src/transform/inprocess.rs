@@ -9,7 +9,7 @@
 //! When both formats are record-wise (CSV or JSON lines in and out), the
 //! output of a request is the concatenation of its records' outputs, so the
 //! request boundaries do not change a byte: the file is then cut into
-//! ranges of [`RANGE_BYTES`] at record boundaries and the ranges are scored
+//! ranges of [`crate::parallel::RANGE_BYTES`] at record boundaries and the ranges are scored
 //! in parallel, whatever the batch strategy (and for `SplitType=None` or
 //! `MaxPayloadInMB=0`, where the whole file is one request, too; a CSV file
 //! is then cut only at newlines outside quotes). The per-request limits
@@ -33,11 +33,6 @@ use crate::score;
 
 use super::split::MiniBatch;
 
-/// Size of the ranges a record-wise file is scored in: large enough that a
-/// pipeline per range costs nothing, small enough to spread a file over the
-/// cores and keep memory at a few ranges per worker.
-pub const RANGE_BYTES: u64 = 2 << 20;
-
 /// The pipeline, in this process.
 pub struct InProcess {
     model: SharedModel,
@@ -55,12 +50,6 @@ impl InProcess {
             output,
             opts,
         }
-    }
-
-    /// Whether a request's output is its records' outputs concatenated, so
-    /// that a file may be scored in ranges (see the module docs).
-    pub fn record_wise(input: Format, output: Format) -> bool {
-        input != Format::Json && output != Format::Json
     }
 
     /// `mmp score`'s job for one request: the same code path.
@@ -171,35 +160,4 @@ pub fn rebase(e: Error, start: Position) -> Error {
         line: start.line.saturating_sub(1) + pos.line,
         byte: start.byte + pos.byte,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-
-    #[test]
-    fn positions_move_to_the_file() {
-        let e = Error::new(ErrorKind::FieldCount {
-            pos: Position {
-                record: 2,
-                line: 3,
-                byte: 10,
-            },
-            expected: 3,
-            found: 1,
-        })
-        .context("x");
-        let start = Position {
-            record: 101,
-            line: 120,
-            byte: 5000,
-        };
-        let e = rebase(e, start);
-        assert_eq!(
-            e.to_string(),
-            "x: record 102 (line 122, byte 5010): expected 3 fields, found 1"
-        );
-        assert_eq!(e.exit_code(), 65);
-    }
 }
