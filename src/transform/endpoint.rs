@@ -20,7 +20,6 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::media::{ContentType, Format};
 
 use crate::batch::ExecutionParameters;
 
@@ -61,7 +60,6 @@ pub struct Endpoint {
     authority: String,
     content_type: Option<String>,
     accept: Option<String>,
-    accept_format: Option<Format>,
     /// `InvocationsTimeoutInSeconds`.
     pub timeout: Duration,
     /// `InvocationsMaxRetries`.
@@ -92,18 +90,16 @@ impl Endpoint {
             authority,
             content_type: None,
             accept: None,
-            accept_format: None,
             timeout: Duration::from_secs(600),
             retries: 3,
         })
     }
 
-    /// The job's `Content-Type`, `Accept` (and its format), timeout and
+    /// The job's `Content-Type`, `Accept`, timeout and
     /// retries.
     pub fn job(mut self, plan: &Plan) -> Endpoint {
         self.content_type.clone_from(&plan.content_type);
         self.accept.clone_from(&plan.accept);
-        self.accept_format = plan.output_format;
         self.timeout = plan.timeout;
         self.retries = plan.max_retries;
         self
@@ -129,8 +125,7 @@ impl Endpoint {
     }
 
     /// Send one request within `limit`; a 2xx answer's body goes to `sink`
-    /// piece by piece, any other is an [`ErrorKind::Status`]. Returns the
-    /// answer's format (its `Content-Type`, else what was asked).
+    /// piece by piece, any other is an [`ErrorKind::Status`].
     async fn send(
         &self,
         method: http::Method,
@@ -138,7 +133,7 @@ impl Endpoint {
         body: Body,
         limit: Duration,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
+    ) -> Result<()> {
         let exchange = async {
             let mut req = Request::builder()
                 .method(method)
@@ -160,13 +155,6 @@ impl Endpoint {
                 .await
                 .map_err(|e| self.connection(&e))?;
             let ok = resp.status().is_success();
-            let format = resp
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|ct| ContentType::parse(ct).ok())
-                .map(|ct| ct.format)
-                .or(self.accept_format);
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut error_body = Vec::new();
@@ -188,7 +176,7 @@ impl Endpoint {
                 let body = text.trim().chars().take(ERROR_BODY_CHARS).collect();
                 return Err(Error::new(ErrorKind::Status { status, body }));
             }
-            Ok(format)
+            Ok(())
         };
         tokio::time::timeout(limit, exchange).await.map_err(|_| {
             Error::new(ErrorKind::InvocationTimeout {
@@ -270,23 +258,22 @@ impl Endpoint {
         }
     }
 
-    /// One mini-batch: the whole 2xx answer, and its format.
-    pub async fn invoke(&self, body: Bytes) -> Result<(Vec<u8>, Option<Format>)> {
+    /// One mini-batch: the whole 2xx answer.
+    pub async fn invoke(&self, body: Bytes) -> Result<Vec<u8>> {
         // Room for a typical answer (a score per record) without regrowing.
         let mut out = Vec::with_capacity(body.len() / 4);
-        let format = self
-            .send(
-                http::Method::POST,
-                "/invocations",
-                full(body),
-                self.timeout,
-                &mut |b| {
-                    out.extend_from_slice(b);
-                    Ok(())
-                },
-            )
-            .await?;
-        Ok((out, format))
+        self.send(
+            http::Method::POST,
+            "/invocations",
+            full(body),
+            self.timeout,
+            &mut |b| {
+                out.extend_from_slice(b);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(out)
     }
 
     /// One streamed request: its answer goes to `sink` as it arrives.
@@ -294,7 +281,7 @@ impl Endpoint {
         &self,
         body: mpsc::Receiver<std::io::Result<Bytes>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
+    ) -> Result<()> {
         self.send(
             http::Method::POST,
             "/invocations",

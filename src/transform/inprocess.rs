@@ -19,11 +19,12 @@
 //! Positions in errors are the file's (a range's positions are shifted by
 //! where it starts), unless an `InputFilter` rewrote the records.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{Error, Position, Result};
 use crate::media::Format;
@@ -64,7 +65,7 @@ impl InProcess {
     }
 
     /// Score one batch on a blocking thread (tokio's pool).
-    pub async fn invoke(self: &Arc<Self>, batch: &MiniBatch) -> Result<(Vec<u8>, Option<Format>)> {
+    pub async fn invoke(self: &Arc<Self>, batch: &MiniBatch) -> Result<Vec<u8>> {
         let (me, body, filtered, start) = (
             self.clone(),
             batch.body.clone(),
@@ -83,8 +84,7 @@ impl InProcess {
                 Err(e) => Err(rebase(e, start)),
             }
         });
-        let out = scored.await.map_err(joined)??;
-        Ok((out, Some(self.output)))
+        scored.await.map_err(joined)?
     }
 
     /// Score a streamed body; the output goes to `sink` as it is made.
@@ -92,11 +92,15 @@ impl InProcess {
         self: &Arc<Self>,
         body: mpsc::Receiver<io::Result<Bytes>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
+    ) -> Result<()> {
         let (tx, mut rx) = mpsc::channel(4);
         let me = self.clone();
+        // The body as a blocking reader: tokio-util's bridge over the channel.
+        let pieces = futures::stream::unfold(body, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        });
+        let reader = SyncIoBridge::new(StreamReader::new(Box::pin(pieces)));
         let task = tokio::task::spawn_blocking(move || {
-            let reader = FromChannel(body, Bytes::new());
             me.job().run(reader, &mut ToChannel(tx), None).map(drop)
         });
         let mut sunk = Ok(());
@@ -109,8 +113,7 @@ impl InProcess {
         drop(rx);
         let scored = task.await.map_err(joined)?;
         sunk?;
-        scored?;
-        Ok(Some(self.output))
+        scored
     }
 }
 
@@ -118,23 +121,6 @@ fn joined(e: tokio::task::JoinError) -> Error {
     Error::new(crate::error::ErrorKind::Model(format!(
         "the scoring thread failed: {e}"
     )))
-}
-
-/// A body arriving on a channel, read by the pipeline.
-struct FromChannel(mpsc::Receiver<io::Result<Bytes>>, Bytes);
-
-impl Read for FromChannel {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.1.is_empty() {
-            match self.0.blocking_recv() {
-                Some(piece) => self.1 = piece?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.1.len());
-        buf[..n].copy_from_slice(&self.1.split_to(n));
-        Ok(n)
-    }
 }
 
 /// The pipeline's output, sent back to the job as it is written.

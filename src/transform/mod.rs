@@ -283,7 +283,6 @@ async fn execute(
     }
     let job = TransformJob {
         check_lines,
-        workers: plan.max_concurrent as usize,
         plan,
         mode,
         out_dir: args.output.clone(),

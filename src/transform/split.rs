@@ -349,11 +349,7 @@ pub fn whole(
         return Err(e);
     }
     let span = Bytes::from(data);
-    let start = Position {
-        record: 1,
-        line: 1,
-        byte: 0,
-    };
+    let start = Position::FIRST;
     let records = Records::new(&span, start, blank).count() as u64;
     let Some(dp) = dp else {
         return Ok(MiniBatch {
