@@ -126,52 +126,45 @@ impl Plan {
         container: Option<&ExecutionParameters>,
         concurrent: (u32, &str),
     ) -> Result<Plan> {
-        let mut sources = Vec::new();
         let c = container.copied().unwrap_or_default();
-        fn pick<T: Copy + std::fmt::Debug>(
-            name: &str,
-            (cli, container): (Option<T>, Option<T>),
-            (default, why): (T, &str),
-            sources: &mut Vec<String>,
-        ) -> T {
-            let (v, from) = match (cli, container) {
-                (Some(v), _) => (v, "command line"),
-                (None, Some(v)) => (v, "container"),
-                (None, None) => (default, why),
+        let mut sources = Vec::new();
+        // Each value, and where it came from ("MaxPayloadInMB=6 (default)").
+        macro_rules! pick {
+            ($name:literal, $cli:expr, $container:expr, $default:expr) => {
+                pick!($name, $cli, $container, $default, "default")
             };
-            sources.push(format!("{name}={v:?} ({from})"));
-            v
+            ($name:literal, $cli:expr, $container:expr, $default:expr, $why:expr) => {{
+                let (v, from) = match ($cli, $container) {
+                    (Some(v), _) => (v, "command line"),
+                    (None, Some(v)) => (v, "container"),
+                    (None, None) => ($default, $why),
+                };
+                sources.push(format!("{}={v:?} ({from})", $name));
+                v
+            }};
         }
-        let split = (args.split_type, None);
-        let split = pick(
-            "SplitType",
-            split,
-            (SplitType::None, "default"),
-            &mut sources,
-        );
-        let strategy = (args.batch_strategy, c.strategy);
-        let strategy = pick(
+        let split = pick!("SplitType", args.split_type, None, SplitType::None);
+        let strategy = pick!(
             "BatchStrategy",
-            strategy,
-            (BatchStrategy::MultiRecord, "default"),
-            &mut sources,
+            args.batch_strategy,
+            c.strategy,
+            BatchStrategy::MultiRecord
         );
-        let mb = (args.max_payload_mb, c.max_payload_mb);
-        let mb = pick(
+        let mb = pick!(
             "MaxPayloadInMB",
-            mb,
-            (DEFAULT_MAX_PAYLOAD_MB, "default"),
-            &mut sources,
+            args.max_payload_mb,
+            c.max_payload_mb,
+            DEFAULT_MAX_PAYLOAD_MB
         );
-        let n = (args.max_concurrent, c.max_concurrent);
-        let n = pick("MaxConcurrentTransforms", n, concurrent, &mut sources);
-        let assemble = (args.assemble_with, None);
-        let assemble = pick(
-            "AssembleWith",
-            assemble,
-            (AssembleWith::None, "default"),
-            &mut sources,
+        let (n, why) = concurrent;
+        let n = pick!(
+            "MaxConcurrentTransforms",
+            args.max_concurrent,
+            c.max_concurrent,
+            n,
+            why
         );
+        let assemble = pick!("AssembleWith", args.assemble_with, None, AssembleWith::None);
         let content_type = args.content_type.as_deref().map(media_type_option);
         let accept = args.accept.as_deref().map(media_type_option);
         let data_processing = DataProcessing::new(&Options {
