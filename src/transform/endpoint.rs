@@ -190,14 +190,7 @@ impl Endpoint {
         let start = Instant::now();
         let mut pause = Duration::from_millis(20);
         loop {
-            let mut ignore = |_: &[u8]| Ok(());
-            let get = self.send(
-                http::Method::GET,
-                "/ping",
-                full(Bytes::new()),
-                PING_TIMEOUT,
-                &mut ignore,
-            );
+            let get = self.fetch(http::Method::GET, "/ping", Bytes::new(), PING_TIMEOUT);
             let reason = match get.await {
                 Ok(_) => return Ok(()),
                 Err(e) => match e.kind() {
@@ -229,21 +222,10 @@ impl Endpoint {
         &self,
         notes: &mut Vec<String>,
     ) -> Option<ExecutionParameters> {
-        let mut body = Vec::new();
-        let mut keep = |b: &[u8]| {
-            body.extend_from_slice(b);
-            Ok(())
-        };
         let path = "/execution-parameters";
-        let get = self.send(
-            http::Method::GET,
-            path,
-            full(Bytes::new()),
-            PARAMETERS_TIMEOUT,
-            &mut keep,
-        );
+        let get = self.fetch(http::Method::GET, path, Bytes::new(), PARAMETERS_TIMEOUT);
         match get.await {
-            Ok(_) => Some(ExecutionParameters::from_json(&body, notes)),
+            Ok(body) => Some(ExecutionParameters::from_json(&body, notes)),
             Err(e) => {
                 notes.push(match e.kind() {
                     ErrorKind::Status { status, .. } => format!(
@@ -258,22 +240,30 @@ impl Endpoint {
         }
     }
 
-    /// One mini-batch: the whole 2xx answer.
-    pub async fn invoke(&self, body: Bytes) -> Result<Vec<u8>> {
+    /// Send one request and keep its whole 2xx answer.
+    async fn fetch(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Bytes,
+        limit: Duration,
+    ) -> Result<Vec<u8>> {
         // Room for a typical answer (a score per record) without regrowing.
         let mut out = Vec::with_capacity(body.len() / 4);
-        self.send(
-            http::Method::POST,
-            "/invocations",
-            full(body),
-            self.timeout,
-            &mut |b| {
-                out.extend_from_slice(b);
-                Ok(())
-            },
-        )
-        .await?;
+        let mut keep = |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        };
+        self.send(method, path, full(body), limit, &mut keep)
+            .await?;
         Ok(out)
+    }
+
+    /// One mini-batch: the whole 2xx answer.
+    pub async fn invoke(&self, body: Bytes) -> Result<Vec<u8>> {
+        let timeout = self.timeout;
+        self.fetch(http::Method::POST, "/invocations", body, timeout)
+            .await
     }
 
     /// One streamed request: its answer goes to `sink` as it arrives.
@@ -321,19 +311,9 @@ mod tests {
             .build()
             .unwrap();
         let e = Endpoint::new(url)?;
-        let mut body = Vec::new();
-        let r = rt.block_on(e.send(
-            http::Method::GET,
-            "/x",
-            full(Bytes::new()),
-            PING_TIMEOUT,
-            &mut |b| {
-                body.extend_from_slice(b);
-                Ok(())
-            },
-        ));
+        let r = rt.block_on(e.fetch(http::Method::GET, "/x", Bytes::new(), PING_TIMEOUT));
         match r {
-            Ok(_) => Ok((200, body)),
+            Ok(body) => Ok((200, body)),
             Err(e) => match e.kind() {
                 ErrorKind::Status { status, body } => Ok((*status, body.as_bytes().to_vec())),
                 _ => Err(e),

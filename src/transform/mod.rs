@@ -115,9 +115,6 @@ pub struct TransformOptions {
 pub struct TransformOutcome {
     /// One report per input file.
     pub reports: Vec<FileReport>,
-    /// The settings used and where each came from, and notes on the
-    /// container's answers.
-    pub notes: Vec<String>,
     /// The summary printed at the end.
     pub summary: String,
 }
@@ -297,11 +294,7 @@ async fn execute(
         progress.bytes(),
         progress.elapsed(),
     );
-    TransformOutcome {
-        reports,
-        notes,
-        summary,
-    }
+    TransformOutcome { reports, summary }
 }
 
 /// `mmp transform: 3 files: 2 succeeded, 1 failed; 10000 records, 1.2 MB in
