@@ -649,7 +649,7 @@ fn write_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::tests::{opts, width};
+    use crate::codec::tests::{opts, partial_bom_opts, width, PARTIAL_BOM};
     use crate::codec::DecodeOptions;
     use crate::pipeline::ErrorPolicy;
     use crate::record::{Rows, Shape};
@@ -963,14 +963,8 @@ mod tests {
             (
                 "csv_partial_bom_keeps_positions",
                 Csv,
-                DecodeOptions {
-                    label: true,
-                    csv_header: true,
-                    max_record_bytes: 1,
-                    stop_on_error: true,
-                    ..width(2)
-                },
-                &b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb"[..],
+                partial_bom_opts(),
+                PARTIAL_BOM,
             ),
             (
                 "jsonl_partial_bom_keeps_positions",

@@ -848,17 +848,26 @@ decodes!(
 // 1-byte record limit the replay stopped after its first error and the two
 // bytes were never counted, so every later record came out 2 bytes early.
 // The records start at bytes 0, 6 and 12, whatever the feeding.
-decodes!(
-    csv_partial_bom_keeps_positions,
-    Csv,
+/// The fuzz case's options (`parallel.rs`'s tests run it through ranges too).
+pub(crate) fn partial_bom_opts() -> DecodeOptions {
     DecodeOptions {
         label: true,
         csv_header: true,
         max_record_bytes: 1,
         stop_on_error: true,
         ..width(2)
-    },
-    b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb",
+    }
+}
+
+/// The fuzz case's input.
+pub(crate) const PARTIAL_BOM: &[u8] =
+    b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb";
+
+decodes!(
+    csv_partial_bom_keeps_positions,
+    Csv,
+    partial_bom_opts(),
+    PARTIAL_BOM,
     vec![
         err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
         err("record 2 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),

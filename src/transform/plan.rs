@@ -297,39 +297,71 @@ pub fn validation(value: &str, member: &str, constraint: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    /// `mmp transform ARGS`'s options, as the command line gives them.
-    fn options(args: &[&str]) -> TransformOptions {
-        let head = [
-            "mmp",
-            "transform",
-            "--input",
-            "i",
-            "--output",
-            "o",
-            "--model-dir",
-            "m",
-        ];
-        let cli = crate::cli::Cli::try_parse_from(head.iter().chain(args)).unwrap();
-        match cli.command {
-            crate::cli::Command::Transform(t) => t.options(),
-            _ => unreachable!("a transform command line"),
+    /// A job's options as `mmp transform --input i --output o --model-dir m`
+    /// gives them (the command line's defaults: 600 s, 3 retries, 240 s).
+    fn options() -> TransformOptions {
+        TransformOptions {
+            input: Some("i".into()),
+            manifest: None,
+            compression_type: CompressionType::None,
+            output: "o".into(),
+            endpoint: None,
+            model_dir: Some("m".into()),
+            content_type: None,
+            accept: None,
+            split_type: None,
+            batch_strategy: None,
+            max_payload_mb: None,
+            max_concurrent: None,
+            assemble_with: None,
+            input_filter: None,
+            join_source: JoinSource::None,
+            output_filter: None,
+            timeout: 600.0,
+            max_retries: 3,
+            ping_timeout: 240.0,
+            on_error: crate::pipeline::ErrorPolicy::Fail,
+            no_progress: false,
+            quiet: false,
         }
     }
 
     #[test]
     fn limits_of_create_transform_job() {
-        let e = check(&options(&["--max-payload-mb", "101"])).unwrap_err();
+        let o = options;
+        let e = check(&TransformOptions {
+            max_payload_mb: Some(101),
+            ..o()
+        })
+        .unwrap_err();
         assert!(e
             .to_string()
             .starts_with("1 validation error detected: Value '101' at 'maxPayloadInMB'"));
-        let product = ["--max-payload-mb", "30", "--max-concurrent", "4"];
-        assert!(check(&options(&product)).is_err());
-        assert!(check(&options(&["--timeout", "0"])).is_err());
-        assert!(check(&options(&["--timeout", "1", "--max-retries", "4"])).is_err());
-        assert!(check(&options(&["--timeout", "0.5", "--max-retries", "0"])).is_ok());
+        let product = TransformOptions {
+            max_payload_mb: Some(30),
+            max_concurrent: Some(4),
+            ..o()
+        };
+        assert!(check(&product).is_err());
+        assert!(check(&TransformOptions {
+            timeout: 0.0,
+            ..o()
+        })
+        .is_err());
+        assert!(check(&TransformOptions {
+            timeout: 1.0,
+            max_retries: 4,
+            ..o()
+        })
+        .is_err());
+        assert!(check(&TransformOptions {
+            timeout: 0.5,
+            max_retries: 0,
+            ..o()
+        })
+        .is_ok());
     }
+
     #[test]
     fn media_type_options() {
         assert_eq!(
