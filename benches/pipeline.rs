@@ -4,7 +4,8 @@
 //! `parse-score` (csv ByteRecord + fast-float, 306 MB/s in its reference run)
 //! and `fast-score` (memchr lines, no CSV state machine).
 //!
-//! Run: `cargo bench --bench pipeline`.
+//! Run: `cargo bench --bench pipeline` (`-- hop` for the compute pool's
+//! hop alone).
 
 use std::sync::Arc;
 
@@ -140,9 +141,57 @@ fn decode_only(c: &mut Criterion) {
     g.finish();
 }
 
+/// The compute pool's hop (`src/compute.rs`), what an expensive model's
+/// request pays per body chunk (`src/serve/stage.rs`): a job sent to a pool
+/// thread and its result awaited, empty, and carrying the pipeline and a
+/// 64 KiB chunk, against the same chunk fed inline.
+fn hop(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let pool = mmp::compute::Pool::new(1).unwrap();
+    let m: mmp::model::SharedModel = Arc::new(model());
+    let (input, _) = data(Format::Csv, 64 << 10);
+    let input = bytes::Bytes::from(input);
+    let new = || {
+        Pipeline::new(
+            m.clone(),
+            Format::Csv,
+            Format::Csv,
+            &PipelineOptions::default(),
+        )
+    };
+    let mut g = c.benchmark_group("hop");
+    g.bench_function("empty job", |b| {
+        b.iter(|| rt.block_on(pool.run(|| 1)).unwrap());
+    });
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("64 KiB chunk inline", |b| {
+        let (mut p, mut out) = (new(), BytesMut::new());
+        b.iter(|| {
+            p.feed(&input, &mut out).unwrap();
+            out.clear();
+        });
+    });
+    g.bench_function("64 KiB chunk on the pool", |b| {
+        let mut here = Some((new(), BytesMut::new()));
+        b.iter(|| {
+            let (mut p, mut out) = here.take().unwrap();
+            let chunk = input.clone();
+            let job = pool.run(move || {
+                p.feed(&chunk, &mut out).unwrap();
+                out.clear();
+                (p, out)
+            });
+            here = Some(rt.block_on(job).unwrap());
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = pipeline, classify, decode_only
+    targets = pipeline, classify, decode_only, hop
 }
 criterion_main!(benches);

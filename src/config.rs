@@ -114,6 +114,11 @@ pub struct ServeConfig {
     /// ([`crate::parallel`]) is separate and sized to the CPUs the process
     /// may use, whatever this says.
     pub workers: usize,
+    /// Threads of the compute pool ([`crate::compute`], `MMP_COMPUTE_THREADS`)
+    /// that run an expensive model's requests off the runtime
+    /// ([`crate::model::Model::offload`]); 0 runs them on the runtime's
+    /// workers, as a cheap model's always are.
+    pub compute_threads: usize,
     /// A request that makes no progress for this long is ended.
     pub timeout: Duration,
     /// A bidirectional session with no frame at all (data, ping or pong)
@@ -183,6 +188,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "MODEL_SERVER_WORKERS",
         "CPUs available",
         "tokio worker threads (also SAGEMAKER_MODEL_SERVER_WORKERS)",
+    ),
+    (
+        "MMP_COMPUTE_THREADS",
+        "CPUs available",
+        "threads that run an expensive model's predictions off the tokio workers (0 = on them)",
     ),
     (
         "MODEL_SERVER_TIMEOUT",
@@ -383,6 +393,7 @@ impl ServeConfig {
                 .filter(|v| !v.is_empty())
                 .map_or_else(|| PathBuf::from("/opt/ml/model"), PathBuf::from),
             workers,
+            compute_threads: r.parse("MMP_COMPUTE_THREADS")?.unwrap_or(cpus),
             timeout: Duration::from_secs(timeout as u64),
             bidi_idle: r
                 .positive_opt("MMP_BIDI_IDLE_SECONDS")?
@@ -524,6 +535,7 @@ mod tests {
         assert_eq!(c.advertised_max_payload_mb, 6);
         assert_eq!(c.batch_strategy, BatchStrategy::MultiRecord);
         assert_eq!(c.workers, available_cpus());
+        assert_eq!(c.compute_threads, available_cpus());
         assert_eq!(
             c.max_concurrent_transforms,
             default_concurrency(available_cpus(), 6)
@@ -580,6 +592,22 @@ mod tests {
     }
 
     #[test]
+    fn compute_threads_zero_means_inline() {
+        assert_eq!(
+            cfg(&[("MMP_COMPUTE_THREADS", "0")])
+                .unwrap()
+                .compute_threads,
+            0
+        );
+        assert_eq!(
+            cfg(&[("MMP_COMPUTE_THREADS", " 3 ")])
+                .unwrap()
+                .compute_threads,
+            3
+        );
+    }
+
+    #[test]
     fn advertised_concurrency_respects_the_payload_product_limit() {
         assert_eq!(default_concurrency(2, 6), 2);
         assert_eq!(default_concurrency(32, 6), 16);
@@ -603,6 +631,7 @@ mod tests {
             ("SAGEMAKER_BIND_TO_PORT", "70000", "too large"),
             ("MODEL_SERVER_WORKERS", "0", "at least 1"),
             ("MODEL_SERVER_TIMEOUT", "-1", "invalid digit"),
+            ("MMP_COMPUTE_THREADS", "two", "invalid digit"),
             ("MMP_BIDI_IDLE_SECONDS", "0", "at least 1"),
             ("SAGEMAKER_BATCH", "maybe", "true or false"),
             ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "at most 100"),

@@ -24,6 +24,8 @@
 //! - [`parallel`]: one record-wise stream on every core: cut into ranges
 //!   of whole records, scored on a pool, written back in order.
 //! - [`config`]: the server's configuration, from the environment.
+//! - [`compute`]: the server's compute pool, OS threads where an expensive
+//!   model ([`model::Model::offload`]) runs off the async runtime.
 //! - [`batch`]: Batch Transform's `BatchStrategy` and
 //!   `/execution-parameters`, shared by the server and `mmp transform`.
 //! - [`serve`]: `mmp serve`, the HTTP server (tokio, hyper, warp routes):
@@ -58,6 +60,7 @@
 pub mod batch;
 pub mod cli;
 pub mod codec;
+pub mod compute;
 pub mod config;
 pub mod error;
 pub mod input;

@@ -2,9 +2,11 @@
 //!
 //! The pipeline decodes records into batches, calls [`Model::predict`] once
 //! per batch, and encodes the predictions; a model never sees bytes, formats
-//! or HTTP. To serve your own algorithm, implement this trait in
-//! `src/predictor.rs` (the file that plays `predictor.py`'s part in AWS's
-//! sample) and make its `load` return your model.
+//! or HTTP. A model that is slow per batch says so ([`Model::offload`]) and
+//! the server runs it on its compute pool. To serve your own algorithm,
+//! implement this trait in `src/predictor.rs` (the file that plays
+//! `predictor.py`'s part in AWS's sample) and make its `load` return your
+//! model.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -198,6 +200,19 @@ pub trait Model: Send + Sync + 'static {
     /// An `Err` fails the whole request (HTTP 500); problems with single
     /// records belong in the decoders.
     fn predict(&self, rows: Rows<'_>, out: &mut Vec<f64>) -> Result<(), Error>;
+
+    /// Whether `predict` is expensive: slow enough (a millisecond a batch
+    /// or more, or blocking on anything) that the server should not run it
+    /// on the async runtime's worker threads, which also answer `/ping` and
+    /// every other connection. `true` makes `mmp serve` run each chunk of a
+    /// request through decoder, model and encoder on its compute pool
+    /// ([`crate::compute`], `MMP_COMPUTE_THREADS`), one hop per body chunk
+    /// or WebSocket message; `false` (the default) keeps a cheap model
+    /// inline, where a hop would cost more than the prediction. Outputs,
+    /// errors and ordering are the same either way.
+    fn offload(&self) -> bool {
+        false
+    }
 }
 
 /// A trained model as `mmp train` writes it into the model directory:

@@ -15,6 +15,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -269,23 +270,32 @@ impl Model for LogisticModel {
 /// a classifier's `model.json` (it names its `predictor_type`), else the
 /// linear regressor ([`load`]: `model.json` with `bias` and `weights`, or
 /// per-host statistics).
+///
+/// A `model.json` of any type may also hold the test knob
+/// `"predict_delay_ms": N`: the model then sleeps N ms before each batch and
+/// says it is expensive ([`Model::offload`]), a stand-in for a slow
+/// algorithm (tests/serve_slow.rs). Its predictions are unchanged.
 pub fn load_model(dir: &Path) -> Result<SharedModel, Error> {
     #[derive(Deserialize)]
     struct Tag {
         predictor_type: Option<serde_json::Value>,
     }
     let path = dir.join(MODEL_FILE);
-    if let Ok(text) = std::fs::read(&path) {
+    let fail = |reason: String| {
+        Error::new(ErrorKind::ModelLoad {
+            path: path.display().to_string(),
+            reason,
+        })
+    };
+    let mut delay = None;
+    let mut model: Option<SharedModel> = None;
+    if let Ok(raw) = std::fs::read(&path) {
+        let text;
+        (text, delay) = strip_delay(raw).map_err(fail)?;
         if let Ok(Tag {
             predictor_type: Some(t),
         }) = serde_json::from_slice::<Tag>(&text)
         {
-            let fail = |reason: String| {
-                Error::new(ErrorKind::ModelLoad {
-                    path: path.display().to_string(),
-                    reason,
-                })
-            };
             if t == "regressor" {
                 return Err(fail(
                     "a regressor's model.json has only \"bias\" and \"weights\"".into(),
@@ -294,10 +304,70 @@ pub fn load_model(dir: &Path) -> Result<SharedModel, Error> {
             let a: LogisticArtifact =
                 serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
             a.validate().map_err(fail)?;
-            return Ok(Arc::new(a.into_model()));
+            model = Some(Arc::new(a.into_model()));
         }
     }
-    Ok(Arc::new(load(dir)?))
+    let model = match model {
+        Some(m) => m,
+        None => Arc::new(load(dir)?),
+    };
+    Ok(match delay {
+        None => model,
+        Some(delay) => Arc::new(Delayed { model, delay }),
+    })
+}
+
+/// The name of the test knob in `model.json` ([`load_model`]).
+const DELAY_KEY: &str = "predict_delay_ms";
+
+/// `text` without the test knob [`DELAY_KEY`], and the knob's delay; the
+/// artifacts themselves deny unknown fields. A text that is not a JSON
+/// object is returned as it is, for the artifact's parser to explain.
+fn strip_delay(text: Vec<u8>) -> Result<(Vec<u8>, Option<Duration>), String> {
+    #[derive(Deserialize)]
+    struct Knob {
+        predict_delay_ms: Option<serde_json::Value>,
+    }
+    let Ok(Knob {
+        predict_delay_ms: Some(ms),
+    }) = serde_json::from_slice::<Knob>(&text)
+    else {
+        return Ok((text, None));
+    };
+    let ms = ms.as_u64().ok_or_else(|| {
+        format!("\"{DELAY_KEY}\" must be a whole number of milliseconds, found {ms}")
+    })?;
+    let mut doc: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    doc.remove(DELAY_KEY);
+    let text = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    Ok((text, Some(Duration::from_millis(ms))))
+}
+
+/// A model that sleeps before each batch and says it is expensive: what
+/// `predict_delay_ms` makes of a `model.json` ([`load_model`]).
+struct Delayed {
+    model: SharedModel,
+    delay: Duration,
+}
+
+impl Model for Delayed {
+    fn num_features(&self) -> Option<usize> {
+        self.model.num_features()
+    }
+
+    fn output(&self) -> Output {
+        self.model.output()
+    }
+
+    fn predict(&self, rows: Rows<'_>, out: &mut Vec<f64>) -> Result<(), Error> {
+        std::thread::sleep(self.delay);
+        self.model.predict(rows, out)
+    }
+
+    fn offload(&self) -> bool {
+        true
+    }
 }
 
 /// Load the model from `dir` (the model directory): `model.json`, or, from
@@ -338,6 +408,8 @@ fn load_model_file(dir: &Path) -> Result<LinearModel, Error> {
         })
     };
     let text = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+    // The test knob is [`load_model`]'s; a `LinearModel` has no delay.
+    let (text, _) = strip_delay(text).map_err(fail)?;
     let model: LinearModel = serde_json::from_slice(&text).map_err(|e| fail(e.to_string()))?;
     model.validate().map_err(fail)?;
     Ok(model)
@@ -442,6 +514,57 @@ mod tests {
         assert!(lines[2].starts_with("versicolor,"), "{text}");
         assert_eq!(p.stats().placeholders, 1);
         assert_eq!(p.stats().predictions, 2);
+    }
+
+    #[test]
+    fn the_delay_knob_makes_any_model_expensive_and_changes_no_prediction() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(MODEL_FILE);
+        let rows = Rows::new(&[2.0, 0.0], &[2]);
+        for (plain, slow) in [
+            (
+                r#"{"bias": 1, "weights": [2, -1]}"#,
+                r#"{"bias": 1, "predict_delay_ms": 3, "weights": [2, -1]}"#,
+            ),
+            (
+                r#"{"predictor_type": "binary_classifier", "classes": [0, 1], "bias": [0], "weights": [[1, 1]]}"#,
+                r#"{"predictor_type": "binary_classifier", "classes": [0, 1], "bias": [0], "weights": [[1, 1]], "predict_delay_ms": 3}"#,
+            ),
+        ] {
+            std::fs::write(&file, plain).unwrap();
+            let cheap = load_model(dir.path()).unwrap();
+            std::fs::write(&file, slow).unwrap();
+            let expensive = load_model(dir.path()).unwrap();
+            assert!(!cheap.offload() && expensive.offload(), "{slow}");
+            assert_eq!(expensive.output(), cheap.output());
+            assert_eq!(expensive.num_features(), cheap.num_features());
+            let (mut want, mut got) = (Vec::new(), Vec::new());
+            cheap.predict(rows, &mut want).unwrap();
+            let started = std::time::Instant::now();
+            expensive.predict(rows, &mut got).unwrap();
+            assert!(started.elapsed() >= Duration::from_millis(3));
+            assert_eq!(got, want);
+        }
+        // `load`, the regressor's own loader, reads past the knob.
+        std::fs::write(
+            &file,
+            r#"{"bias": 1, "weights": [2, -1], "predict_delay_ms": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(load(dir.path()).unwrap().weights, [2.0, -1.0]);
+        for bad in ["-1", "1.5", "\"10\""] {
+            std::fs::write(
+                &file,
+                format!(r#"{{"bias": 1, "weights": [2], "predict_delay_ms": {bad}}}"#),
+            )
+            .unwrap();
+            let e = load_model(dir.path()).err().unwrap().to_string();
+            assert!(e.contains("model.json"), "{e}");
+            assert!(
+                e.contains("\"predict_delay_ms\" must be a whole number of milliseconds"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

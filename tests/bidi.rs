@@ -366,3 +366,36 @@ async fn pings_keep_a_quiet_session_alive_past_the_request_timeout() {
         quiet.elapsed()
     );
 }
+
+/// Frames of a session that sends `messages`, an empty frame and a Close
+/// (or as many as it can before the server closes), and its close code.
+async fn session(s: &Server, query: &str, messages: &[&str]) -> (String, Option<u16>) {
+    let mut ws = open(s, query).await;
+    let sends = messages.iter().map(|m| Message::text(*m));
+    for m in sends.chain([empty(false), close_normal()]) {
+        if ws.send(m).await.is_err() {
+            break;
+        }
+    }
+    let (frames, close) = drain(&mut ws).await;
+    (text_of(&frames), close.map(|c| c.0))
+}
+
+#[tokio::test]
+async fn a_slow_model_on_the_compute_pool_answers_the_same_frames() {
+    let cheap = Server::start(&[]);
+    let dir = crate::serve_slow::slow_model();
+    let slow = crate::serve_slow::serve(&dir, "2");
+    // A record split across messages, a bad one replaced in its place, a
+    // last one answered by the empty frame; then one that fails the session.
+    let placeholder: &[&str] = &["1,2,3\n1,2\n4,5", ",6\n7,8,9"];
+    let fail: &[&str] = &["1,2,3\n", "4,5,6\n1,2\n"];
+    for (query, messages) in [("?on_error=placeholder", placeholder), ("", fail)] {
+        let want = session(&cheap, query, messages).await;
+        let got = session(&slow, query, messages).await;
+        assert_eq!(got, want, "{query} {messages:?}");
+    }
+    let (text, close) = session(&slow, "", fail).await;
+    assert_eq!(close, Some(1007), "{text}");
+    assert!(text.starts_with("-1.75\n-4.0\n{\"error\""), "{text}");
+}

@@ -1,6 +1,5 @@
 //! Data shared by the benches: deterministic rows like the shared bench's
 //! (values in [-10, 10) with 6 decimals), so runs compare.
-#![allow(dead_code)]
 
 use mmp::media::Format;
 

@@ -44,6 +44,7 @@ use warp::{Filter, Reply};
 
 use super::invocations::RequestLog;
 use super::reply::error_response;
+use super::stage::Stage;
 use super::State;
 use crate::error::{Error, ErrorKind};
 use crate::media::{ContentType, Format};
@@ -199,7 +200,9 @@ async fn session(
     };
     let mut shutdown = state.shutdown.subscribe();
     let timeout = state.cfg.bidi_idle;
-    let mut pipeline: Option<Pipeline> = None;
+    // An expensive model runs on the compute pool (src/serve/stage.rs).
+    let pool = model.offload().then(|| state.compute.clone()).flatten();
+    let mut pipeline: Option<Stage> = None;
     let mut out = BytesMut::new();
     let (mut bytes_in, mut bytes_out) = (0u64, 0u64);
     let mut failure: Option<Error> = None;
@@ -244,7 +247,7 @@ async fn session(
             let Some(mut p) = pipeline.take() else {
                 continue;
             };
-            let finished = p.finish(&mut out);
+            let finished = p.finish_now(&mut out).await;
             totals.add(p.stats());
             if !out.is_empty() {
                 bytes_out += out.len() as u64;
@@ -263,10 +266,11 @@ async fn session(
         let p = pipeline.get_or_insert_with(|| {
             let input = params.input.unwrap_or(sniff(data));
             let output = params.output.unwrap_or(input);
-            Pipeline::new(model.clone(), input, output, &params.opts)
-                .on_placeholder(crate::metrics::count_placeholder)
+            let p = Pipeline::new(model.clone(), input, output, &params.opts)
+                .on_placeholder(crate::metrics::count_placeholder);
+            Stage::new(p, pool.clone())
         });
-        let fed = p.feed(data, &mut out);
+        let fed = p.feed_now(data, &mut out).await;
         if !out.is_empty() {
             bytes_out += out.len() as u64;
             let reply = frame(binary, out.split());
@@ -282,7 +286,10 @@ async fn session(
         }
     };
     if let Some(mut p) = pipeline.take() {
-        if matches!(end, End::ClientClosed) && p.finish(&mut out).is_ok() && !out.is_empty() {
+        if matches!(end, End::ClientClosed)
+            && p.finish_now(&mut out).await.is_ok()
+            && !out.is_empty()
+        {
             tracing::warn!(
                 target: "mmp::request",
                 request_id = log.request_id.as_str(),

@@ -44,6 +44,7 @@ use warp::Reply;
 
 use super::reply::{error_response, CUSTOM_ATTRIBUTES};
 use super::spill::{Answer, Spill};
+use super::stage::Stage;
 use super::State;
 use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
@@ -230,11 +231,13 @@ async fn start<S: Body>(
     if let Some(h) = content_type.header {
         opts.decode.csv_header = h;
     }
+    // An expensive model runs on the compute pool (src/serve/stage.rs).
+    let pool = model.offload().then(|| state.compute.clone()).flatten();
     let pipeline = Pipeline::new(model, content_type.format, output, &opts)
         .on_placeholder(crate::metrics::count_placeholder);
     let mut inv = Invocation {
         body: Some(Box::pin(body)),
-        pipeline,
+        pipeline: Stage::new(pipeline, pool),
         out: BytesMut::new(),
         committed: false,
         ended: false,
@@ -468,7 +471,7 @@ fn client_gone(e: &(dyn std::error::Error + 'static)) -> bool {
 struct Invocation<S> {
     /// The request body; `None` once it has ended.
     body: Option<Pin<Box<S>>>,
-    pipeline: Pipeline,
+    pipeline: Stage,
     /// Encoded predictions not yet handed to hyper.
     out: BytesMut,
     /// The status line has gone out.
@@ -502,21 +505,21 @@ impl<S: Body> Invocation<S> {
         chunk
     }
 
-    /// Run one body chunk through the pipeline.
-    fn feed(&mut self, mut buf: S::Chunk) -> Result<(), Error> {
+    /// Run one body chunk through the pipeline (`Pending`: on the pool).
+    fn feed(&mut self, buf: S::Chunk) -> Poll<Result<(), Error>> {
         self.bytes_in += buf.remaining() as u64;
         if let Some(limit) = self.max_body {
             if self.bytes_in > limit {
-                return Err(Error::new(ErrorKind::BodyTooLarge { limit }));
+                return Poll::Ready(Err(Error::new(ErrorKind::BodyTooLarge { limit })));
             }
         }
-        while buf.has_remaining() {
-            let chunk = buf.chunk();
-            let n = chunk.len();
-            self.pipeline.feed(chunk, &mut self.out)?;
-            buf.advance(n);
-        }
-        Ok(())
+        self.pipeline.feed(buf, &mut self.out)
+    }
+
+    /// The request made progress: restart its idle timeout.
+    fn progressed(&mut self) {
+        let at = tokio::time::Instant::now() + self.timeout;
+        self.idle.as_mut().reset(at);
     }
 
     /// The error that ends the stream. Once the status went out, log it
@@ -535,6 +538,13 @@ impl<S: Body> Invocation<S> {
 
     fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, Error>>> {
         loop {
+            // A step on the compute pool comes back before anything else.
+            if let Some(back) = ready!(self.pipeline.poll_back(cx, &mut self.out)) {
+                if let Err(e) = back {
+                    return self.fail(e);
+                }
+                self.progressed();
+            }
             let threshold = if self.committed { FLUSH } else { FIRST_FLUSH };
             if self.out.len() >= threshold {
                 return Poll::Ready(Some(Ok(self.take())));
@@ -557,20 +567,20 @@ impl<S: Body> Invocation<S> {
                 return Poll::Ready(Some(Ok(self.take())));
             }
             let Some(body) = self.body.as_mut() else {
-                if let Err(e) = self.pipeline.finish(&mut self.out) {
+                // Ended once the output is all in `out` (`Pending`: when the
+                // pool gives it back, at the top of the loop).
+                if let Poll::Ready(Err(e)) = self.pipeline.finish(&mut self.out) {
                     return self.fail(e);
                 }
                 self.ended = true;
                 continue;
             };
             match body.as_mut().poll_next(cx) {
-                Poll::Ready(Some(Ok(buf))) => {
-                    if let Err(e) = self.feed(buf) {
-                        return self.fail(e);
-                    }
-                    let at = tokio::time::Instant::now() + self.timeout;
-                    self.idle.as_mut().reset(at);
-                }
+                Poll::Ready(Some(Ok(buf))) => match self.feed(buf) {
+                    Poll::Ready(Err(e)) => return self.fail(e),
+                    Poll::Ready(Ok(())) => self.progressed(),
+                    Poll::Pending => {}
+                },
                 Poll::Ready(Some(Err(e))) if client_gone(&e) => {
                     let source = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, e);
                     return self.fail(Error::new(ErrorKind::ClientClosed { source }));

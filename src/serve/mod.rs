@@ -17,6 +17,7 @@ pub mod mme;
 pub mod reply;
 pub mod routes;
 pub mod spill;
+mod stage;
 
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -43,12 +44,21 @@ pub struct State {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// A multi-model endpoint's models (`None`: single-model serving).
     pub mme: Option<Arc<mme::Registry>>,
+    /// Where an expensive model's requests run (`None`:
+    /// `MMP_COMPUTE_THREADS=0`, on the runtime's workers).
+    pub compute: Option<Arc<crate::compute::Pool>>,
 }
 
 impl State {
-    /// Shared state for `cfg`, with no model yet.
-    pub fn new(cfg: ServeConfig) -> State {
-        State {
+    /// Shared state for `cfg`, with no model yet; fails if the compute
+    /// pool's threads cannot be started.
+    pub fn new(cfg: ServeConfig) -> Result<State, Error> {
+        let compute = match cfg.compute_threads {
+            0 => None,
+            n => Some(Arc::new(crate::compute::Pool::new(n)?)),
+        };
+        Ok(State {
+            compute,
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
             sessions: tokio_util::task::TaskTracker::new(),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -58,7 +68,7 @@ impl State {
             }),
             cfg,
             model: OnceLock::new(),
-        }
+        })
     }
 }
 
@@ -112,7 +122,7 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     log_config(&cfg, addr);
-    let state = Arc::new(State::new(cfg));
+    let state = Arc::new(State::new(cfg)?);
     let service = routes::service(state.clone());
     let limits = listener::Limits {
         header_read_timeout: state.cfg.header_read_timeout,
@@ -192,6 +202,7 @@ fn log_config(cfg: &ServeConfig, addr: std::net::SocketAddr) {
         %addr,
         model_dir = %cfg.model_dir.display(),
         workers = cfg.workers,
+        compute_threads = cfg.compute_threads,
         timeout_s = cfg.timeout.as_secs(),
         batch = cfg.batch,
         max_body_bytes = ?cfg.max_body_bytes,

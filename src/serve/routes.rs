@@ -298,10 +298,33 @@ mod tests {
         }
     }
 
+    /// A model that says it is expensive, so it runs on the compute pool:
+    /// failing as `Broken` does, or panicking.
+    struct Expensive {
+        panics: bool,
+    }
+
+    impl Model for Expensive {
+        fn num_features(&self) -> Option<usize> {
+            Some(2)
+        }
+        fn predict(&self, rows: Rows<'_>, out: &mut Vec<f64>) -> Result<(), Error> {
+            assert!(!self.panics, "a bug in the user's model");
+            Broken.predict(rows, out)
+        }
+        fn offload(&self) -> bool {
+            true
+        }
+    }
+
     fn state(model: Option<crate::model::SharedModel>) -> Arc<State> {
-        let env: HashMap<&str, &str> = HashMap::new();
+        state_with(&[], model)
+    }
+
+    fn state_with(vars: &[(&str, &str)], model: Option<crate::model::SharedModel>) -> Arc<State> {
+        let env: HashMap<&str, &str> = vars.iter().copied().collect();
         let cfg = ServeConfig::from_env(&env, &Overrides::default()).unwrap();
-        let state = State::new(cfg);
+        let state = State::new(cfg).unwrap();
         if let Some(m) = model {
             let _ = state.model.set(m);
         }
@@ -325,6 +348,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
         assert_eq!(v["error"], "model_error");
         assert_eq!(v["message"], "model failure: weights are corrupt");
+    }
+
+    #[tokio::test]
+    async fn on_the_compute_pool_a_failing_or_panicking_model_is_a_500() {
+        let inline = invoke(state(Some(Arc::new(Broken)))).await;
+        let s = state(Some(Arc::new(Expensive { panics: false })));
+        let pooled = invoke(s).await;
+        assert_eq!(pooled.status(), 500);
+        assert_eq!(pooled.body(), inline.body());
+        let one_thread = [("MMP_COMPUTE_THREADS", "1")];
+        let s = state_with(&one_thread, Some(Arc::new(Expensive { panics: true })));
+        for _ in 0..2 {
+            // The pool's one thread survives the panic and runs the next.
+            let res = invoke(s.clone()).await;
+            assert_eq!(res.status(), 500);
+            let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+            assert_eq!(v["error"], "model_error");
+            let msg = v["message"].as_str().unwrap();
+            assert!(msg.contains("panicked on the compute pool"), "{msg}");
+        }
     }
 
     #[tokio::test]
