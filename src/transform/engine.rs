@@ -22,12 +22,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::codec::records::{Blank, Framing, Records};
 use crate::error::{Error, ErrorKind, Result};
 use crate::input::read_some;
-use crate::media::Format;
 
-use super::assemble::{assemble_buffered, Assembler, FileRecords, Originals, Rules, Whole};
+use super::assemble::{self, assemble_buffered, Assembler, FileRecords, Originals, Rules};
 use super::endpoint::Endpoint;
 use super::inprocess::InProcess;
 use super::inputs::InputFile;
@@ -45,7 +43,7 @@ pub enum Backend {
 }
 
 impl Backend {
-    async fn invoke(&self, batch: &MiniBatch) -> Result<(Vec<u8>, Option<Format>)> {
+    async fn invoke(&self, batch: &MiniBatch) -> Result<Vec<u8>> {
         match self {
             Backend::Http(e) => e.invoke(batch.body.clone()).await,
             Backend::Local(p) => p.invoke(batch).await,
@@ -56,7 +54,7 @@ impl Backend {
         &self,
         body: mpsc::Receiver<std::io::Result<Bytes>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
+    ) -> Result<()> {
         match self {
             Backend::Http(e) => e.invoke_streamed(body, sink).await,
             Backend::Local(p) => p.invoke_streamed(body, sink).await,
@@ -91,10 +89,6 @@ pub struct TransformJob {
     pub plan: Plan,
     /// How files are cut.
     pub mode: Mode,
-    /// Which lines are blank.
-    pub blank: Blank,
-    /// Requests in flight.
-    pub workers: usize,
     /// The output folder.
     pub out_dir: PathBuf,
     /// In-process ranges of `SplitType=Line` records: a response must have
@@ -193,8 +187,8 @@ enum Item {
         seq: u64,
         batch: MiniBatch,
     },
-    End(usize),
-    Failed(usize, Error),
+    /// The file is cut, or why it could not be.
+    End(usize, Result<()>),
     Stream(usize),
 }
 
@@ -203,8 +197,7 @@ enum Item {
 enum Done {
     Start(usize),
     Part(usize, Result<Option<(Vec<u8>, u64, u64)>>),
-    End(usize),
-    Failed(usize, Error),
+    End(usize, Result<()>),
     Streamed(usize, Result<FileStats>),
 }
 
@@ -215,7 +208,7 @@ pub async fn run(
     files: Arc<Vec<InputFile>>,
     progress: &Progress,
 ) -> Vec<FileReport> {
-    let workers = job.workers.max(1);
+    let workers = job.plan.max_concurrent.max(1) as usize;
     let failed: Arc<Vec<AtomicBool>> =
         Arc::new(files.iter().map(|_| AtomicBool::new(false)).collect());
     let (tx, rx) = mpsc::channel(2 * workers);
@@ -250,8 +243,7 @@ pub async fn run(
                     Done::Streamed(f, stream(backend, permits, job_arc, rules, file).await)
                 }
                 Item::Start(f) => Done::Start(f),
-                Item::End(f) => Done::End(f),
-                Item::Failed(f, e) => Done::Failed(f, e),
+                Item::End(f, r) => Done::End(f, r),
             }
         })
         .buffered(2 * workers);
@@ -292,8 +284,8 @@ pub async fn run(
                 }
             }
             Done::Part(_, Ok(None)) => {}
-            Done::Part(f, Err(e)) | Done::Failed(f, e) => finish(f, Err(e), &mut current),
-            Done::End(f) => {
+            Done::Part(f, Err(e)) | Done::End(f, Err(e)) => finish(f, Err(e), &mut current),
+            Done::End(f, Ok(())) => {
                 if let Some((out, records)) = current.take() {
                     let r = out
                         .commit()
@@ -352,11 +344,7 @@ fn read_files(
                 batch,
             })
         });
-        let end = match result {
-            Ok(()) => Item::End(id),
-            Err(e) => Item::Failed(id, e),
-        };
-        if !send(end) {
+        if !send(Item::End(id, result)) {
             return;
         }
     }
@@ -397,20 +385,11 @@ fn cut_file(
         }
         Mode::Whole => {
             let limit = plan.payload_limit().map(|l| (l, plan.max_payload_mb));
-            send(split::whole(reader, dp, job.blank, limit)?);
+            send(split::whole(reader, dp, plan.blank(), limit)?);
         }
         Mode::Streamed => {}
     }
     Ok(())
-}
-
-/// Whether the job's records are one `application/json` document per file.
-fn whole_document(plan: &Plan) -> bool {
-    plan.split == SplitType::None
-        && plan
-            .data_processing
-            .as_ref()
-            .is_some_and(|d| d.input == Format::Json)
 }
 
 /// Score one batch into its output bytes, retrying as configured.
@@ -424,7 +403,7 @@ async fn part(
 ) -> Result<Vec<u8>> {
     let attempt = || async {
         let permit = permits.acquire().await;
-        let (response, _) = backend.invoke(batch).await?;
+        let response = backend.invoke(batch).await?;
         drop(permit);
         if job.check_lines {
             let open = response.last().is_some_and(|b| *b != b'\n');
@@ -436,10 +415,11 @@ async fn part(
                 }));
             }
         }
-        let originals: Box<dyn Originals> = if whole_document(&job.plan) {
-            Box::new(Whole(Some(batch.original_span().clone())))
+        let span = batch.original_span();
+        let originals = if job.plan.whole_document() {
+            assemble::whole(span)
         } else {
-            Box::new(Records::new(batch.original_span(), batch.start, job.blank))
+            assemble::span_records(span, batch.start, job.plan.blank())
         };
         assemble_buffered(rules, response, originals, batch.records)
     };
@@ -488,18 +468,13 @@ fn produce(
             }
         }
     }
-    let framing = match plan.split {
-        SplitType::RecordIO => Framing::RecordIO,
-        SplitType::TFRecord => Framing::TFRecord,
-        SplitType::Line | SplitType::None => Framing::Line,
-    };
     let opts = SplitOptions {
-        framing,
+        framing: plan.framing(),
         target: STREAM_CHUNK as u64,
         single: false,
         max_record: None,
         mb: 0,
-        blank: job.blank,
+        blank: job.plan.blank(),
         keep_originals: false,
     };
     let mut splitter = Splitter::new(reader, opts, dp);
@@ -534,7 +509,6 @@ async fn stream(
     file: &InputFile,
 ) -> Result<FileStats> {
     let mut out = FileOutput::create(out_path(&job.out_dir, &file.rel))?;
-    let join = job.plan.data_processing.as_ref().is_some_and(|d| d.join);
     let mut attempt = 0;
     let records = loop {
         attempt += 1;
@@ -545,12 +519,12 @@ async fn stream(
             let (job, file) = (job.clone(), file.clone());
             tokio::task::spawn_blocking(move || produce(&job, &file, tx))
         };
-        let originals: Box<dyn Originals> = match join {
+        let originals: Originals = match job.plan.joins() {
             true => Box::new(FileRecords::new(
                 BufReader::with_capacity(1 << 20, open(file, job.plan.compression)?),
-                job.blank,
+                job.plan.blank(),
             )),
-            false => Box::new(Records::new(b"", Default::default(), job.blank)),
+            false => Box::new(std::iter::empty()),
         };
         let mut asm = Assembler::new(rules, originals);
         let answered = backend
@@ -613,30 +587,5 @@ mod tests {
             }
         }));
         assert_eq!(r.unwrap(), 7);
-    }
-
-    #[test]
-    fn context_and_retries_keep_the_exit_code() {
-        let e = Error::new(ErrorKind::Status {
-            status: 503,
-            body: "busy".into(),
-        });
-        assert!(retryable(&e));
-        let e = Error::new(ErrorKind::GaveUp {
-            attempts: 4,
-            retries: 3,
-            last: e.context("mini-batch 2"),
-        });
-        assert_eq!(e.exit_code(), 69);
-        assert_eq!(
-            e.to_string(),
-            "failed after 4 attempts (1 + --max-retries 3); last error: mini-batch 2: HTTP 503 from the container: busy"
-        );
-        let bad = Error::new(ErrorKind::Status {
-            status: 400,
-            body: String::new(),
-        });
-        assert_eq!(bad.exit_code(), 65);
-        assert!(!retryable(&Error::config("x")));
     }
 }

@@ -9,7 +9,7 @@
 //! When both formats are record-wise (CSV or JSON lines in and out), the
 //! output of a request is the concatenation of its records' outputs, so the
 //! request boundaries do not change a byte: the file is then cut into
-//! ranges of [`RANGE_BYTES`] at record boundaries and the ranges are scored
+//! ranges of [`crate::parallel::RANGE_BYTES`] at record boundaries and the ranges are scored
 //! in parallel, whatever the batch strategy (and for `SplitType=None` or
 //! `MaxPayloadInMB=0`, where the whole file is one request, too; a CSV file
 //! is then cut only at newlines outside quotes). The per-request limits
@@ -19,11 +19,12 @@
 //! Positions in errors are the file's (a range's positions are shifted by
 //! where it starts), unless an `InputFilter` rewrote the records.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::{Error, Position, Result};
 use crate::media::Format;
@@ -32,11 +33,6 @@ use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::score;
 
 use super::split::MiniBatch;
-
-/// Size of the ranges a record-wise file is scored in: large enough that a
-/// pipeline per range costs nothing, small enough to spread a file over the
-/// cores and keep memory at a few ranges per worker.
-pub const RANGE_BYTES: u64 = 2 << 20;
 
 /// The pipeline, in this process.
 pub struct InProcess {
@@ -57,12 +53,6 @@ impl InProcess {
         }
     }
 
-    /// Whether a request's output is its records' outputs concatenated, so
-    /// that a file may be scored in ranges (see the module docs).
-    pub fn record_wise(input: Format, output: Format) -> bool {
-        input != Format::Json && output != Format::Json
-    }
-
     /// `mmp score`'s job for one request: the same code path.
     fn job(&self) -> score::Job<'_> {
         score::Job {
@@ -75,7 +65,7 @@ impl InProcess {
     }
 
     /// Score one batch on a blocking thread (tokio's pool).
-    pub async fn invoke(self: &Arc<Self>, batch: &MiniBatch) -> Result<(Vec<u8>, Option<Format>)> {
+    pub async fn invoke(self: &Arc<Self>, batch: &MiniBatch) -> Result<Vec<u8>> {
         let (me, body, filtered, start) = (
             self.clone(),
             batch.body.clone(),
@@ -94,8 +84,7 @@ impl InProcess {
                 Err(e) => Err(rebase(e, start)),
             }
         });
-        let out = scored.await.map_err(joined)??;
-        Ok((out, Some(self.output)))
+        scored.await.map_err(joined)?
     }
 
     /// Score a streamed body; the output goes to `sink` as it is made.
@@ -103,11 +92,15 @@ impl InProcess {
         self: &Arc<Self>,
         body: mpsc::Receiver<io::Result<Bytes>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Option<Format>> {
+    ) -> Result<()> {
         let (tx, mut rx) = mpsc::channel(4);
         let me = self.clone();
+        // The body as a blocking reader: tokio-util's bridge over the channel.
+        let pieces = futures::stream::unfold(body, |mut rx| async move {
+            rx.recv().await.map(|piece| (piece, rx))
+        });
+        let reader = SyncIoBridge::new(StreamReader::new(Box::pin(pieces)));
         let task = tokio::task::spawn_blocking(move || {
-            let reader = FromChannel(body, Bytes::new());
             me.job().run(reader, &mut ToChannel(tx), None).map(drop)
         });
         let mut sunk = Ok(());
@@ -120,8 +113,7 @@ impl InProcess {
         drop(rx);
         let scored = task.await.map_err(joined)?;
         sunk?;
-        scored?;
-        Ok(Some(self.output))
+        scored
     }
 }
 
@@ -129,23 +121,6 @@ fn joined(e: tokio::task::JoinError) -> Error {
     Error::new(crate::error::ErrorKind::Model(format!(
         "the scoring thread failed: {e}"
     )))
-}
-
-/// A body arriving on a channel, read by the pipeline.
-struct FromChannel(mpsc::Receiver<io::Result<Bytes>>, Bytes);
-
-impl Read for FromChannel {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.1.is_empty() {
-            match self.0.blocking_recv() {
-                Some(piece) => self.1 = piece?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.1.len());
-        buf[..n].copy_from_slice(&self.1.split_to(n));
-        Ok(n)
-    }
 }
 
 /// The pipeline's output, sent back to the job as it is written.
@@ -171,35 +146,4 @@ pub fn rebase(e: Error, start: Position) -> Error {
         line: start.line.saturating_sub(1) + pos.line,
         byte: start.byte + pos.byte,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-
-    #[test]
-    fn positions_move_to_the_file() {
-        let e = Error::new(ErrorKind::FieldCount {
-            pos: Position {
-                record: 2,
-                line: 3,
-                byte: 10,
-            },
-            expected: 3,
-            found: 1,
-        })
-        .context("x");
-        let start = Position {
-            record: 101,
-            line: 120,
-            byte: 5000,
-        };
-        let e = rebase(e, start);
-        assert_eq!(
-            e.to_string(),
-            "x: record 102 (line 122, byte 5010): expected 3 fields, found 1"
-        );
-        assert_eq!(e.exit_code(), 65);
-    }
 }

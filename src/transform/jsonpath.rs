@@ -550,20 +550,10 @@ mod tests {
 
     #[test]
     fn the_services_own_rejections() {
-        assert_eq!(
-            err("$[0:2,246:]", Format::Csv),
-            "Invalid JsonPath: $[0:2,246:]: only single range filters of format (eg: [1:5]) are supported"
-        );
-        assert_eq!(
-            err("$['account_id','SageMakerOutput']", Format::JsonLines),
-            "Unexpected \"_\" in JsonPath. Supported operators for \"application/jsonlines\" are ['$', '[', ']', '*', '.', ' ', ',', ':', '-', ''']"
-        );
+        // The fixtures' reject-* cases hold the messages themselves.
         assert!(err("$[1:2,5]", Format::Csv).contains("only single range filters"));
         let long = format!("$.{}", "a".repeat(62));
-        assert_eq!(
-            err(&long, Format::Json),
-            format!("1 validation error detected: Value '{long}' at 'dataProcessing.inputFilter' failed to satisfy constraint: Member must have length less than or equal to 63")
-        );
+        assert!(err(&long, Format::Json).contains("length less than or equal to 63"));
         assert!(JsonPath::parse(&long[..63], Filter::Input, Format::Json).is_ok());
     }
 

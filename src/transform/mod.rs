@@ -41,24 +41,24 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::codec::records::{Blank, Framing};
+use crate::batch::BatchStrategy;
+use crate::codec::records::Framing;
 use crate::error::{Error, Result};
 use crate::media::Format;
+use crate::parallel::{self, RANGE_BYTES};
 use crate::pipeline::{ErrorPolicy, PipelineOptions};
 use crate::progress::Progress;
 
 pub use self::engine::FileReport;
 
-use self::dataprocessing::{DataProcessing, Options};
 use self::endpoint::Endpoint;
 use self::engine::{Backend, Mode, TransformJob};
-use self::inprocess::{InProcess, RANGE_BYTES};
+use self::inprocess::InProcess;
 use self::plan::{
-    check_requested, media_type_option, resolve, AssembleWith, CompressionType, JoinSource, Plan,
-    Requested, SplitType, DEFAULT_MAX_CONCURRENT,
+    media_type_option, AssembleWith, CompressionType, JoinSource, Plan, SplitType,
+    DEFAULT_MAX_CONCURRENT,
 };
 use self::split::SplitOptions;
-use crate::batch::{BatchStrategy, ExecutionParameters};
 
 /// What `mmp transform` is told: `CreateTransformJob`'s parameters (each
 /// `None` when not given, to be settled by [`plan`]) and how to run.
@@ -115,9 +115,6 @@ pub struct TransformOptions {
 pub struct TransformOutcome {
     /// One report per input file.
     pub reports: Vec<FileReport>,
-    /// The settings used and where each came from, and notes on the
-    /// container's answers.
-    pub notes: Vec<String>,
     /// The summary printed at the end.
     pub summary: String,
 }
@@ -158,19 +155,7 @@ pub fn run(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
 }
 
 async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
-    let req = Requested {
-        split: args.split_type,
-        strategy: args.batch_strategy,
-        max_payload_mb: args.max_payload_mb,
-        max_concurrent: args.max_concurrent,
-        assemble: args.assemble_with,
-    };
-    check_requested(&req, args.timeout, args.max_retries)?;
-    if !(args.ping_timeout >= 0.0 && args.ping_timeout.is_finite()) {
-        return Err(Error::config("--ping-timeout must be a number of seconds"));
-    }
-    let content_type = args.content_type.as_deref().map(media_type_option);
-    let accept = args.accept.as_deref().map(media_type_option);
+    plan::check(args)?;
     let files = match (&args.manifest, &args.input) {
         (Some(m), _) => inputs::manifest(m)?,
         (None, Some(input)) => inputs::list(input, &args.output)?,
@@ -179,38 +164,22 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
     std::fs::create_dir_all(&args.output)
         .map_err(|e| Error::io(format!("creating {}", args.output.display()), e))?;
     let mut notes = Vec::new();
-    let types = (&content_type, &accept);
 
     if let Some(url) = &args.endpoint {
         let endpoint = Endpoint::new(url)?;
         // Options are checked before the container is contacted, as
         // CreateTransformJob validates them; the container's values are
         // checked again below.
-        make_plan(args, &req, None, DEFAULT_MAX_CONCURRENT, types)?;
+        let defaults = (DEFAULT_MAX_CONCURRENT, "default");
+        Plan::new(args, None, defaults)?;
         endpoint
             .wait_ready(Duration::from_secs_f64(args.ping_timeout))
             .await?;
         let params = endpoint.execution_parameters(&mut notes).await;
-        let plan = make_plan(args, &req, params.as_ref(), DEFAULT_MAX_CONCURRENT, types)?;
-        let endpoint = endpoint.job(
-            plan.content_type.clone(),
-            plan.accept.clone(),
-            plan.output_format,
-            plan.timeout,
-            plan.max_retries,
-        );
-        let mode = request_mode(&plan);
-        let mode = (mode, false);
-        return Ok(execute(
-            Backend::Http(Box::new(endpoint)),
-            plan,
-            mode,
-            args,
-            files,
-            tty,
-            notes,
-        )
-        .await);
+        let plan = Plan::new(args, params.as_ref(), defaults)?;
+        let backend = Backend::Http(Box::new(endpoint.job(&plan)));
+        let mode = (request_mode(&plan), false);
+        return Ok(execute(backend, plan, mode, args, files, tty, notes).await);
     }
 
     let Some(model_dir) = &args.model_dir else {
@@ -220,27 +189,22 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
     };
     // In-process, this process is the container: it asks for what `mmp
     // serve`'s /execution-parameters advertises, one request per core.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let mut plan = make_plan(args, &req, None, cores, types)?;
-    if req.max_concurrent.is_none() {
-        if let Some(s) = plan
-            .sources
-            .iter_mut()
-            .find(|s| s.starts_with("MaxConcurrentTransforms"))
-        {
-            *s = format!("MaxConcurrentTransforms={cores} (in-process: one per core)");
+    let cores = (
+        parallel::available_threads() as u32,
+        "in-process: one per core",
+    );
+    let mut plan = Plan::new(args, None, cores)?;
+    let known = |option: &str, given: &Option<String>, default: Format| {
+        match given.as_deref().map(media_type_option) {
+            None => Ok(default),
+            Some((_, Some(f))) => Ok(f),
+            Some((given, None)) => Err(Error::config(format!(
+                "{option} {given}: in-process scoring reads and writes text/csv, application/jsonlines and application/json"
+            ))),
         }
-    }
-    let input = match &content_type {
-        None => Format::Csv,
-        Some((_, Some(f))) => *f,
-        Some((given, None)) => return Err(in_process_type("--content-type", given)),
     };
-    let output = match &accept {
-        None => input,
-        Some((_, Some(f))) => *f,
-        Some((given, None)) => return Err(in_process_type("--accept", given)),
-    };
+    let input = known("--content-type", &args.content_type, Format::Csv)?;
+    let output = known("--accept", &args.accept, input)?;
     plan.input_format = Some(input);
     plan.output_format = Some(output);
     let model = crate::model::load(model_dir)?;
@@ -249,7 +213,7 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
         ..PipelineOptions::default()
     };
     let backend = Backend::Local(Arc::new(InProcess::new(model, input, output, opts)));
-    let ranges = InProcess::record_wise(input, output) && !framing(&plan).is_binary();
+    let ranges = parallel::record_wise(input, output) && !plan.framing().is_binary();
     let mode = match ranges {
         true => ranges_mode(&plan, input),
         false => request_mode(&plan),
@@ -258,96 +222,19 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
     Ok(execute(backend, plan, (mode, check_lines), args, files, tty, notes).await)
 }
 
-fn in_process_type(option: &str, given: &str) -> Error {
-    Error::config(format!(
-        "{option} {given}: in-process scoring reads and writes text/csv, application/jsonlines and application/json"
-    ))
-}
-
-type Types<'a> = (
-    &'a Option<(String, Option<Format>)>,
-    &'a Option<(String, Option<Format>)>,
-);
-
-/// Settle the plan: precedence, DataProcessing, limits.
-fn make_plan(
-    args: &TransformOptions,
-    req: &Requested,
-    container: Option<&ExecutionParameters>,
-    default_concurrent: u32,
-    (content_type, accept): Types<'_>,
-) -> Result<Plan> {
-    let (split, strategy, max_payload_mb, max_concurrent, assemble, sources) =
-        resolve(req, container, default_concurrent);
-    let data_processing = DataProcessing::new(&Options {
-        input_filter: args.input_filter.as_deref(),
-        join: args.join_source,
-        output_filter: args.output_filter.as_deref(),
-        content_type: content_type.as_ref().map(|(s, f)| (s.as_str(), *f)),
-        accept: accept.as_ref().map(|(s, f)| (s.as_str(), *f)),
-        split,
-        assemble,
-        strategy,
-    })?;
-    if data_processing.is_some() && matches!(split, SplitType::RecordIO | SplitType::TFRecord) {
-        return Err(Error::config(format!(
-            "DataProcessing (InputFilter, JoinSource, OutputFilter) works on CSV and JSON records: SplitType={split:?} records are binary"
-        )));
-    }
-    Ok(Plan {
-        content_type: content_type.as_ref().map(|(s, _)| s.clone()),
-        accept: accept.as_ref().map(|(s, _)| s.clone()),
-        input_format: content_type.as_ref().and_then(|(_, f)| *f),
-        output_format: accept
-            .as_ref()
-            .and_then(|(_, f)| *f)
-            .or(content_type.as_ref().and_then(|(_, f)| *f)),
-        split,
-        strategy,
-        max_payload_mb,
-        max_concurrent,
-        assemble,
-        compression: args.compression_type,
-        data_processing,
-        timeout: Duration::from_secs_f64(args.timeout),
-        max_retries: args.max_retries,
-        sources,
-    })
-}
-
-/// Which lines are blank for the input's format.
-fn blank(plan: &Plan) -> Blank {
-    match plan.input_format {
-        _ if framing(plan).is_binary() => Blank::Never,
-        Some(Format::Json | Format::JsonLines) => Blank::Whitespace,
-        _ => Blank::Empty,
-    }
-}
-
-/// Where the job's records end.
-fn framing(plan: &Plan) -> Framing {
-    match plan.split {
-        SplitType::None | SplitType::Line => Framing::Line,
-        SplitType::RecordIO => Framing::RecordIO,
-        SplitType::TFRecord => Framing::TFRecord,
-    }
-}
-
 /// Requests exactly as SageMaker makes them.
 fn request_mode(plan: &Plan) -> Mode {
-    let dp = plan.data_processing.as_ref();
-    let whole_doc = dp.is_some_and(|d| d.input == Format::Json) && plan.split == SplitType::None;
     match (plan.split.splits(), plan.payload_limit()) {
         // An application/json document is read whole to be filtered.
-        _ if whole_doc => Mode::Whole,
+        _ if plan.whole_document() => Mode::Whole,
         (true, Some(limit)) => Mode::Batches(SplitOptions {
-            framing: framing(plan),
+            framing: plan.framing(),
             target: limit,
             single: plan.strategy == BatchStrategy::SingleRecord,
             max_record: Some(limit),
             mb: plan.max_payload_mb,
-            blank: blank(plan),
-            keep_originals: dp.is_some_and(|d| d.join),
+            blank: plan.blank(),
+            keep_originals: plan.joins(),
         }),
         (false, Some(_)) => Mode::Whole,
         (_, None) => Mode::Streamed,
@@ -365,14 +252,14 @@ fn ranges_mode(plan: &Plan, input: Format) -> Mode {
         } else {
             Framing::Line
         },
-        target: RANGE_BYTES,
+        target: RANGE_BYTES as u64,
         single: false,
         max_record: plan
             .payload_limit()
             .filter(|_| plan.split == SplitType::Line),
         mb: plan.max_payload_mb,
-        blank: blank(plan),
-        keep_originals: plan.data_processing.as_ref().is_some_and(|d| d.join),
+        blank: plan.blank(),
+        keep_originals: plan.joins(),
     })
 }
 
@@ -393,8 +280,6 @@ async fn execute(
     }
     let job = TransformJob {
         check_lines,
-        blank: blank(&plan),
-        workers: plan.max_concurrent as usize,
         plan,
         mode,
         out_dir: args.output.clone(),
@@ -409,11 +294,7 @@ async fn execute(
         progress.bytes(),
         progress.elapsed(),
     );
-    TransformOutcome {
-        reports,
-        notes,
-        summary,
-    }
+    TransformOutcome { reports, summary }
 }
 
 /// `mmp transform: 3 files: 2 succeeded, 1 failed; 10000 records, 1.2 MB in
@@ -466,19 +347,6 @@ mod tests {
         let s = summary(&reports[..1], 1, 0, Duration::from_secs(1));
         assert!(
             s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn one_file_is_singular() {
-        let reports = vec![FileReport {
-            rel: "a.csv".into(),
-            outcome: Ok(FileStats::default()),
-        }];
-        let s = summary(&reports, 2, 1_000_000, Duration::from_secs(1));
-        assert!(
-            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed; 2 records"),
             "{s}"
         );
     }

@@ -51,11 +51,6 @@ impl FileOutput {
         })
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
     /// Append bytes.
     pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.write_all(bytes)
@@ -100,30 +95,3 @@ impl Write for FileOutput {
 
 // Not committed: the input failed, and dropping the `Output` removes its
 // temporary file (a device or FIFO keeps what it was sent).
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn appears_only_when_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = out_path(dir.path(), Path::new("a/b.csv"));
-        assert_eq!(path, dir.path().join("a/b.csv.out"));
-        let mut out = FileOutput::create(path.clone()).unwrap();
-        out.write(b"x\n").unwrap();
-        out.reset().unwrap();
-        out.write(b"y\n").unwrap();
-        assert!(!path.exists());
-        assert_eq!(out.commit().unwrap(), 2);
-        assert_eq!(std::fs::read(&path).unwrap(), b"y\n");
-
-        let failed = out_path(dir.path(), Path::new("c.csv"));
-        let mut out = FileOutput::create(failed.clone()).unwrap();
-        out.write(b"partial").unwrap();
-        drop(out);
-        assert!(!failed.exists());
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "only a/ remains: {left:?}");
-    }
-}

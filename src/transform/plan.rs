@@ -9,13 +9,15 @@
 //! `MultiRecord` (the last is what local mode uses; no primary source gives
 //! it, §3 "Defaults").
 
-use crate::batch::{BatchStrategy, ExecutionParameters};
 use std::time::Duration;
 
+use crate::batch::{BatchStrategy, ExecutionParameters};
+use crate::codec::records::{Blank, Framing};
+use crate::error::{Error, Result};
 use crate::media::{ContentType, Format};
 
-use super::dataprocessing::DataProcessing;
-use crate::error::{Error, Result};
+use super::dataprocessing::{DataProcessing, Options};
+use super::TransformOptions;
 
 /// `TransformInput.SplitType`: how a file is cut into records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -80,21 +82,6 @@ pub const MAX_PAYLOAD_MB: u32 = 100;
 /// One "MB" of `MaxPayloadInMB`: a mebibyte, as the API's 6 MiB payloads.
 pub const MB: u64 = 1024 * 1024;
 
-/// Values given on the command line (each `None` when not given).
-#[derive(Clone, Debug, Default)]
-pub struct Requested {
-    /// `--split-type`.
-    pub split: Option<SplitType>,
-    /// `--batch-strategy`.
-    pub strategy: Option<BatchStrategy>,
-    /// `--max-payload-mb`.
-    pub max_payload_mb: Option<u32>,
-    /// `--max-concurrent`.
-    pub max_concurrent: Option<u32>,
-    /// `--assemble-with`.
-    pub assemble: Option<AssembleWith>,
-}
-
 /// The resolved settings of a job.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -130,10 +117,123 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Settle each setting: the command line, then the container's
+    /// `/execution-parameters` (if it answered 200), then SageMaker's
+    /// defaults (`concurrent`: the default `MaxConcurrentTransforms` and
+    /// where it comes from); then DataProcessing.
+    pub fn new(
+        args: &TransformOptions,
+        container: Option<&ExecutionParameters>,
+        concurrent: (u32, &str),
+    ) -> Result<Plan> {
+        let c = container.copied().unwrap_or_default();
+        let mut sources = Vec::new();
+        // Each value, and where it came from ("MaxPayloadInMB=6 (default)").
+        macro_rules! pick {
+            ($name:literal, $cli:expr, $container:expr, $default:expr) => {
+                pick!($name, $cli, $container, $default, "default")
+            };
+            ($name:literal, $cli:expr, $container:expr, $default:expr, $why:expr) => {{
+                let (v, from) = match ($cli, $container) {
+                    (Some(v), _) => (v, "command line"),
+                    (None, Some(v)) => (v, "container"),
+                    (None, None) => ($default, $why),
+                };
+                sources.push(format!("{}={v:?} ({from})", $name));
+                v
+            }};
+        }
+        let split = pick!("SplitType", args.split_type, None, SplitType::None);
+        let strategy = pick!(
+            "BatchStrategy",
+            args.batch_strategy,
+            c.strategy,
+            BatchStrategy::MultiRecord
+        );
+        let mb = pick!(
+            "MaxPayloadInMB",
+            args.max_payload_mb,
+            c.max_payload_mb,
+            DEFAULT_MAX_PAYLOAD_MB
+        );
+        let (n, why) = concurrent;
+        let n = pick!(
+            "MaxConcurrentTransforms",
+            args.max_concurrent,
+            c.max_concurrent,
+            n,
+            why
+        );
+        let assemble = pick!("AssembleWith", args.assemble_with, None, AssembleWith::None);
+        let content_type = args.content_type.as_deref().map(media_type_option);
+        let accept = args.accept.as_deref().map(media_type_option);
+        let data_processing = DataProcessing::new(&Options {
+            input_filter: args.input_filter.as_deref(),
+            join: args.join_source,
+            output_filter: args.output_filter.as_deref(),
+            content_type: content_type.as_ref().map(|(s, f)| (s.as_str(), *f)),
+            accept: accept.as_ref().map(|(s, f)| (s.as_str(), *f)),
+            split,
+            assemble,
+            strategy,
+        })?;
+        if data_processing.is_some() && matches!(split, SplitType::RecordIO | SplitType::TFRecord) {
+            return Err(Error::config(format!(
+                "DataProcessing (InputFilter, JoinSource, OutputFilter) works on CSV and JSON records: SplitType={split:?} records are binary"
+            )));
+        }
+        let input_format = content_type.as_ref().and_then(|(_, f)| *f);
+        Ok(Plan {
+            output_format: accept.as_ref().and_then(|(_, f)| *f).or(input_format),
+            input_format,
+            content_type: content_type.map(|(s, _)| s),
+            accept: accept.map(|(s, _)| s),
+            split,
+            strategy,
+            max_payload_mb: mb,
+            max_concurrent: n,
+            assemble,
+            compression: args.compression_type,
+            data_processing,
+            timeout: Duration::from_secs_f64(args.timeout),
+            max_retries: args.max_retries,
+            sources,
+        })
+    }
+
     /// The payload limit in bytes; `None` for `MaxPayloadInMB=0` (no limit:
     /// the file is streamed in one chunked request).
     pub fn payload_limit(&self) -> Option<u64> {
         (self.max_payload_mb > 0).then(|| self.max_payload_mb as u64 * MB)
+    }
+
+    /// Where the job's records end.
+    pub fn framing(&self) -> Framing {
+        match self.split {
+            SplitType::None | SplitType::Line => Framing::Line,
+            SplitType::RecordIO => Framing::RecordIO,
+            SplitType::TFRecord => Framing::TFRecord,
+        }
+    }
+
+    /// Which lines are blank for the input's format.
+    pub fn blank(&self) -> Blank {
+        match self.input_format {
+            _ if self.framing().is_binary() => Blank::Never,
+            Some(Format::Json | Format::JsonLines) => Blank::Whitespace,
+            _ => Blank::Empty,
+        }
+    }
+
+    /// Whether each file is one `application/json` document to filter.
+    pub fn whole_document(&self) -> bool {
+        let dp = self.data_processing.as_ref();
+        self.split == SplitType::None && dp.is_some_and(|d| d.input == Format::Json)
+    }
+
+    /// Whether each output record is joined with its input record.
+    pub fn joins(&self) -> bool {
+        self.data_processing.as_ref().is_some_and(|d| d.join)
     }
 }
 
@@ -142,52 +242,47 @@ impl Plan {
 /// take types we do not know, e.g. `image/jpeg`).
 pub fn media_type_option(s: &str) -> (String, Option<Format>) {
     match ContentType::parse_option(s) {
-        Ok(ct) => {
-            let is_short = !s.contains('/');
-            let value = if is_short {
-                ct.format.mime().to_string()
-            } else {
-                s.trim().to_string()
-            };
-            (value, Some(ct.format))
-        }
+        Ok(ct) if !s.contains('/') => (ct.format.mime().to_string(), Some(ct.format)),
+        Ok(ct) => (s.trim().to_string(), Some(ct.format)),
         Err(_) => (s.trim().to_string(), None),
     }
 }
 
 /// Check the command-line values against `CreateTransformJob`'s limits
 /// (docs/contract.md §3, "Limits").
-pub fn check_requested(req: &Requested, timeout_secs: f64, retries: u32) -> Result<()> {
-    if let Some(mb) = req.max_payload_mb {
-        if mb > MAX_PAYLOAD_MB {
-            return Err(validation(
-                &mb.to_string(),
-                "maxPayloadInMB",
-                "Member must have value less than or equal to 100",
-            ));
-        }
+pub fn check(args: &TransformOptions) -> Result<()> {
+    if let Some(mb) = args.max_payload_mb.filter(|mb| *mb > MAX_PAYLOAD_MB) {
+        return Err(validation(
+            &mb.to_string(),
+            "maxPayloadInMB",
+            "Member must have value less than or equal to 100",
+        ));
     }
-    if req.max_concurrent == Some(0) {
+    if args.max_concurrent == Some(0) {
         return Err(Error::config("--max-concurrent must be at least 1"));
     }
-    if let (Some(mb), Some(n)) = (req.max_payload_mb, req.max_concurrent) {
+    if let (Some(mb), Some(n)) = (args.max_payload_mb, args.max_concurrent) {
         if mb as u64 * n as u64 > MAX_PAYLOAD_MB as u64 {
             return Err(Error::config(format!(
                 "MaxConcurrentTransforms ({n}) × MaxPayloadInMB ({mb}) must not exceed 100 MB"
             )));
         }
     }
-    if !(timeout_secs > 0.0 && timeout_secs <= 3600.0) {
+    let timeout = args.timeout;
+    if !(timeout > 0.0 && timeout <= 3600.0) {
         return Err(Error::config(format!(
-            "--timeout {timeout_secs}: must be more than 0 and at most 3600 seconds (InvocationsTimeoutInSeconds)"
+            "--timeout {timeout}: must be more than 0 and at most 3600 seconds (InvocationsTimeoutInSeconds)"
         )));
     }
-    if retries > 3 {
+    if args.max_retries > 3 {
         return Err(validation(
-            &retries.to_string(),
+            &args.max_retries.to_string(),
             "modelClientConfig.invocationsMaxRetries",
             "Member must have value less than or equal to 3",
         ));
+    }
+    if !(args.ping_timeout >= 0.0 && args.ping_timeout.is_finite()) {
+        return Err(Error::config("--ping-timeout must be a number of seconds"));
     }
     Ok(())
 }
@@ -199,150 +294,42 @@ pub fn validation(value: &str, member: &str, constraint: &str) -> Error {
     ))
 }
 
-/// Resolve each setting: command line, then the container (if it answered
-/// 200), then SageMaker's defaults.
-pub fn resolve(
-    req: &Requested,
-    container: Option<&ExecutionParameters>,
-    default_concurrent: u32,
-) -> (
-    SplitType,
-    BatchStrategy,
-    u32,
-    u32,
-    AssembleWith,
-    Vec<String>,
-) {
-    let mut sources = Vec::new();
-    let c = container.copied().unwrap_or_default();
-    fn pick<T: Copy + std::fmt::Debug>(
-        name: &str,
-        cli: Option<T>,
-        container: Option<T>,
-        default: T,
-        sources: &mut Vec<String>,
-    ) -> T {
-        let (v, from) = match (cli, container) {
-            (Some(v), _) => (v, "command line"),
-            (None, Some(v)) => (v, "container"),
-            (None, None) => (default, "default"),
-        };
-        sources.push(format!("{name}={v:?} ({from})"));
-        v
-    }
-    let split = pick("SplitType", req.split, None, SplitType::None, &mut sources);
-    let strategy = pick(
-        "BatchStrategy",
-        req.strategy,
-        c.strategy,
-        BatchStrategy::MultiRecord,
-        &mut sources,
-    );
-    let mb = pick(
-        "MaxPayloadInMB",
-        req.max_payload_mb,
-        c.max_payload_mb,
-        DEFAULT_MAX_PAYLOAD_MB,
-        &mut sources,
-    );
-    let n = pick(
-        "MaxConcurrentTransforms",
-        req.max_concurrent,
-        c.max_concurrent,
-        default_concurrent,
-        &mut sources,
-    );
-    let assemble = pick(
-        "AssembleWith",
-        req.assemble,
-        None,
-        AssembleWith::None,
-        &mut sources,
-    );
-    (split, strategy, mb, n, assemble, sources)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn both_spellings_of_the_strategy() {
-        for s in ["MULTI_RECORD", "MultiRecord", "multirecord"] {
-            assert_eq!(BatchStrategy::parse(s), Some(BatchStrategy::MultiRecord));
+    /// `mmp transform ARGS`'s options, as the command line gives them.
+    fn options(args: &[&str]) -> TransformOptions {
+        let head = [
+            "mmp",
+            "transform",
+            "--input",
+            "i",
+            "--output",
+            "o",
+            "--model-dir",
+            "m",
+        ];
+        let cli = crate::cli::Cli::try_parse_from(head.iter().chain(args)).unwrap();
+        match cli.command {
+            crate::cli::Command::Transform(t) => t.options(),
+            _ => unreachable!("a transform command line"),
         }
-        for s in ["SINGLE_RECORD", "SingleRecord"] {
-            assert_eq!(BatchStrategy::parse(s), Some(BatchStrategy::SingleRecord));
-        }
-        assert_eq!(BatchStrategy::parse("MULTI"), None);
-    }
-
-    #[test]
-    fn execution_parameters_from_the_documented_body() {
-        let mut notes = Vec::new();
-        let p = ExecutionParameters::from_json(
-            br#"{"MaxConcurrentTransforms": 8, "BatchStrategy": "MULTI_RECORD", "MaxPayloadInMB": 6}"#,
-            &mut notes,
-        );
-        assert_eq!(
-            p,
-            ExecutionParameters {
-                max_concurrent: Some(8),
-                strategy: Some(BatchStrategy::MultiRecord),
-                max_payload_mb: Some(6)
-            }
-        );
-        assert!(notes.is_empty());
-        let p = ExecutionParameters::from_json(
-            br#"{"MaxConcurrentTransforms": 0, "BatchStrategy": "X", "MaxPayloadInMB": 500}"#,
-            &mut notes,
-        );
-        assert_eq!(p, ExecutionParameters::default());
-        assert_eq!(notes.len(), 2, "{notes:?}");
-    }
-
-    #[test]
-    fn command_line_then_container_then_defaults() {
-        let container = ExecutionParameters {
-            max_concurrent: Some(4),
-            strategy: Some(BatchStrategy::SingleRecord),
-            max_payload_mb: Some(2),
-        };
-        let req = Requested {
-            max_payload_mb: Some(1),
-            ..Requested::default()
-        };
-        let (split, strategy, mb, n, assemble, _) = resolve(&req, Some(&container), 1);
-        assert_eq!(split, SplitType::None);
-        assert_eq!(strategy, BatchStrategy::SingleRecord);
-        assert_eq!((mb, n), (1, 4));
-        assert_eq!(assemble, AssembleWith::None);
-        let (_, strategy, mb, n, _, sources) = resolve(&Requested::default(), None, 1);
-        assert_eq!((strategy, mb, n), (BatchStrategy::MultiRecord, 6, 1));
-        assert!(sources.contains(&"MaxPayloadInMB=6 (default)".to_string()));
     }
 
     #[test]
     fn limits_of_create_transform_job() {
-        let req = Requested {
-            max_payload_mb: Some(101),
-            ..Requested::default()
-        };
-        let e = check_requested(&req, 600.0, 3).unwrap_err();
+        let e = check(&options(&["--max-payload-mb", "101"])).unwrap_err();
         assert!(e
             .to_string()
             .starts_with("1 validation error detected: Value '101' at 'maxPayloadInMB'"));
-        let req = Requested {
-            max_payload_mb: Some(30),
-            max_concurrent: Some(4),
-            ..Requested::default()
-        };
-        assert!(check_requested(&req, 600.0, 3).is_err());
-        assert!(check_requested(&Requested::default(), 0.0, 3).is_err());
-        assert!(check_requested(&Requested::default(), 1.0, 4).is_err());
-        assert!(check_requested(&Requested::default(), 0.5, 0).is_ok());
+        let product = ["--max-payload-mb", "30", "--max-concurrent", "4"];
+        assert!(check(&options(&product)).is_err());
+        assert!(check(&options(&["--timeout", "0"])).is_err());
+        assert!(check(&options(&["--timeout", "1", "--max-retries", "4"])).is_err());
+        assert!(check(&options(&["--timeout", "0.5", "--max-retries", "0"])).is_ok());
     }
-
     #[test]
     fn media_type_options() {
         assert_eq!(

@@ -349,11 +349,7 @@ pub fn whole(
         return Err(e);
     }
     let span = Bytes::from(data);
-    let start = Position {
-        record: 1,
-        line: 1,
-        byte: 0,
-    };
+    let start = Position::FIRST;
     let records = Records::new(&span, start, blank).count() as u64;
     let Some(dp) = dp else {
         return Ok(MiniBatch {
@@ -417,23 +413,6 @@ mod tests {
     }
 
     #[test]
-    fn multi_record_packs_whole_records_by_exact_size() {
-        let input = b"aaa\nbb\ncccc\nd";
-        let v = split(input, opts(7, false, Some(7))).unwrap();
-        assert_eq!(bodies(&v), [&b"aaa\nbb\n"[..], b"cccc\nd"]);
-        assert_eq!(
-            v[1].start,
-            Position {
-                record: 3,
-                line: 3,
-                byte: 7
-            }
-        );
-        let v = split(input, opts(6, false, Some(6))).unwrap();
-        assert_eq!(bodies(&v), [&b"aaa\n"[..], b"bb\n", b"cccc\nd"]);
-    }
-
-    #[test]
     fn single_record_and_blank_lines() {
         let input = b"\n\r\na\n\nb\r\n\n";
         let v = split(input, opts(u64::MAX, true, None)).unwrap();
@@ -462,13 +441,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_over_the_limit_fails_the_file() {
-        let e = split(b"ab\nabcdefgh\nc\n", opts(4, false, Some(4))).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "record 2 (line 2, byte 3) is larger than MaxPayloadInMB=0 (4 bytes): no mini-batch can carry it"
-        );
-        // Also when the line never ends: it is not read whole.
+    fn a_line_that_never_ends_is_not_read_whole() {
         let big = vec![b'x'; 3 * READ_CHUNK];
         let e = split(&big, opts(10, false, Some(10))).unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::PayloadTooLarge { .. }));
@@ -481,131 +454,6 @@ mod tests {
         let v = split(b"1,\"a\nb\"\n2,3\n", o).unwrap();
         assert_eq!(bodies(&v), [&b"1,\"a\nb\"\n"[..], b"2,3\n"]);
         assert_eq!(v[1].start.line, 3);
-    }
-
-    /// A reader handing out `n` bytes per read: a file cut at every offset.
-    struct Trickle<'a>(&'a [u8], usize);
-
-    impl Read for Trickle<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.0.len().min(self.1).min(buf.len());
-            buf[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
-
-    /// TFRecord (u64 length, masked CRC32C of it, payload, masked CRC32C),
-    /// CRC32C bit by bit from its definition, not the crate under test.
-    #[allow(clippy::manual_rotate)]
-    fn tfrecord(payload: &[u8]) -> Vec<u8> {
-        let crc = |bytes: &[u8]| {
-            let mut c = !0u32;
-            for &b in bytes {
-                c ^= b as u32;
-                for _ in 0..8 {
-                    c = if c & 1 == 1 {
-                        (c >> 1) ^ 0x82F6_3B78
-                    } else {
-                        c >> 1
-                    };
-                }
-            }
-            let c = !c;
-            ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
-        };
-        let len = (payload.len() as u64).to_le_bytes();
-        [
-            &len[..],
-            &crc(&len).to_le_bytes(),
-            payload,
-            &crc(payload).to_le_bytes(),
-        ]
-        .concat()
-    }
-
-    fn recordio(payload: &[u8]) -> Vec<u8> {
-        let pad = vec![0u8; payload.len().next_multiple_of(4) - payload.len()];
-        let len = payload.len() as u32;
-        [
-            &0xced7230au32.to_le_bytes()[..],
-            &len.to_le_bytes(),
-            payload,
-            &pad,
-        ]
-        .concat()
-    }
-
-    #[test]
-    fn binary_records_single_without_framing_multi_as_they_are() {
-        let payloads: [&[u8]; 3] = [b"one", b"second", b"3"];
-        for (framing, frame) in [
-            (Framing::TFRecord, tfrecord as fn(&[u8]) -> Vec<u8>),
-            (Framing::RecordIO, recordio),
-        ] {
-            let frames: Vec<Vec<u8>> = payloads.iter().map(|p| frame(p)).collect();
-            let file = frames.concat();
-            for step in [1, 3, 7, file.len()] {
-                let o = SplitOptions {
-                    framing,
-                    blank: Blank::Never,
-                    ..opts(u64::MAX, true, Some(64))
-                };
-                let mut s = Splitter::new(Trickle(&file, step), o.clone(), None);
-                let mut got = Vec::new();
-                while let Some(b) = s.next_batch().unwrap() {
-                    got.push(b.body.to_vec());
-                }
-                assert_eq!(got, payloads, "{framing:?} step {step}");
-                let multi = SplitOptions {
-                    single: false,
-                    target: (frames[0].len() + frames[1].len()) as u64,
-                    ..o
-                };
-                let mut s = Splitter::new(Trickle(&file, step), multi, None);
-                let first = s.next_batch().unwrap().unwrap();
-                assert_eq!(first.body, frames[..2].concat());
-                assert_eq!(first.records, 2);
-                let second = s.next_batch().unwrap().unwrap();
-                assert_eq!(
-                    (second.body.to_vec(), second.start.record),
-                    (frames[2].clone(), 3)
-                );
-                assert_eq!(
-                    second.start.byte,
-                    (frames[0].len() + frames[1].len()) as u64
-                );
-            }
-            // Corrupt or cut short: the file fails with the record and byte.
-            let at = frames[0].len();
-            let mut bad = file.clone();
-            // TFRecord: the length's CRC; RecordIO (no CRC): the magic.
-            bad[at + if framing == Framing::TFRecord { 9 } else { 1 }] ^= 0x40;
-            let mut cut = file.clone();
-            cut.pop();
-            for (data, want) in [(&bad, "at byte"), (&cut, "truncated")] {
-                let o = SplitOptions {
-                    framing,
-                    blank: Blank::Never,
-                    ..opts(1 << 20, false, Some(1 << 20))
-                };
-                let e = split(data, o).unwrap_err().to_string();
-                assert!(e.contains(want), "{e}");
-                let record = if data == &cut { 3 } else { 2 };
-                let offset = if data == &cut {
-                    at + frames[1].len()
-                } else {
-                    at
-                };
-                assert!(
-                    e.starts_with(&format!(
-                        "{} record {record} at byte {offset}: ",
-                        framing.name()
-                    )),
-                    "{e}"
-                );
-            }
-        }
     }
 
     /// Large inputs: batches are split off the buffer, reads refill it, and
