@@ -123,7 +123,7 @@ pub async fn run(
         .map_err(|e| Error::io("reading the bound address", e))?;
     log_config(&cfg, addr);
     let state = Arc::new(State::new(cfg)?);
-    let service = warp::service(routes::routes(state.clone()));
+    let service = routes::service(state.clone());
     let limits = listener::Limits {
         header_read_timeout: state.cfg.header_read_timeout,
         max_header_bytes: state.cfg.max_header_bytes,

@@ -12,7 +12,8 @@ use warp::{Rejection, Reply};
 use crate::error::Error;
 
 /// SageMaker's pass-through header, echoed on every `/invocations` answer.
-pub const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
+pub const CUSTOM_ATTRIBUTES: http::HeaderName =
+    http::HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
 
 #[derive(Serialize)]
 struct Body<'a> {
