@@ -403,6 +403,11 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits_0() {
     let mut raw = chunked_head("text/csv", None);
     raw.extend(chunk(b"1,2,3\n"));
     conn.write_all(&raw).unwrap();
+    // In flight once the server has read its head (a signal before that
+    // finds a connection with no request, which shutdown closes).
+    eventually("the request in flight", || {
+        s.metric("mmp_invocations_in_flight") == 1.0
+    });
     s.signal("TERM");
     s.wait_log("stopped accepting", Duration::from_secs(10));
     // The in-flight request goes on to its end.
