@@ -97,6 +97,21 @@ pub struct ContentType {
 impl ContentType {
     /// Parse a `Content-Type` value.
     pub fn parse(value: &str) -> Result<ContentType, Error> {
+        // The values clients send nearly always, compared whole: the
+        // general parse below (splitting, Unicode trims, alias lists) was
+        // 535 of a 1-row request's 30k instructions (callgrind, issue 19).
+        let exact = match value {
+            "text/csv" => Some(Format::Csv),
+            "application/jsonlines" => Some(Format::JsonLines),
+            "application/json" => Some(Format::Json),
+            _ => None,
+        };
+        if let Some(format) = exact {
+            return Ok(ContentType {
+                format,
+                header: None,
+            });
+        }
         let unsupported = || {
             Error::new(ErrorKind::UnsupportedMediaType {
                 given: value.chars().take(200).collect(),
