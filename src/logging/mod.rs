@@ -18,6 +18,12 @@ mod format;
 
 pub use format::{CachedTime, PlainFields, PlainFormat};
 
+/// A duration as a log line's `duration_ms`: milliseconds to the
+/// microsecond, which the text format writes without a float formatter.
+pub fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1e3
+}
+
 /// The filter from `RUST_LOG`, else `SAGEMAKER_CONTAINER_LOG_LEVEL`, else
 /// `default`.
 pub fn filter(settings: &LogSettings, default: &str) -> EnvFilter {

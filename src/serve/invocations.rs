@@ -769,9 +769,9 @@ impl RequestLog {
         m.predictions.inc_by(stats.predictions);
         m.request_bytes.inc_by(bytes_in);
         m.response_bytes.inc_by(bytes_out);
-        let secs = self.started.elapsed().as_secs_f64();
-        m.duration.observe(secs);
-        secs * 1e3
+        let took = self.started.elapsed();
+        m.duration.observe(took.as_secs_f64());
+        crate::logging::millis(took)
     }
 
     /// The request ended with `status` (200 once committed, even if an error

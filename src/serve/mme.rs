@@ -541,7 +541,7 @@ fn answered(
 ) {
     let status = res.status().as_u16();
     metrics().request(route, status);
-    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let ms = crate::logging::millis(started.elapsed());
     if method == "GET" {
         tracing::debug!(target: "mmp::request", method, path = route, status, model = name, duration_ms = ms, "request");
     } else {
@@ -772,7 +772,7 @@ pub async fn invoke<S: Body>(
                 target: "mmp::request",
                 method = "POST", path = ROUTE_INVOKE, status = res.status().as_u16(),
                 model = %segment, target_model = target,
-                duration_ms = started.elapsed().as_secs_f64() * 1e3,
+                duration_ms = crate::logging::millis(started.elapsed()),
                 error = %e, "request failed"
             );
             Ok(res)

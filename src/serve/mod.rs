@@ -147,7 +147,7 @@ pub async fn run(
             model_root = %state.cfg.mme_model_root.display(),
             budget_bytes = budget.bytes,
             budget_source = %budget.source,
-            ready_ms = started.elapsed().as_secs_f64() * 1e3,
+            ready_ms = crate::logging::millis(started.elapsed()),
             "multi-model endpoint; ready"
         );
         return drain(&state, server).await;
@@ -165,7 +165,7 @@ pub async fn run(
         target: "mmp::startup",
         model_dir = %state.cfg.model_dir.display(),
         features = model.num_features(),
-        ready_ms = started.elapsed().as_secs_f64() * 1e3,
+        ready_ms = crate::logging::millis(started.elapsed()),
         "model loaded; ready"
     );
     let _ = state.model.set(model);
