@@ -50,17 +50,6 @@ impl Backend {
         }
     }
 
-    async fn invoke_streamed(
-        &self,
-        body: mpsc::Receiver<std::io::Result<Bytes>>,
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<()> {
-        match self {
-            Backend::Http(e) => e.invoke_streamed(body, sink).await,
-            Backend::Local(p) => p.invoke_streamed(body, sink).await,
-        }
-    }
-
     /// How often a failed request is tried again (the pipeline is
     /// deterministic: another attempt fails the same way).
     fn retries(&self) -> u32 {
@@ -80,6 +69,8 @@ pub enum Mode {
     Whole,
     /// Each file streamed in one chunked request (`MaxPayloadInMB=0`).
     Streamed,
+    /// Each file scored whole by `mmp score`'s engine (in-process).
+    Scored,
 }
 
 /// A job, ready to run.
@@ -91,11 +82,6 @@ pub struct TransformJob {
     pub mode: Mode,
     /// The output folder.
     pub out_dir: PathBuf,
-    /// In-process ranges of `SplitType=Line` records: a response must have
-    /// one line per record. The ranges stand for the service's requests
-    /// only while each line is one record; a CSV record with a quoted
-    /// newline, which the service would cut in two, breaks that.
-    pub check_lines: bool,
 }
 
 /// What became of one file.
@@ -206,7 +192,7 @@ pub async fn run(
     backend: &Backend,
     job: Arc<TransformJob>,
     files: Arc<Vec<InputFile>>,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Vec<FileReport> {
     let workers = job.plan.max_concurrent.max(1) as usize;
     let failed: Arc<Vec<AtomicBool>> =
@@ -240,7 +226,17 @@ pub async fn run(
                 }
                 Item::Stream(f) => {
                     let file = &files_ref[f];
-                    Done::Streamed(f, stream(backend, permits, job_arc, rules, file).await)
+                    let r = match backend {
+                        Backend::Local(p) => {
+                            let _permit = permits.acquire().await;
+                            p.score_file(&job_ref.plan, file, &job_ref.out_dir, progress)
+                                .await
+                        }
+                        Backend::Http(e) => stream(e, permits, job_arc, rules, file)
+                            .await
+                            .inspect(|s| progress.add(s.records, file.size)),
+                    };
+                    Done::Streamed(f, r)
                 }
                 Item::Start(f) => Done::Start(f),
                 Item::End(f, r) => Done::End(f, r),
@@ -293,12 +289,7 @@ pub async fn run(
                     finish(f, r, &mut current);
                 }
             }
-            Done::Streamed(f, r) => {
-                if let Ok(s) = &r {
-                    progress.add(s.records, files[f].size);
-                }
-                finish(f, r, &mut current);
-            }
+            Done::Streamed(f, r) => finish(f, r, &mut current),
         }
     }
     let _ = reader.await;
@@ -326,7 +317,7 @@ fn read_files(
 ) {
     let send = |item| tx.blocking_send(item).is_ok();
     for (id, file) in files.iter().enumerate() {
-        if let Mode::Streamed = job.mode {
+        if let Mode::Streamed | Mode::Scored = job.mode {
             if !send(Item::Stream(id)) {
                 return;
             }
@@ -387,7 +378,7 @@ fn cut_file(
             let limit = plan.payload_limit().map(|l| (l, plan.max_payload_mb));
             send(split::whole(reader, dp, plan.blank(), limit)?);
         }
-        Mode::Streamed => {}
+        Mode::Streamed | Mode::Scored => {}
     }
     Ok(())
 }
@@ -405,16 +396,6 @@ async fn part(
         let permit = permits.acquire().await;
         let response = backend.invoke(batch).await?;
         drop(permit);
-        if job.check_lines {
-            let open = response.last().is_some_and(|b| *b != b'\n');
-            let got = memchr::memchr_iter(b'\n', &response).count() as u64 + open as u64;
-            if got != batch.records {
-                return Err(Error::new(ErrorKind::RecordCount {
-                    sent: batch.records,
-                    got,
-                }));
-            }
-        }
         let span = batch.original_span();
         let originals = if job.plan.whole_document() {
             assemble::whole(span)
@@ -502,7 +483,7 @@ fn produce(
 /// `MaxPayloadInMB`: 0 streams the body with chunked encoding), its output
 /// written as it comes back; retried from the start of both.
 async fn stream(
-    backend: &Backend,
+    endpoint: &Endpoint,
     permits: &tokio::sync::Semaphore,
     job: &Arc<TransformJob>,
     rules: Rules<'_>,
@@ -527,7 +508,7 @@ async fn stream(
             false => Box::new(std::iter::empty()),
         };
         let mut asm = Assembler::new(rules, originals);
-        let answered = backend
+        let answered = endpoint
             .invoke_streamed(rx, &mut |piece| asm.feed(piece, &mut out))
             .await;
         drop(permit);
@@ -541,7 +522,7 @@ async fn stream(
         };
         match result {
             Ok(records) => break records,
-            Err(e) => again(attempt, backend.retries(), e).await?,
+            Err(e) => again(attempt, endpoint.retries, e).await?,
         }
     };
     let bytes_out = out.commit()?;

@@ -4,8 +4,7 @@
 //!
 //! A line record ends at `\n` (the service: "split on newline"; CSV with
 //! embedded newlines is unsupported there, so a quoted newline ends a record
-//! here too, except with [`Framing::QuotedLine`], used only to cut a
-//! `SplitType=None` file for parallel scoring). Blank lines are not records:
+//! here too). Blank lines are not records:
 //! never sent alone and never counted; inside a mini-batch they travel with
 //! their neighbours, so a mini-batch is one contiguous span of the file.
 //!
@@ -263,13 +262,7 @@ impl<'d, R: Read> Splitter<'d, R> {
                 break;
             };
             let content = &self.buf[cursor..cursor + frame.content];
-            let frame_lines = match self.opts.framing {
-                Framing::Line => 1,
-                Framing::QuotedLine => {
-                    memchr::memchr_iter(b'\n', &self.buf[cursor..cursor + frame.len]).count() as u64
-                }
-                Framing::RecordIO | Framing::TFRecord => 0,
-            };
+            let frame_lines = u64::from(self.opts.framing == Framing::Line);
             if self.opts.blank.is_blank(content) {
                 if records == 0 {
                     self.buf.advance(frame.len);
@@ -445,15 +438,6 @@ mod tests {
         let big = vec![b'x'; 3 * READ_CHUNK];
         let e = split(&big, opts(10, false, Some(10))).unwrap_err();
         assert!(matches!(e.kind(), ErrorKind::PayloadTooLarge { .. }));
-    }
-
-    #[test]
-    fn quote_aware_ranges_do_not_cut_inside_quotes() {
-        let mut o = opts(4, false, None);
-        o.framing = Framing::QuotedLine;
-        let v = split(b"1,\"a\nb\"\n2,3\n", o).unwrap();
-        assert_eq!(bodies(&v), [&b"1,\"a\nb\"\n"[..], b"2,3\n"]);
-        assert_eq!(v[1].start.line, 3);
     }
 
     /// Large inputs: batches are split off the buffer, reads refill it, and
