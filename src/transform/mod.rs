@@ -304,34 +304,3 @@ pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration)
     }
     s
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-    use crate::transform::engine::FileStats;
-
-    #[test]
-    fn summary_lists_failures() {
-        let reports = vec![
-            FileReport {
-                rel: "a.csv".into(),
-                outcome: Ok(FileStats::default()),
-            },
-            FileReport {
-                rel: "b/c.csv".into(),
-                outcome: Err(Error::new(ErrorKind::Connection("reset".into()))),
-            },
-        ];
-        let s = summary(&reports, 10, 2_000_000, Duration::from_secs(2));
-        assert_eq!(
-            s,
-            "mmp transform: 2 files: 1 succeeded, 1 failed; 10 records, 2.0 MB in 2.00 s (1.0 MB/s, 5 records/s)\n  failed b/c.csv: connection failed: reset"
-        );
-        let s = summary(&reports[..1], 1, 0, Duration::from_secs(1));
-        assert!(
-            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed"),
-            "{s}"
-        );
-    }
-}
