@@ -156,10 +156,23 @@ pub async fn with_retries<T, F: std::future::Future<Output = Result<T>>>(
 /// Open an input, decompressing it as it is read if asked (SageMaker
 /// decompresses before splitting: API reference,
 /// `TransformInput.CompressionType`).
-pub fn open(file: &InputFile, compression: CompressionType) -> Result<Box<dyn Read + Send>> {
+/// With `SplitType=None`, a plain file over `MaxPayloadInMB` fails before
+/// it is read (a decompressed one, once read: [`split::whole`]).
+pub fn open(file: &InputFile, plan: &Plan) -> Result<Box<dyn Read + Send>> {
+    let plain = plan.compression == CompressionType::None;
+    if let Some(limit) = plan
+        .payload_limit()
+        .filter(|l| plain && plan.split == SplitType::None && file.size > *l)
+    {
+        return Err(Error::new(ErrorKind::FileTooLarge {
+            size: file.size,
+            mb: plan.max_payload_mb,
+            limit,
+        }));
+    }
     let f = File::open(&file.path)
         .map_err(|e| Error::io(format!("cannot open {}", file.path.display()), e))?;
-    Ok(match compression {
+    Ok(match plan.compression {
         CompressionType::None => Box::new(f),
         CompressionType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
     })
@@ -349,18 +362,7 @@ fn cut_file(
     send: &mut dyn FnMut(MiniBatch) -> bool,
 ) -> Result<()> {
     let plan = &job.plan;
-    let plain = plan.compression == CompressionType::None;
-    if let Some(limit) = plan
-        .payload_limit()
-        .filter(|l| plain && plan.split == SplitType::None && file.size > *l)
-    {
-        return Err(Error::new(ErrorKind::FileTooLarge {
-            size: file.size,
-            mb: plan.max_payload_mb,
-            limit,
-        }));
-    }
-    let reader = open(file, plan.compression)?;
+    let reader = open(file, plan)?;
     let dp = plan.data_processing.as_ref();
     match &job.mode {
         Mode::Batches(opts) => {
@@ -433,7 +435,7 @@ fn produce(
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<u64> {
     let plan = &job.plan;
-    let mut reader = open(file, plan.compression)?;
+    let mut reader = open(file, plan)?;
     let dp = plan.data_processing.as_ref();
     if !plan.split.splits() && dp.is_none() {
         loop {
@@ -502,7 +504,7 @@ async fn stream(
         };
         let originals: Originals = match job.plan.joins() {
             true => Box::new(FileRecords::new(
-                BufReader::with_capacity(1 << 20, open(file, job.plan.compression)?),
+                BufReader::with_capacity(1 << 20, open(file, &job.plan)?),
                 job.plan.blank(),
             )),
             false => Box::new(std::iter::empty()),

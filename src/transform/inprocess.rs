@@ -9,8 +9,10 @@
 //! wherever the requests are cut) or each file one request
 //! (`SplitType=None`, `MaxPayloadInMB=0`). The per-request limits still
 //! hold: with `SplitType=Line` a record larger than `MaxPayloadInMB` fails
-//! its file (the decoder's record limit), and with `SplitType=None` so does
-//! a file larger than it. With `SplitType=Line` the service cuts at every
+//! its file (the decoder's record limit, so this path is taken then only
+//! under `--on-error fail`), and with `SplitType=None` so does a file
+//! larger than it (unless it is compressed: its size is known only once
+//! read, so it is sent as one request). With `SplitType=Line` the service cuts at every
 //! newline, so a CSV file whose quoted fields hold newlines (fewer records
 //! than lines) fails, as its halves would at the container.
 //!
@@ -29,14 +31,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::media::Format;
 use crate::model::SharedModel;
 use crate::parallel;
-use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::pipeline::{ErrorPolicy, Pipeline, PipelineOptions};
 use crate::progress::Progress;
 use crate::score;
 
 use super::engine::{open, FileStats};
 use super::inputs::InputFile;
 use super::output::{out_path, FileOutput};
-use super::plan::{Plan, SplitType};
+use super::plan::{CompressionType, Plan, SplitType};
 use super::split::MiniBatch;
 
 /// The pipeline, in this process.
@@ -62,7 +64,18 @@ impl InProcess {
     /// (see the module docs).
     pub fn scores_files(&self, plan: &Plan) -> bool {
         let one_request = plan.split == SplitType::None || plan.payload_limit().is_none();
-        plan.data_processing.is_none()
+        // A decompressed file's size is known only once it is read whole.
+        let sized = plan.compression == CompressionType::None
+            || plan.split != SplitType::None
+            || plan.payload_limit().is_none();
+        // A record over the limit must fail its file, as the service
+        // cannot send it: the decoder's record limit does so only under
+        // `fail` (under `placeholder` it marks the record).
+        let limited = plan.split == SplitType::Line && plan.payload_limit().is_some();
+        let fails = self.opts.policy == ErrorPolicy::Fail || !limited;
+        sized
+            && fails
+            && plan.data_processing.is_none()
             && !plan.framing().is_binary()
             && (one_request || parallel::record_wise(self.input, self.output))
     }
@@ -112,7 +125,7 @@ impl InProcess {
                 progress: Some(&progress),
             };
             let mut out = FileOutput::create(path)?;
-            let reader = open(&file, plan.compression)?;
+            let reader = open(&file, &plan)?;
             let size = Some(file.size);
             let stats = match line && me.input == Format::Csv {
                 false => job.run(reader, &mut out, size)?,
