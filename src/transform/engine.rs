@@ -1,9 +1,10 @@
 //! Running a job on tokio: a blocking reader cuts the files into
 //! mini-batches, in file order, into a bounded channel; `buffered` yields
-//! their outputs in input order, a semaphore keeps at most
-//! `MaxConcurrentTransforms` requests in flight; the job writes each file's outputs as they come,
-//! and commits the file at its end. A file streamed whole in one request
-//! (`MaxPayloadInMB=0`) writes its own output as the answer arrives.
+//! their outputs in input order, tokio's semaphore keeps at most
+//! `MaxConcurrentTransforms` requests in flight; the job writes each file's
+//! outputs as they come, and commits the file at its end. A file streamed
+//! whole in one request (`MaxPayloadInMB=0`), or scored whole in-process by
+//! `mmp score`'s engine ([`super::inprocess`]), writes its own output.
 //!
 //! Files follow each other through the same stream, so many small files
 //! are in flight together, and mini-batches never span files (AWS DG,
