@@ -23,6 +23,7 @@
 //! records.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -132,7 +133,7 @@ impl InProcess {
                 true => {
                     let (lines, reader) = LineCount::new(reader);
                     let stats = job.run(reader, &mut out, size)?;
-                    let lines = lines.load(std::sync::atomic::Ordering::Relaxed);
+                    let lines = lines.load(Ordering::Relaxed);
                     if lines != stats.records {
                         let e = ErrorKind::RecordCount {
                             sent: lines,
@@ -163,22 +164,41 @@ fn joined(e: tokio::task::JoinError) -> Error {
 /// an empty one or a lone `\r` (the CSV decoder's blank lines).
 struct LineCount<R> {
     reader: R,
-    count: Arc<std::sync::atomic::AtomicU64>,
-    /// The current line's length so far, and whether it is `\r` alone.
-    len: usize,
-    cr: bool,
+    count: Arc<AtomicU64>,
+    /// The current line so far: empty, a lone `\r`, or more.
+    line: Line,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Line {
+    Empty,
+    Cr,
+    Text,
+}
+
+impl Line {
+    /// The line with `more` bytes of it added.
+    fn and(self, more: &[u8]) -> Line {
+        match (self, more) {
+            (l, []) => l,
+            (Line::Empty, b"\r") => Line::Cr,
+            _ => Line::Text,
+        }
+    }
 }
 
 impl<R: Read> LineCount<R> {
-    fn new(reader: R) -> (Arc<std::sync::atomic::AtomicU64>, Self) {
+    fn new(reader: R) -> (Arc<AtomicU64>, Self) {
         let count = Arc::default();
-        let me = LineCount {
-            reader,
-            count: Arc::clone(&count),
-            len: 0,
-            cr: false,
-        };
-        (count, me)
+        let line = Line::Empty;
+        (
+            Arc::clone(&count),
+            LineCount {
+                reader,
+                count,
+                line,
+            },
+        )
     }
 }
 
@@ -186,27 +206,52 @@ impl<R: Read> Read for LineCount<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.reader.read(buf)?;
         let (data, mut lines, mut from) = (&buf[..n], 0, 0);
-        if n == 0 && self.len > 0 && !self.cr {
-            lines += 1; // a last line without `\n`
-            self.len = 0;
-        }
         for i in memchr::memchr_iter(b'\n', data) {
-            let (len, cr) = match self.len {
-                0 => (i - from, i - from == 1 && data[from] == b'\r'),
-                l => (l + i - from, l == 1 && self.cr && i == from),
-            };
-            lines += u64::from(len > 0 && !cr);
-            (self.len, from) = (0, i + 1);
+            lines += u64::from(self.line.and(&data[from..i]) == Line::Text);
+            (self.line, from) = (Line::Empty, i + 1);
         }
-        if from < n {
-            self.cr = match self.len {
-                0 => n - from == 1 && data[from] == b'\r',
-                _ => false,
-            };
-            self.len += n - from;
+        self.line = self.line.and(&data[from..]);
+        if n == 0 && self.line == Line::Text {
+            lines += 1; // a last line without `\n`
+            self.line = Line::Empty;
         }
-        self.count
-            .fetch_add(lines, std::sync::atomic::Ordering::Relaxed);
+        self.count.fetch_add(lines, Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::records::{Blank, Records};
+    use crate::error::Position;
+
+    /// Read one byte at a time, so every line is cut across reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(1);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn line_counts_match_the_codecs_records_across_reads() {
+        for data in [
+            &b"a\n\r\n\nb\r\nc"[..],
+            b"\r",
+            b"\r\r\n",
+            b"\n\na\r",
+            b"x\n",
+            b"",
+        ] {
+            let (count, mut r) = LineCount::new(Trickle(data));
+            std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+            let want = Records::new(data, Position::FIRST, Blank::Empty).count() as u64;
+            assert_eq!(count.load(Ordering::Relaxed), want, "{data:?}");
+        }
     }
 }
