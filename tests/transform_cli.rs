@@ -254,49 +254,28 @@ fn in_process_limits_fail_the_file_as_the_service_would() {
     let long = format!("1,2,3\n{},2,3\n4,5,6\n", "1".repeat(2 << 20));
     let input = tree(&[("long.csv", &long)]);
     let m = model();
-    for policy in ["fail", "placeholder"] {
+    let too_large = format!(
+        "the file is {} bytes, over MaxPayloadInMB=1 (1048576 bytes)",
+        long.len()
+    );
+    for (split, policy, want) in [
+        ("Line", "fail", "record 2 (line 2, byte 6)"),
+        ("Line", "placeholder", "record 2 (line 2, byte 6)"),
+        ("None", "fail", too_large.as_str()),
+    ] {
+        let args = ["--split-type", split, "--max-payload-mb", "1"];
         let run = transform(
             input.path(),
-            &[
-                "--model-dir",
-                &m,
-                "--split-type",
-                "Line",
-                "--max-payload-mb",
-                "1",
-                "--on-error",
-                policy,
-            ],
+            &[&["--model-dir", &m, "--on-error", policy][..], &args].concat(),
         );
-        assert_eq!(run.code, 65, "{policy}: {}", run.stderr);
+        assert_eq!(run.code, 65, "{split} {policy}: {}", run.stderr);
         assert!(
-            run.stderr.contains("record 2 (line 2, byte 6)"),
-            "{policy}: {}",
+            run.stderr.contains(want),
+            "{split} {policy}: {}",
             run.stderr
         );
-        assert!(!run.out.join("long.csv.out").exists(), "{policy}");
+        assert!(!run.out.join("long.csv.out").exists(), "{split} {policy}");
     }
-    let run = transform(
-        input.path(),
-        &[
-            "--model-dir",
-            &m,
-            "--split-type",
-            "None",
-            "--max-payload-mb",
-            "1",
-        ],
-    );
-    assert_eq!(run.code, 65, "{}", run.stderr);
-    let size = long.len();
-    assert!(
-        run.stderr.contains(&format!(
-            "the file is {size} bytes, over MaxPayloadInMB=1 (1048576 bytes)"
-        )),
-        "{}",
-        run.stderr
-    );
-    assert!(!run.out.join("long.csv.out").exists());
 }
 
 /// Each DataProcessing example of AWS's documentation (the contract's
