@@ -278,6 +278,10 @@ impl Job<'_> {
             }
         }
         let finished = pipeline.finish(&mut out);
+        if let Some(p) = self.progress {
+            // A last record without a newline is decoded only now.
+            p.add(pipeline.stats().records - counted, 0);
+        }
         write(&mut out, writer)?;
         finished?;
         writer.flush().map_err(|e| Error::io("writing output", e))?;

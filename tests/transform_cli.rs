@@ -189,10 +189,10 @@ fn payload_zero_streams_through_mmp_serve() {
     }
 }
 
-/// In-process, a file larger than a range is scored in parallel ranges; the
-/// bytes are `mmp score`'s, for Line, None (cut only outside quotes, here
-/// with quoted newlines) and MaxPayloadInMB=0, and an error names the
-/// record's place in the whole file.
+/// In-process, a file of several ranges is scored on every core; the bytes
+/// are `mmp score`'s for None (here with quoted newlines) and
+/// MaxPayloadInMB=0, Line fails on a quoted newline as the service's split
+/// would, and an error names the record's place in the whole file.
 #[test]
 fn in_process_ranges_give_the_score_bytes_and_file_positions() {
     let mut text = rows(500_000, 3); // about 10 MB: three ranges
@@ -244,6 +244,38 @@ fn in_process_ranges_give_the_score_bytes_and_file_positions() {
         run.stderr
     );
     assert!(!run.out.join("bad.csv.out").exists());
+}
+
+/// In-process, the service's per-request limits still fail a file, under
+/// both bad-record policies, and leave no output: a record over
+/// `MaxPayloadInMB` with `SplitType=Line`, a file over it with `None`.
+#[test]
+fn in_process_limits_fail_the_file_as_the_service_would() {
+    let long = format!("1,2,3\n{},2,3\n4,5,6\n", "1".repeat(2 << 20));
+    let input = tree(&[("long.csv", &long)]);
+    let m = model();
+    let too_large = format!(
+        "the file is {} bytes, over MaxPayloadInMB=1 (1048576 bytes)",
+        long.len()
+    );
+    for (split, policy, want) in [
+        ("Line", "fail", "record 2 (line 2, byte 6)"),
+        ("Line", "placeholder", "record 2 (line 2, byte 6)"),
+        ("None", "fail", too_large.as_str()),
+    ] {
+        let args = ["--split-type", split, "--max-payload-mb", "1"];
+        let run = transform(
+            input.path(),
+            &[&["--model-dir", &m, "--on-error", policy][..], &args].concat(),
+        );
+        assert_eq!(run.code, 65, "{split} {policy}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(want),
+            "{split} {policy}: {}",
+            run.stderr
+        );
+        assert!(!run.out.join("long.csv.out").exists(), "{split} {policy}");
+    }
 }
 
 /// Each DataProcessing example of AWS's documentation (the contract's

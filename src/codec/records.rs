@@ -25,8 +25,6 @@ use crate::error::Position;
 pub enum Framing {
     /// A record is a line, ended by `\n` (or the end of input).
     Line,
-    /// A line, but a `\n` inside double quotes does not end it (RFC 4180).
-    QuotedLine,
     /// MXNet RecordIO.
     RecordIO,
     /// TensorFlow TFRecord.
@@ -37,7 +35,7 @@ impl Framing {
     /// The name used in messages.
     pub fn name(self) -> &'static str {
         match self {
-            Framing::Line | Framing::QuotedLine => "Line",
+            Framing::Line => "Line",
             Framing::RecordIO => "RecordIO",
             Framing::TFRecord => "TFRecord",
         }
@@ -95,20 +93,6 @@ pub fn next_frame(framing: Framing, data: &[u8], eof: bool) -> Result<Option<Fra
             }),
             None => end_of_input(data),
         }),
-        Framing::QuotedLine => {
-            let mut quoted = false;
-            for i in memchr::memchr2_iter(b'"', b'\n', data) {
-                if data[i] == b'"' {
-                    quoted = !quoted;
-                } else if !quoted {
-                    return Ok(Some(Frame {
-                        len: i + 1,
-                        content: i,
-                    }));
-                }
-            }
-            Ok(end_of_input(data))
-        }
         Framing::RecordIO => {
             let mut at = 0;
             loop {
@@ -203,7 +187,7 @@ pub enum Payload {
 /// See [`Payload`]; `record` is one frame as [`next_frame`] found it.
 pub fn payload(framing: Framing, record: &[u8]) -> Payload {
     match framing {
-        Framing::Line | Framing::QuotedLine => Payload::Range(0..record.len()),
+        Framing::Line => Payload::Range(0..record.len()),
         Framing::TFRecord => Payload::Range(12..record.len().saturating_sub(4).max(12)),
         Framing::RecordIO => {
             let part = |at: usize| {
@@ -443,12 +427,10 @@ mod tests {
     }
 
     #[test]
-    fn lines_and_quoted_lines() {
+    fn lines() {
         let data = b"a,\"x\ny\"\n\nb";
         let lines = frames(Framing::Line, data).unwrap();
         assert_eq!(lines, [&b"a,\"x\n"[..], b"y\"\n", b"\n", b"b"]);
-        let quoted = frames(Framing::QuotedLine, data).unwrap();
-        assert_eq!(quoted, [&b"a,\"x\ny\"\n"[..], b"\n", b"b"]);
         assert_eq!(
             next_frame(Framing::Line, b"ab\r\n", false),
             Ok(Some(Frame { len: 4, content: 3 }))

@@ -35,15 +35,7 @@ const PING_BACKOFF_MAX: Duration = Duration::from_secs(1);
 const ERROR_BODY_CHARS: usize = 300;
 
 /// A request or streamed body.
-pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
-
-/// A streamed request body (chunked), fed by `rx`.
-pub fn stream_body(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> Body {
-    let frames = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|r| (r.map(Frame::data), rx))
-    });
-    StreamBody::new(frames).boxed_unsync()
-}
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 fn full(bytes: Bytes) -> Body {
     Full::new(bytes)
@@ -261,8 +253,7 @@ impl Endpoint {
 
     /// One mini-batch: the whole 2xx answer.
     pub async fn invoke(&self, body: Bytes) -> Result<Vec<u8>> {
-        let timeout = self.timeout;
-        self.fetch(http::Method::POST, "/invocations", body, timeout)
+        self.fetch(http::Method::POST, "/invocations", body, self.timeout)
             .await
     }
 
@@ -272,14 +263,12 @@ impl Endpoint {
         body: mpsc::Receiver<std::io::Result<Bytes>>,
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.send(
-            http::Method::POST,
-            "/invocations",
-            stream_body(body),
-            self.timeout,
-            sink,
-        )
-        .await
+        let frames = futures::stream::unfold(body, |mut rx| async move {
+            rx.recv().await.map(|r| (r.map(Frame::data), rx))
+        });
+        let body = StreamBody::new(frames).boxed_unsync();
+        self.send(http::Method::POST, "/invocations", body, self.timeout, sink)
+            .await
     }
 }
 

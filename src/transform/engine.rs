@@ -1,9 +1,10 @@
 //! Running a job on tokio: a blocking reader cuts the files into
 //! mini-batches, in file order, into a bounded channel; `buffered` yields
-//! their outputs in input order, a semaphore keeps at most
-//! `MaxConcurrentTransforms` requests in flight; the job writes each file's outputs as they come,
-//! and commits the file at its end. A file streamed whole in one request
-//! (`MaxPayloadInMB=0`) writes its own output as the answer arrives.
+//! their outputs in input order, tokio's semaphore keeps at most
+//! `MaxConcurrentTransforms` requests in flight; the job writes each file's
+//! outputs as they come, and commits the file at its end. A file streamed
+//! whole in one request (`MaxPayloadInMB=0`), or scored whole in-process by
+//! `mmp score`'s engine ([`super::inprocess`]), writes its own output.
 //!
 //! Files follow each other through the same stream, so many small files
 //! are in flight together, and mini-batches never span files (AWS DG,
@@ -50,17 +51,6 @@ impl Backend {
         }
     }
 
-    async fn invoke_streamed(
-        &self,
-        body: mpsc::Receiver<std::io::Result<Bytes>>,
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<()> {
-        match self {
-            Backend::Http(e) => e.invoke_streamed(body, sink).await,
-            Backend::Local(p) => p.invoke_streamed(body, sink).await,
-        }
-    }
-
     /// How often a failed request is tried again (the pipeline is
     /// deterministic: another attempt fails the same way).
     fn retries(&self) -> u32 {
@@ -80,6 +70,8 @@ pub enum Mode {
     Whole,
     /// Each file streamed in one chunked request (`MaxPayloadInMB=0`).
     Streamed,
+    /// Each file scored whole by `mmp score`'s engine (in-process).
+    Scored,
 }
 
 /// A job, ready to run.
@@ -91,11 +83,6 @@ pub struct TransformJob {
     pub mode: Mode,
     /// The output folder.
     pub out_dir: PathBuf,
-    /// In-process ranges of `SplitType=Line` records: a response must have
-    /// one line per record. The ranges stand for the service's requests
-    /// only while each line is one record; a CSV record with a quoted
-    /// newline, which the service would cut in two, breaks that.
-    pub check_lines: bool,
 }
 
 /// What became of one file.
@@ -170,10 +157,23 @@ pub async fn with_retries<T, F: std::future::Future<Output = Result<T>>>(
 /// Open an input, decompressing it as it is read if asked (SageMaker
 /// decompresses before splitting: API reference,
 /// `TransformInput.CompressionType`).
-pub fn open(file: &InputFile, compression: CompressionType) -> Result<Box<dyn Read + Send>> {
+/// With `SplitType=None`, a plain file over `MaxPayloadInMB` fails before
+/// it is read (a decompressed one, once read: [`split::whole`]).
+pub fn open(file: &InputFile, plan: &Plan) -> Result<Box<dyn Read + Send>> {
+    let plain = plan.compression == CompressionType::None;
+    if let Some(limit) = plan
+        .payload_limit()
+        .filter(|l| plain && plan.split == SplitType::None && file.size > *l)
+    {
+        return Err(Error::new(ErrorKind::FileTooLarge {
+            size: file.size,
+            mb: plan.max_payload_mb,
+            limit,
+        }));
+    }
     let f = File::open(&file.path)
         .map_err(|e| Error::io(format!("cannot open {}", file.path.display()), e))?;
-    Ok(match compression {
+    Ok(match plan.compression {
         CompressionType::None => Box::new(f),
         CompressionType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
     })
@@ -206,7 +206,7 @@ pub async fn run(
     backend: &Backend,
     job: Arc<TransformJob>,
     files: Arc<Vec<InputFile>>,
-    progress: &Progress,
+    progress: &Arc<Progress>,
 ) -> Vec<FileReport> {
     let workers = job.plan.max_concurrent.max(1) as usize;
     let failed: Arc<Vec<AtomicBool>> =
@@ -240,7 +240,17 @@ pub async fn run(
                 }
                 Item::Stream(f) => {
                     let file = &files_ref[f];
-                    Done::Streamed(f, stream(backend, permits, job_arc, rules, file).await)
+                    let r = match backend {
+                        Backend::Local(p) => {
+                            let _permit = permits.acquire().await;
+                            p.score_file(&job_ref.plan, file, &job_ref.out_dir, progress)
+                                .await
+                        }
+                        Backend::Http(e) => stream(e, permits, job_arc, rules, file)
+                            .await
+                            .inspect(|s| progress.add(s.records, file.size)),
+                    };
+                    Done::Streamed(f, r)
                 }
                 Item::Start(f) => Done::Start(f),
                 Item::End(f, r) => Done::End(f, r),
@@ -293,12 +303,7 @@ pub async fn run(
                     finish(f, r, &mut current);
                 }
             }
-            Done::Streamed(f, r) => {
-                if let Ok(s) = &r {
-                    progress.add(s.records, files[f].size);
-                }
-                finish(f, r, &mut current);
-            }
+            Done::Streamed(f, r) => finish(f, r, &mut current),
         }
     }
     let _ = reader.await;
@@ -326,7 +331,7 @@ fn read_files(
 ) {
     let send = |item| tx.blocking_send(item).is_ok();
     for (id, file) in files.iter().enumerate() {
-        if let Mode::Streamed = job.mode {
+        if let Mode::Streamed | Mode::Scored = job.mode {
             if !send(Item::Stream(id)) {
                 return;
             }
@@ -358,18 +363,7 @@ fn cut_file(
     send: &mut dyn FnMut(MiniBatch) -> bool,
 ) -> Result<()> {
     let plan = &job.plan;
-    let plain = plan.compression == CompressionType::None;
-    if let Some(limit) = plan
-        .payload_limit()
-        .filter(|l| plain && plan.split == SplitType::None && file.size > *l)
-    {
-        return Err(Error::new(ErrorKind::FileTooLarge {
-            size: file.size,
-            mb: plan.max_payload_mb,
-            limit,
-        }));
-    }
-    let reader = open(file, plan.compression)?;
+    let reader = open(file, plan)?;
     let dp = plan.data_processing.as_ref();
     match &job.mode {
         Mode::Batches(opts) => {
@@ -387,7 +381,7 @@ fn cut_file(
             let limit = plan.payload_limit().map(|l| (l, plan.max_payload_mb));
             send(split::whole(reader, dp, plan.blank(), limit)?);
         }
-        Mode::Streamed => {}
+        Mode::Streamed | Mode::Scored => {}
     }
     Ok(())
 }
@@ -405,16 +399,6 @@ async fn part(
         let permit = permits.acquire().await;
         let response = backend.invoke(batch).await?;
         drop(permit);
-        if job.check_lines {
-            let open = response.last().is_some_and(|b| *b != b'\n');
-            let got = memchr::memchr_iter(b'\n', &response).count() as u64 + open as u64;
-            if got != batch.records {
-                return Err(Error::new(ErrorKind::RecordCount {
-                    sent: batch.records,
-                    got,
-                }));
-            }
-        }
         let span = batch.original_span();
         let originals = if job.plan.whole_document() {
             assemble::whole(span)
@@ -452,7 +436,7 @@ fn produce(
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) -> Result<u64> {
     let plan = &job.plan;
-    let mut reader = open(file, plan.compression)?;
+    let mut reader = open(file, plan)?;
     let dp = plan.data_processing.as_ref();
     if !plan.split.splits() && dp.is_none() {
         loop {
@@ -502,7 +486,7 @@ fn produce(
 /// `MaxPayloadInMB`: 0 streams the body with chunked encoding), its output
 /// written as it comes back; retried from the start of both.
 async fn stream(
-    backend: &Backend,
+    endpoint: &Endpoint,
     permits: &tokio::sync::Semaphore,
     job: &Arc<TransformJob>,
     rules: Rules<'_>,
@@ -521,13 +505,13 @@ async fn stream(
         };
         let originals: Originals = match job.plan.joins() {
             true => Box::new(FileRecords::new(
-                BufReader::with_capacity(1 << 20, open(file, job.plan.compression)?),
+                BufReader::with_capacity(1 << 20, open(file, &job.plan)?),
                 job.plan.blank(),
             )),
             false => Box::new(std::iter::empty()),
         };
         let mut asm = Assembler::new(rules, originals);
-        let answered = backend
+        let answered = endpoint
             .invoke_streamed(rx, &mut |piece| asm.feed(piece, &mut out))
             .await;
         drop(permit);
@@ -541,51 +525,9 @@ async fn stream(
         };
         match result {
             Ok(records) => break records,
-            Err(e) => again(attempt, backend.retries(), e).await?,
+            Err(e) => again(attempt, endpoint.retries, e).await?,
         }
     };
     let bytes_out = out.commit()?;
     Ok(FileStats { records, bytes_out })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retries_stop_at_the_limit_and_say_so() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut calls = 0;
-        let r: Result<()> = rt.block_on(with_retries(2, || {
-            calls += 1;
-            async { Err(Error::new(ErrorKind::Connection("reset".into()))) }
-        }));
-        assert_eq!(calls, 3);
-        assert_eq!(
-            r.unwrap_err().to_string(),
-            "failed after 3 attempts (1 + --max-retries 2); last error: connection failed: reset"
-        );
-        let mut calls = 0;
-        let r: Result<()> = rt.block_on(with_retries(3, || {
-            calls += 1;
-            async { Err(Error::config("no")) }
-        }));
-        assert_eq!((calls, r.unwrap_err().to_string()), (1, "no".to_string()));
-        let mut calls = 0;
-        let r = rt.block_on(with_retries(3, || {
-            calls += 1;
-            let n = calls;
-            async move {
-                if n < 2 {
-                    Err(Error::new(ErrorKind::InvocationTimeout { secs: 1.0 }))
-                } else {
-                    Ok(7)
-                }
-            }
-        }));
-        assert_eq!(r.unwrap(), 7);
-    }
 }

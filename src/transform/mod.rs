@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch::BatchStrategy;
-use crate::codec::records::Framing;
 use crate::error::{Error, Result};
 use crate::media::Format;
 use crate::parallel::{self, RANGE_BYTES};
@@ -178,7 +177,7 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
         let params = endpoint.execution_parameters(&mut notes).await;
         let plan = Plan::new(args, params.as_ref(), defaults)?;
         let backend = Backend::Http(Box::new(endpoint.job(&plan)));
-        let mode = (request_mode(&plan), false);
+        let mode = request_mode(&plan);
         return Ok(execute(backend, plan, mode, args, files, tty, notes).await);
     }
 
@@ -212,14 +211,17 @@ async fn job(args: &TransformOptions, tty: bool) -> Result<TransformOutcome> {
         policy: args.on_error,
         ..PipelineOptions::default()
     };
-    let backend = Backend::Local(Arc::new(InProcess::new(model, input, output, opts)));
-    let ranges = parallel::record_wise(input, output) && !plan.framing().is_binary();
-    let mode = match ranges {
-        true => ranges_mode(&plan, input),
-        false => request_mode(&plan),
+    let local = InProcess::new(model, input, output, opts);
+    let mode = match plan.payload_limit() {
+        _ if local.scores_files(&plan) => Mode::Scored,
+        Some(_) => request_mode(&plan),
+        // Unlimited with DataProcessing: record-wise output is the same in
+        // any batches, anything else is one request.
+        None if parallel::record_wise(input, output) => batches(&plan, RANGE_BYTES as u64, None),
+        None => Mode::Whole,
     };
-    let check_lines = ranges && plan.split == SplitType::Line;
-    Ok(execute(backend, plan, (mode, check_lines), args, files, tty, notes).await)
+    let backend = Backend::Local(Arc::new(local));
+    Ok(execute(backend, plan, mode, args, files, tty, notes).await)
 }
 
 /// Requests exactly as SageMaker makes them.
@@ -227,36 +229,19 @@ fn request_mode(plan: &Plan) -> Mode {
     match (plan.split.splits(), plan.payload_limit()) {
         // An application/json document is read whole to be filtered.
         _ if plan.whole_document() => Mode::Whole,
-        (true, Some(limit)) => Mode::Batches(SplitOptions {
-            framing: plan.framing(),
-            target: limit,
-            single: plan.strategy == BatchStrategy::SingleRecord,
-            max_record: Some(limit),
-            mb: plan.max_payload_mb,
-            blank: plan.blank(),
-            keep_originals: plan.joins(),
-        }),
+        (true, Some(limit)) => batches(plan, limit, Some(limit)),
         (false, Some(_)) => Mode::Whole,
         (_, None) => Mode::Streamed,
     }
 }
 
-/// In-process, record-wise: ranges of the file scored in parallel (see
-/// `inprocess.rs`), with the per-request limits still checked; a
-/// `SplitType=None` CSV file is cut only at newlines outside quotes.
-fn ranges_mode(plan: &Plan, input: Format) -> Mode {
-    let whole_csv = plan.split == SplitType::None && input == Format::Csv;
+/// Mini-batches of at most `target` bytes, records of at most `max_record`.
+fn batches(plan: &Plan, target: u64, max_record: Option<u64>) -> Mode {
     Mode::Batches(SplitOptions {
-        framing: if whole_csv {
-            Framing::QuotedLine
-        } else {
-            Framing::Line
-        },
-        target: RANGE_BYTES as u64,
-        single: false,
-        max_record: plan
-            .payload_limit()
-            .filter(|_| plan.split == SplitType::Line),
+        framing: plan.framing(),
+        target,
+        single: plan.strategy == BatchStrategy::SingleRecord,
+        max_record,
         mb: plan.max_payload_mb,
         blank: plan.blank(),
         keep_originals: plan.joins(),
@@ -266,7 +251,7 @@ fn ranges_mode(plan: &Plan, input: Format) -> Mode {
 async fn execute(
     backend: Backend,
     plan: Plan,
-    (mode, check_lines): (Mode, bool),
+    mode: Mode,
     args: &TransformOptions,
     files: Vec<inputs::InputFile>,
     tty: bool,
@@ -279,13 +264,12 @@ async fn execute(
         }
     }
     let job = TransformJob {
-        check_lines,
         plan,
         mode,
         out_dir: args.output.clone(),
     };
     let total: u64 = files.iter().map(|f| f.size).sum();
-    let progress = Progress::new(files.len(), total, tty);
+    let progress = Arc::new(Progress::new(files.len(), total, tty));
     let reports = engine::run(&backend, Arc::new(job), Arc::new(files), &progress).await;
     progress.clear();
     let summary = summary(
@@ -319,35 +303,4 @@ pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration)
         }
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::error::ErrorKind;
-    use crate::transform::engine::FileStats;
-
-    #[test]
-    fn summary_lists_failures() {
-        let reports = vec![
-            FileReport {
-                rel: "a.csv".into(),
-                outcome: Ok(FileStats::default()),
-            },
-            FileReport {
-                rel: "b/c.csv".into(),
-                outcome: Err(Error::new(ErrorKind::Connection("reset".into()))),
-            },
-        ];
-        let s = summary(&reports, 10, 2_000_000, Duration::from_secs(2));
-        assert_eq!(
-            s,
-            "mmp transform: 2 files: 1 succeeded, 1 failed; 10 records, 2.0 MB in 2.00 s (1.0 MB/s, 5 records/s)\n  failed b/c.csv: connection failed: reset"
-        );
-        let s = summary(&reports[..1], 1, 0, Duration::from_secs(1));
-        assert!(
-            s.starts_with("mmp transform: 1 file: 1 succeeded, 0 failed"),
-            "{s}"
-        );
-    }
 }

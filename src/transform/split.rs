@@ -4,8 +4,7 @@
 //!
 //! A line record ends at `\n` (the service: "split on newline"; CSV with
 //! embedded newlines is unsupported there, so a quoted newline ends a record
-//! here too, except with [`Framing::QuotedLine`], used only to cut a
-//! `SplitType=None` file for parallel scoring). Blank lines are not records:
+//! here too). Blank lines are not records:
 //! never sent alone and never counted; inside a mini-batch they travel with
 //! their neighbours, so a mini-batch is one contiguous span of the file.
 //!
@@ -178,76 +177,9 @@ impl<'d, R: Read> Splitter<'d, R> {
         Error::new(ErrorKind::PayloadTooLarge { pos, mb, limit })
     }
 
-    /// The next batch, `None` at end of input.
+    /// The next batch, `None` at end of input: record by record (blank
+    /// lines, filters, single records, limits).
     pub fn next_batch(&mut self) -> Result<Option<MiniBatch>> {
-        let o = &self.opts;
-        let fast = o.framing == Framing::Line
-            && self.filter.is_none()
-            && !o.single
-            && o.blank == Blank::Empty
-            && o.max_record.is_none_or(|m| m >= o.target);
-        if fast {
-            if let Some(batch) = self.fast_batch()? {
-                return Ok(Some(batch));
-            }
-        }
-        self.slow_batch()
-    }
-
-    /// The common case without a look at each line: the longest run of
-    /// whole lines within `target` bytes, cut at the last `\n` before it
-    /// (what the line-by-line packing gives), its records counted by a
-    /// vectorised newline count. `None` (use the slow path) when the span
-    /// holds a blank line or no newline at all.
-    fn fast_batch(&mut self) -> Result<Option<MiniBatch>> {
-        let target = usize::try_from(self.opts.target).unwrap_or(usize::MAX);
-        while self.buf.len() <= target && self.fill(target.saturating_add(1) - self.buf.len())? {}
-        let data = &self.buf[..];
-        let end = if data.len() <= target {
-            data.len()
-        } else {
-            match memchr::memrchr(b'\n', &data[..target]) {
-                Some(i) => i + 1,
-                None => return Ok(None),
-            }
-        };
-        let span = &data[..end];
-        let blank_inside = memchr::memmem::find(span, b"\n\n").is_some()
-            || memchr::memmem::find(span, b"\n\r").is_some();
-        if span.is_empty() || matches!(span[0], b'\n' | b'\r') || blank_inside {
-            return Ok(None);
-        }
-        let newlines = memchr::memchr_iter(b'\n', span).count() as u64;
-        let records = newlines + !span.ends_with(b"\n") as u64;
-        Ok(Some(self.take(end, records, newlines, None)))
-    }
-
-    /// Split off `end` bytes as a batch of `records`, spanning `lines`.
-    fn take(&mut self, end: usize, records: u64, lines: u64, body: Option<Bytes>) -> MiniBatch {
-        let start = Position {
-            record: self.next.record + 1,
-            ..self.next
-        };
-        let span = self.buf.split_to(end).freeze();
-        self.next.byte += end as u64;
-        self.next.line += lines;
-        self.next.record += records;
-        let filtered = body.is_some();
-        let (body, originals) = match body {
-            Some(b) => (b, self.opts.keep_originals.then_some(span)),
-            None => (span, None),
-        };
-        MiniBatch {
-            body,
-            originals,
-            filtered,
-            records,
-            start,
-        }
-    }
-
-    /// Record by record: blank lines, filters, single records, limits.
-    fn slow_batch(&mut self) -> Result<Option<MiniBatch>> {
         let mut cursor = 0; // offset of the next record or line
         let mut lines = 0u64; // lines before `cursor`
         let (mut end, mut end_lines, mut records) = (0, 0u64, 0u64);
@@ -263,13 +195,7 @@ impl<'d, R: Read> Splitter<'d, R> {
                 break;
             };
             let content = &self.buf[cursor..cursor + frame.content];
-            let frame_lines = match self.opts.framing {
-                Framing::Line => 1,
-                Framing::QuotedLine => {
-                    memchr::memchr_iter(b'\n', &self.buf[cursor..cursor + frame.len]).count() as u64
-                }
-                Framing::RecordIO | Framing::TFRecord => 0,
-            };
+            let frame_lines = u64::from(self.opts.framing == Framing::Line);
             if self.opts.blank.is_blank(content) {
                 if records == 0 {
                     self.buf.advance(frame.len);
@@ -320,6 +246,30 @@ impl<'d, R: Read> Splitter<'d, R> {
             None => {}
         }
         Ok(Some(batch))
+    }
+
+    /// Split off `end` bytes as a batch of `records`, spanning `lines`.
+    fn take(&mut self, end: usize, records: u64, lines: u64, body: Option<Bytes>) -> MiniBatch {
+        let start = Position {
+            record: self.next.record + 1,
+            ..self.next
+        };
+        let span = self.buf.split_to(end).freeze();
+        self.next.byte += end as u64;
+        self.next.line += lines;
+        self.next.record += records;
+        let filtered = body.is_some();
+        let (body, originals) = match body {
+            Some(b) => (b, self.opts.keep_originals.then_some(span)),
+            None => (span, None),
+        };
+        MiniBatch {
+            body,
+            originals,
+            filtered,
+            records,
+            start,
+        }
     }
 }
 
@@ -447,18 +397,9 @@ mod tests {
         assert!(matches!(e.kind(), ErrorKind::PayloadTooLarge { .. }));
     }
 
-    #[test]
-    fn quote_aware_ranges_do_not_cut_inside_quotes() {
-        let mut o = opts(4, false, None);
-        o.framing = Framing::QuotedLine;
-        let v = split(b"1,\"a\nb\"\n2,3\n", o).unwrap();
-        assert_eq!(bodies(&v), [&b"1,\"a\nb\"\n"[..], b"2,3\n"]);
-        assert_eq!(v[1].start.line, 3);
-    }
-
     /// Large inputs: batches are split off the buffer, reads refill it, and
     /// every batch is still the exact span of the file, with blank lines
-    /// (the line-by-line path) and without (the fast path).
+    /// and without.
     #[test]
     fn large_inputs_through_pooled_buffers() {
         for blank_every in [0usize, 997] {
@@ -525,14 +466,6 @@ mod tests {
                         }
                     }
                     prop_assert_eq!(got, want);
-                    // The fast path (Blank::Empty) cuts exactly where the
-                    // line-by-line path (forced by Blank::Whitespace, the
-                    // same rule on these inputs) does.
-                    let mut slow = opts(limit, false, Some(limit));
-                    slow.blank = Blank::Whitespace;
-                    let slow = split(input.as_bytes(), slow).unwrap();
-                    let spans = |v: &[MiniBatch]| v.iter().map(|b| (b.body.clone(), b.records, b.start)).collect::<Vec<_>>();
-                    prop_assert_eq!(spans(&batches), spans(&slow));
                 }
             }
         }
