@@ -741,7 +741,7 @@ impl Ordered {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec::tests::{opts, partial_bom_opts, width, PARTIAL_BOM};
     use crate::codec::DecodeOptions;
@@ -777,7 +777,7 @@ mod tests {
         }
     }
 
-    fn model_for(opts: &DecodeOptions) -> SharedModel {
+    pub(crate) fn model_for(opts: &DecodeOptions) -> SharedModel {
         std::sync::Arc::new(Sum(match opts.shape {
             Shape::Any => None,
             Shape::Features(n) => Some(n),
@@ -785,7 +785,7 @@ mod tests {
     }
 
     /// Output and error text of the sequential path: one pipeline.
-    fn sequential(spec: &Spec<'_>, input: &[u8]) -> (Vec<u8>, Option<String>) {
+    pub(crate) fn sequential(spec: &Spec<'_>, input: &[u8]) -> (Vec<u8>, Option<String>) {
         let mut p = Pipeline::new(spec.model.clone(), spec.input, spec.output, spec.opts);
         let mut out = BytesMut::new();
         let r = p.feed(input, &mut out).and_then(|()| p.finish(&mut out));
@@ -848,7 +848,19 @@ mod tests {
     /// at range starts.
     #[test]
     fn every_decoder_case_is_the_same_through_ranges() {
-        let cases: Vec<(&str, Format, DecodeOptions, &[u8])> = vec![
+        for (name, format, decode, input) in &decoder_cases() {
+            same_as_sequential(name, *format, decode, input);
+        }
+    }
+
+    /// A case: its name, input format, decoder options and input.
+    pub(crate) type Case = (&'static str, Format, DecodeOptions, &'static [u8]);
+
+    /// Every CSV and JSON-lines case of the decoders' own tests
+    /// (`src/codec/tests.rs`), and a few more on quotes, BOMs and headers
+    /// at range starts; `src/serve/stage.rs`'s tests run them too.
+    pub(crate) fn decoder_cases() -> Vec<Case> {
+        vec![
             ("csv_lf", Csv, width(2), &b"1,2\n3,4\n"[..]),
             ("csv_crlf", Csv, width(2), &b"1,2\r\n3,4\r\n"[..]),
             ("csv_no_final_newline", Csv, width(2), &b"1,2\n3,4"[..]),
@@ -1130,11 +1142,9 @@ mod tests {
                 width(2),
                 &b"1,2\n1e308,1e308\n3,4\n"[..],
             ),
-        ];
-        for (name, format, decode, input) in &cases {
-            same_as_sequential(name, *format, decode, input);
-        }
+        ]
     }
+
     /// Every record-wise golden fixture, in both record-wise outputs, with
     /// ranges of every size: the expected files byte for byte.
     #[test]

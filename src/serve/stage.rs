@@ -487,3 +487,81 @@ impl Ranges {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::tests::{decoder_cases, model_for, sequential};
+    use crate::pipeline::ErrorPolicy;
+    use Format::{Csv, JsonLines};
+
+    /// `input` through a [`Ranges`] stage in pieces of `piece` bytes, as
+    /// the request handler drives it: output and error text.
+    fn through_ranges(
+        spec: &Spec<'_>,
+        pool: &Arc<Pool>,
+        input: &[u8],
+        range: usize,
+        piece: usize,
+    ) -> (Vec<u8>, Option<String>) {
+        let mut stage = Ranges::new(
+            spec.model.clone(),
+            spec.input,
+            spec.output,
+            spec.opts.clone(),
+            pool.clone(),
+            range,
+            3,
+        );
+        let mut out = BytesMut::new();
+        let run = async {
+            for p in input.chunks(piece.max(1)) {
+                stage.feed_now(p, &mut out).await?;
+            }
+            stage.finish_now(&mut out).await
+        };
+        let r = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run);
+        (out.to_vec(), r.err().map(|e| e.to_string()))
+    }
+
+    /// Every decoder case through the server's ranges, cut at every offset
+    /// (ranges of every size), fed in pieces of 1, 3 and all bytes, under
+    /// both policies and to both record-wise outputs: the sequential
+    /// path's bytes and error.
+    #[test]
+    fn every_decoder_case_is_the_same_through_the_servers_ranges() {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        for (name, format, decode, input) in decoder_cases() {
+            let model = model_for(&decode);
+            for policy in [ErrorPolicy::Fail, ErrorPolicy::Placeholder] {
+                let opts = PipelineOptions {
+                    decode: decode.clone(),
+                    policy,
+                    batch_records: 2,
+                };
+                for output in [Csv, JsonLines] {
+                    let spec = Spec {
+                        model: &model,
+                        opts: &opts,
+                        input: format,
+                        output,
+                    };
+                    let want = sequential(&spec, input);
+                    for range in 1..=input.len() + 1 {
+                        for piece in [1, 3, input.len()] {
+                            let got = through_ranges(&spec, &pool, input, range, piece);
+                            assert_eq!(
+                                got, want,
+                                "{name}: {policy:?} to {output:?}, ranges of {range}, \
+                                 pieces of {piece}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
