@@ -678,8 +678,19 @@ pub(crate) struct Again {
 impl Again {
     /// Score it (on any thread), with `on_placeholder` told of each
     /// placeholder written: the range and its final output.
-    pub(crate) fn run(self, spec: &Spec<'_>, on_placeholder: Option<fn(&Error)>) -> (Vec<u8>, Scored) {
-        let scored = score_range(spec, &self.range, self.first, Some(self.base), self.out, on_placeholder);
+    pub(crate) fn run(
+        self,
+        spec: &Spec<'_>,
+        on_placeholder: Option<fn(&Error)>,
+    ) -> (Vec<u8>, Scored) {
+        let scored = score_range(
+            spec,
+            &self.range,
+            self.first,
+            Some(self.base),
+            self.out,
+            on_placeholder,
+        );
         (self.range, scored)
     }
 }

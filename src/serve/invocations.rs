@@ -236,9 +236,9 @@ async fn start<S: Body>(
     // compute pool for an expensive model (src/serve/stage.rs). The first
     // test is one compare for a small body: a `Content-Length` shorter
     // than the threshold's digits is below it.
-    let large = headers.content_length.is_some_and(|v| {
-        v.len() as u32 > cfg.parallel_from.checked_ilog10().unwrap_or(0)
-    });
+    let large = headers
+        .content_length
+        .is_some_and(|v| v.len() as u32 > cfg.parallel_from.checked_ilog10().unwrap_or(0));
     let stage = match large.then(|| ranges(state, content_type.format, output, headers)) {
         Some(Some((pool, range_bytes))) => Ranges::new(
             model,
@@ -262,6 +262,7 @@ async fn start<S: Body>(
         pipeline: stage,
         out: BytesMut::new(),
         committed: false,
+        finishing: false,
         ended: false,
         done: false,
         deadline: None,
@@ -331,7 +332,8 @@ fn ranges(
     // Two ranges per thread at least, so a body just over the threshold
     // uses every core too; not under 64 KiB unless asked (a hop per range).
     let per_thread = (len / (2 * pool.threads() as u64)).max(64 << 10);
-    let range_bytes = usize::try_from(per_thread).map_or(cfg.range_bytes, |n| n.min(cfg.range_bytes));
+    let range_bytes =
+        usize::try_from(per_thread).map_or(cfg.range_bytes, |n| n.min(cfg.range_bytes));
     Some((pool.clone(), range_bytes))
 }
 
@@ -522,6 +524,8 @@ struct Invocation<S> {
     out: BytesMut,
     /// The status line has gone out.
     committed: bool,
+    /// The pipeline was asked to finish (the body ended).
+    finishing: bool,
     /// The pipeline has finished (all output is in `out`).
     ended: bool,
     /// Nothing more will be produced.
@@ -617,12 +621,18 @@ impl<S: Body> Invocation<S> {
                 return Poll::Ready(Some(Ok(self.take())));
             }
             let Some(body) = self.body.as_mut() else {
-                // Ended once the output is all in `out` (`Pending`: when the
-                // pool gives it back, at the top of the loop).
-                if let Poll::Ready(Err(e)) = self.pipeline.finish(&mut self.out) {
-                    return self.fail(e);
+                // Ended once the output is all in `out`: the stage is asked
+                // to finish, then the top of the loop waits while it is
+                // away (a step on the pool, or ranges, which also come back
+                // with output worth a write before they are all done).
+                if !self.finishing {
+                    self.finishing = true;
+                    if let Poll::Ready(Err(e)) = self.pipeline.finish(&mut self.out) {
+                        return self.fail(e);
+                    }
+                } else {
+                    self.ended = true;
                 }
-                self.ended = true;
                 continue;
             };
             match body.as_mut().poll_next(cx) {

@@ -31,6 +31,7 @@ use std::task::{ready, Context, Poll};
 use bytes::{Buf, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::invocations::{FIRST_FLUSH, FLUSH};
 use crate::compute::{Pool, Task};
 use crate::error::Error;
 use crate::media::Format;
@@ -166,11 +167,7 @@ impl One {
     /// once (`Ready`), or sent to the pool (`Pending`: then
     /// [`One::poll_back`] until it is back).
     #[inline]
-    fn feed(
-        &mut self,
-        mut buf: impl Buf,
-        out: &mut BytesMut,
-    ) -> Poll<Result<(), Error>> {
+    fn feed(&mut self, mut buf: impl Buf, out: &mut BytesMut) -> Poll<Result<(), Error>> {
         if self.pool.is_some() {
             // The pool needs the bytes owned: a copy, unless `buf` is
             // already `Bytes` (warp's body chunks are).
@@ -244,7 +241,6 @@ impl One {
             r
         })))
     }
-
 }
 
 /// A step asked of a stage whose pipeline is not here: a step is already
@@ -434,13 +430,18 @@ impl Ranges {
         if self.finished {
             return Poll::Ready(None);
         }
+        // Output worth a write goes out at once, as the sequential path's
+        // would (so a bad record after it comes once the status is out, as
+        // there), even while the body waits or after it ended: the handler
+        // sends a buffer this full before it reads on or ends.
+        let flush = FIRST_FLUSH.min(FLUSH);
         let mut moved = false;
         loop {
             if let Some(task) = self.again.as_mut() {
                 let back = ready!(Pin::new(task).poll(cx));
                 self.again = None;
                 let r = back.and_then(|(range, scored)| self.write(range, scored, out));
-                if r.is_err() {
+                if r.is_err() || out.len() >= flush {
                     return Poll::Ready(Some(r));
                 }
                 moved = true;
@@ -453,8 +454,9 @@ impl Ranges {
             }
             match self.order.turn() {
                 Some(Turn::Write(range, scored)) => {
-                    if let Err(e) = self.write(range, scored, out) {
-                        return Poll::Ready(Some(Err(e)));
+                    let r = self.write(range, scored, out);
+                    if r.is_err() || out.len() >= flush {
+                        return Poll::Ready(Some(r));
                     }
                     moved = true;
                     continue;
