@@ -257,7 +257,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     (
         "MMP_RANGE_BYTES",
-        "1048576",
+        "524288",
         "size of those ranges (at most; a smaller body is cut into two per compute thread)",
     ),
     (
@@ -303,10 +303,11 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 /// Default of `MMP_PARALLEL_FROM`: see [`ServeConfig::parallel_from`] and
 /// the measurement in `src/serve/stage.rs`.
 pub const DEFAULT_PARALLEL_FROM: usize = 1 << 20;
-/// Default of `MMP_RANGE_BYTES`: ranges of 1 MiB keep a 1 GB body's peak
-/// memory near in-flight ranges x 1 MiB and cost one hop per millisecond or
-/// so of scoring.
-pub const DEFAULT_RANGE_BYTES: usize = 1 << 20;
+/// Default of `MMP_RANGE_BYTES`: ranges of 512 KiB keep a large body's
+/// peak memory near in-flight ranges x 2 x 512 KiB (input and output; the
+/// 32 MiB bar of issue 19 on a 1 GB body) and cost one hop per millisecond
+/// or so of scoring.
+pub const DEFAULT_RANGE_BYTES: usize = 512 << 10;
 
 /// Default idle limit of a bidirectional session: past SageMaker's own
 /// give-up point (5 missed pings, 60 s apart), so the platform, not the

@@ -44,7 +44,7 @@ use warp::Reply;
 
 use super::reply::{error_response, CUSTOM_ATTRIBUTES};
 use super::spill::{Answer, Spill};
-use super::stage::{Ranges, Stage};
+use super::stage::Stage;
 use super::State;
 use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
@@ -240,7 +240,7 @@ async fn start<S: Body>(
         .content_length
         .is_some_and(|v| v.len() as u32 > cfg.parallel_from.checked_ilog10().unwrap_or(0));
     let stage = match large.then(|| ranges(state, content_type.format, output, headers)) {
-        Some(Some((pool, range_bytes))) => Ranges::new(
+        Some(Some((pool, range_bytes))) => Stage::ranges(
             model,
             content_type.format,
             output,

@@ -43,6 +43,10 @@ use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 type Hop = (Pipeline, BytesMut, Result<(), Error>);
 
 /// Where a request's input is scored: one pipeline, or ranges at once.
+// The small variant is the large one: a small request's pipeline stays in
+// place (boxing it would cost an allocation per request), a large body's
+// ranges are boxed.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Stage {
     /// One pipeline, inline or on the pool.
     One(One),
@@ -296,10 +300,10 @@ pub(crate) struct Ranges {
     spare: Vec<BytesMut>,
 }
 
-impl Ranges {
+impl Stage {
     /// A body in `input` answered in `output` (both record-wise), cut into
     /// ranges of about `range_bytes`, `in_flight` of them at most on `pool`.
-    pub(crate) fn new(
+    pub(crate) fn ranges(
         model: SharedModel,
         input: Format,
         output: Format,
@@ -331,7 +335,9 @@ impl Ranges {
             spare: Vec::new(),
         }))
     }
+}
 
+impl Ranges {
     /// Ranges sent and not yet out.
     fn out_there(&self) -> usize {
         (self.sent - self.order.written()) as usize
@@ -506,7 +512,7 @@ mod tests {
         range: usize,
         piece: usize,
     ) -> (Vec<u8>, Option<String>) {
-        let mut stage = Ranges::new(
+        let mut stage = Stage::ranges(
             spec.model.clone(),
             spec.input,
             spec.output,
