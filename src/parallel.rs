@@ -788,7 +788,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn model_for(opts: &DecodeOptions) -> SharedModel {
+    fn model_for(opts: &DecodeOptions) -> SharedModel {
         std::sync::Arc::new(Sum(match opts.shape {
             Shape::Any => None,
             Shape::Features(n) => Some(n),
@@ -796,7 +796,7 @@ pub(crate) mod tests {
     }
 
     /// Output and error text of the sequential path: one pipeline.
-    pub(crate) fn sequential(spec: &Spec<'_>, input: &[u8]) -> (Vec<u8>, Option<String>) {
+    fn sequential(spec: &Spec<'_>, input: &[u8]) -> (Vec<u8>, Option<String>) {
         let mut p = Pipeline::new(spec.model.clone(), spec.input, spec.output, spec.opts);
         let mut out = BytesMut::new();
         let r = p.feed(input, &mut out).and_then(|()| p.finish(&mut out));
@@ -822,6 +822,31 @@ pub(crate) mod tests {
     /// and both record-wise outputs: the same bytes and error as the
     /// sequential path.
     fn same_as_sequential(name: &str, format: Format, decode: &DecodeOptions, input: &[u8]) {
+        each_spec(format, decode, input, |spec, want, label| {
+            for range in 1..=input.len() + 1 {
+                let engine = Engine::with(2, range);
+                for piece in [1, 3, input.len().max(1)] {
+                    for stream in [false, true] {
+                        let got = parallel(spec, &engine, input, piece, stream);
+                        assert_eq!(
+                            &got, want,
+                            "{name}: {label}, ranges of {range}, pieces of {piece}, stream {stream}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    /// Call `f` under both policies and to both record-wise outputs of a
+    /// case, with the spec, the sequential path's answer to `input` and a
+    /// label for messages.
+    pub(crate) fn each_spec(
+        format: Format,
+        decode: &DecodeOptions,
+        input: &[u8],
+        mut f: impl FnMut(&Spec<'_>, &(Vec<u8>, Option<String>), &str),
+    ) {
         let model = model_for(decode);
         for policy in [ErrorPolicy::Fail, ErrorPolicy::Placeholder] {
             let opts = PipelineOptions {
@@ -837,19 +862,7 @@ pub(crate) mod tests {
                     output,
                 };
                 let want = sequential(&spec, input);
-                for range in 1..=input.len() + 1 {
-                    let engine = Engine::with(2, range);
-                    for piece in [1, 3, input.len().max(1)] {
-                        for stream in [false, true] {
-                            let got = parallel(&spec, &engine, input, piece, stream);
-                            assert_eq!(
-                                got, want,
-                                "{name}: {policy:?} to {output:?}, ranges of {range}, \
-                                 pieces of {piece}, stream {stream}"
-                            );
-                        }
-                    }
-                }
+                f(&spec, &want, &format!("{policy:?} to {output:?}"));
             }
         }
     }

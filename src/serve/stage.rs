@@ -499,9 +499,7 @@ impl Ranges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parallel::tests::{decoder_cases, model_for, sequential};
-    use crate::pipeline::ErrorPolicy;
-    use Format::{Csv, JsonLines};
+    use crate::parallel::tests::{decoder_cases, each_spec};
 
     /// `input` through a [`Ranges`] stage in pieces of `piece` bytes, as
     /// the request handler drives it: output and error text.
@@ -543,33 +541,17 @@ mod tests {
     fn every_decoder_case_is_the_same_through_the_servers_ranges() {
         let pool = Arc::new(Pool::new(2).unwrap());
         for (name, format, decode, input) in decoder_cases() {
-            let model = model_for(&decode);
-            for policy in [ErrorPolicy::Fail, ErrorPolicy::Placeholder] {
-                let opts = PipelineOptions {
-                    decode: decode.clone(),
-                    policy,
-                    batch_records: 2,
-                };
-                for output in [Csv, JsonLines] {
-                    let spec = Spec {
-                        model: &model,
-                        opts: &opts,
-                        input: format,
-                        output,
-                    };
-                    let want = sequential(&spec, input);
-                    for range in 1..=input.len() + 1 {
-                        for piece in [1, 3, input.len()] {
-                            let got = through_ranges(&spec, &pool, input, range, piece);
-                            assert_eq!(
-                                got, want,
-                                "{name}: {policy:?} to {output:?}, ranges of {range}, \
-                                 pieces of {piece}"
-                            );
-                        }
+            each_spec(format, &decode, input, |spec, want, label| {
+                for range in 1..=input.len() + 1 {
+                    for piece in [1, 3, input.len()] {
+                        let got = through_ranges(spec, &pool, input, range, piece);
+                        assert_eq!(
+                            &got, want,
+                            "{name}: {label}, ranges of {range}, pieces of {piece}"
+                        );
                     }
                 }
-            }
+            });
         }
     }
 }

@@ -612,3 +612,28 @@ pub fn big_csv(
     }
     (data, preds, starts)
 }
+
+/// Send `head`, then `block` again and again, never reading the answer:
+/// the server's writes block, so it must stop reading the body, and ours
+/// block in turn (a write timeout ends them). Asserts it took in less than
+/// 256 MiB and peaked under 64 MiB of RSS meanwhile.
+pub fn assert_stops_reading(s: &Server, head: &[u8], block: &[u8], limit: u64) {
+    let conn = s.connect();
+    conn.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    writer.write_all(head).unwrap();
+    let mut sent = 0u64;
+    while sent + (block.len() as u64) <= limit {
+        match writer.write_all(block) {
+            Ok(()) => sent += block.len() as u64,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent < 256 << 20,
+        "the server kept reading: {sent} bytes accepted"
+    );
+    let (peak, _) = s.memory_kib();
+    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
+}
