@@ -17,7 +17,9 @@
 //! A pool of our own is sized once to the CPUs the process may use
 //! (`MMP_COMPUTE_THREADS`), its threads are named `mmp-compute-N` in `top`
 //! and in a panic's message, and it does not need a runtime, so synchronous
-//! code can use it too. It is a queue behind one mutex: a job's hop costs
+//! code can use it too. A large request body's ranges run here as well
+//! (`src/serve/stage.rs`), so one bounded set of threads does all of a
+//! server's CPU-heavy work. It is a queue behind one mutex: a job's hop costs
 //! two lock/unlock pairs and a wake-up, nothing next to the milliseconds of
 //! a model worth moving here.
 
@@ -39,6 +41,7 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Debug)]
 pub struct Pool {
     queue: mpsc::Sender<Job>,
+    threads: usize,
 }
 
 impl Pool {
@@ -55,7 +58,12 @@ impl Pool {
                 .spawn(move || work(&jobs))
                 .map_err(|e| Error::io("starting the compute pool's threads", e))?;
         }
-        Ok(Pool { queue })
+        Ok(Pool { queue, threads })
+    }
+
+    /// Its threads.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Run `job` on the pool; the [`Task`] resolves to what it returns, or

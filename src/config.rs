@@ -150,6 +150,13 @@ pub struct ServeConfig {
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
+    /// A record-wise body with a `Content-Length` of at least this many
+    /// bytes is scored in ranges on every core (`MMP_PARALLEL_FROM`,
+    /// `src/serve/stage.rs`); a smaller one inline, as always.
+    pub parallel_from: u64,
+    /// Bytes of such a range at most (`MMP_RANGE_BYTES`; tests set tiny
+    /// ones so ranges are cut at many offsets).
+    pub range_bytes: usize,
     /// How a 200 answer is framed (`MMP_RESPONSE_FRAMING`).
     pub response_framing: ResponseFraming,
     /// Where `content-length` framing spills answers too large to hold in
@@ -244,6 +251,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ),
     ("MMP_MAX_HEADER_BYTES", "65536", "largest request head"),
     (
+        "MMP_PARALLEL_FROM",
+        "1048576",
+        "Content-Length from which a CSV or JSON-lines body is scored in ranges on every core",
+    ),
+    (
+        "MMP_RANGE_BYTES",
+        "524288",
+        "size of those ranges (at most; a smaller body is cut into two per compute thread)",
+    ),
+    (
         "MMP_RESPONSE_FRAMING",
         "chunked",
         "chunked, or content-length (whole answer with a Content-Length; needed by Asynchronous Inference)",
@@ -283,6 +300,20 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest request head: InvokeEndpoint's headers are each at most
 /// 1 KiB, so 64 KiB is generous and still cheap to hold per connection.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Default of `MMP_PARALLEL_FROM` ([`ServeConfig::parallel_from`]). Where
+/// the hop to the pool starts to pay, measured on the 2-core development
+/// machine under load (2026-12-02, median per request of a keep-alive
+/// client, 16-feature CSV, two runs, ranges vs inline): 64 KiB 0.63-0.65 vs
+/// 0.54-0.56 ms, 256 KiB 1.38-1.54 vs 1.52-1.61 ms, 1 MiB 4.3-5.1 vs
+/// 4.6-4.8 ms, 4 MiB 13.8-18.3 vs 17.9-19.1 ms. Below 256 KiB the hop
+/// costs; from 1 MiB on the ranges are at least even, and a body of this
+/// size is two ranges per thread.
+pub const DEFAULT_PARALLEL_FROM: usize = 1 << 20;
+/// Default of `MMP_RANGE_BYTES`: ranges of 512 KiB keep a large body's
+/// peak memory near in-flight ranges x 2 x 512 KiB (input and output; the
+/// 32 MiB bar of issue 19 on a 1 GB body) and cost one hop per millisecond
+/// or so of scoring.
+pub const DEFAULT_RANGE_BYTES: usize = 512 << 10;
 
 /// Default idle limit of a bidirectional session: past SageMaker's own
 /// give-up point (5 missed pings, 60 s apart), so the platform, not the
@@ -425,6 +456,8 @@ impl ServeConfig {
             max_header_bytes: r
                 .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
                 .max(1024),
+            parallel_from: r.positive_or("MMP_PARALLEL_FROM", DEFAULT_PARALLEL_FROM)? as u64,
+            range_bytes: r.positive_or("MMP_RANGE_BYTES", DEFAULT_RANGE_BYTES)?,
             response_framing,
             spill_dir,
             multi_model: r.boolean("SAGEMAKER_MULTI_MODEL")?.unwrap_or(false),

@@ -380,21 +380,25 @@ impl Splitter {
 
 /// A range scored: its output, counters and outcome.
 #[derive(Debug)]
-struct Scored {
-    out: BytesMut,
-    stats: Stats,
-    result: Result<(), Error>,
+pub(crate) struct Scored {
+    /// The range's output.
+    pub(crate) out: BytesMut,
+    /// Its counters.
+    pub(crate) stats: Stats,
+    /// Its outcome: an error ends the stream after `out`.
+    pub(crate) result: Result<(), Error>,
 }
 
 /// Score one range. `first`: it starts the stream. `base`: where it starts
 /// in the stream, when known (the second, exact run of a range with a bad
-/// record).
-fn score_range(
+/// record). `on_placeholder`: told of each placeholder written.
+pub(crate) fn score_range(
     spec: &Spec<'_>,
     range: &[u8],
     first: bool,
     base: Option<Position>,
     mut out: BytesMut,
+    on_placeholder: Option<fn(&Error)>,
 ) -> Scored {
     out.clear();
     let run = AssertUnwindSafe(|| {
@@ -407,6 +411,9 @@ fn score_range(
             &opts_rest
         };
         let mut p = Pipeline::new(spec.model.clone(), spec.input, spec.output, opts);
+        if let Some(sink) = on_placeholder {
+            p = p.on_placeholder(sink);
+        }
         // A later range starting with what may be a BOM: a blank line first,
         // so the decoder takes it as data (see the module docs).
         let prefixed = !first && range.first() == Some(&BOM[0]);
@@ -560,7 +567,7 @@ pub fn run(
                     // are not held up.
                     continue;
                 }
-                let scored = score_range(spec, &range, seq == 0, None, out);
+                let scored = score_range(spec, &range, seq == 0, None, out, None);
                 if events_tx.send(Event::Done(seq, range, scored)).is_err() {
                     return;
                 }
@@ -591,63 +598,161 @@ fn write_in_order(
     tokens: &mpsc::SyncSender<Token>,
     progress: Option<&Progress>,
 ) -> Result<Stats, Error> {
-    let mut waiting: BTreeMap<u64, (Vec<u8>, Scored)> = BTreeMap::new();
-    let mut next = 0u64;
+    let mut order = Ordered::new();
     let mut total: Option<(u64, Option<Error>)> = None;
-    let mut stats = Stats::default();
-    // Where the next range starts in the stream.
-    let mut base = Position {
-        record: 1,
-        line: 1,
-        byte: 0,
-    };
     loop {
         if let Some((count, _)) = &total {
-            if next == *count {
+            if order.written() == *count {
                 let (_, error) = total.take().unwrap_or_default();
                 if let Some(e) = error {
                     return Err(e);
                 }
                 writer.flush().map_err(|e| Error::io("writing output", e))?;
-                return Ok(stats);
+                return Ok(order.stats());
             }
         }
-        let Some((range, mut scored)) = waiting.remove(&next) else {
-            match events.recv() {
-                Ok(Event::Done(seq, range, scored)) => {
-                    busy.fetch_sub(1, Ordering::Relaxed);
-                    waiting.insert(seq, (range, scored));
+        let (range, scored) = match order.turn() {
+            Some(Turn::Write(range, scored)) => (range, scored),
+            Some(Turn::Again(again)) => again.run(spec, None),
+            None => {
+                match events.recv() {
+                    Ok(Event::Done(seq, range, scored)) => {
+                        busy.fetch_sub(1, Ordering::Relaxed);
+                        order.insert(seq, range, scored);
+                    }
+                    Ok(Event::End(count, error)) => total = Some((count, error)),
+                    // Every sender is gone with ranges missing: cannot happen
+                    // (workers answer every range they take), but do not hang.
+                    Err(_) => return Err(model_error("a scoring thread stopped")),
                 }
-                Ok(Event::End(count, error)) => total = Some((count, error)),
-                // Every sender is gone with ranges missing: cannot happen
-                // (workers answer every range they take), but do not hang.
-                Err(_) => return Err(model_error("a scoring thread stopped")),
+                continue;
             }
-            continue;
         };
-        if scored.result.is_err() || scored.stats.placeholders > 0 {
-            // A bad record: score again knowing where the range starts, so
-            // its positions are the stream's.
-            scored = score_range(spec, &range, next == 0, Some(base), scored.out);
-        }
         writer
             .write_all(&scored.out)
             .map_err(|e| Error::io("writing output", e))?;
+        let stats = order.done(&range, &scored);
         scored.result?;
-        stats.add(scored.stats);
         if let Some(p) = progress {
-            p.add(scored.stats.records, range.len() as u64);
+            p.add(stats.records, range.len() as u64);
         }
-        base.record += scored.stats.records;
-        base.line += memchr_iter(b'\n', &range).count() as u64;
-        base.byte += range.len() as u64;
-        next += 1;
         let _ = tokens.send((range, scored.out));
     }
 }
 
+/// The in-order side of the engine, without I/O or threads: ranges scored
+/// anywhere come in in any order ([`Ordered::insert`]), and go out in
+/// order ([`Ordered::turn`]), a range with a bad record first scored again
+/// with its exact start (see the module docs). [`run`]'s writer drives it
+/// with blocking channels; `mmp serve` drives it from a request body on the
+/// compute pool (`src/serve/stage.rs`).
+#[derive(Debug)]
+pub(crate) struct Ordered {
+    waiting: BTreeMap<u64, (Vec<u8>, Scored)>,
+    /// The next range to go out.
+    next: u64,
+    /// Where it starts in the stream.
+    base: Position,
+    /// The counters of the ranges out.
+    stats: Stats,
+}
+
+/// What goes out next.
+#[derive(Debug)]
+pub(crate) enum Turn {
+    /// This range, as it was scored.
+    Write(Vec<u8>, Scored),
+    /// This range, once scored again where it starts ([`Again::run`]).
+    Again(Again),
+}
+
+/// A range with a bad record, to score again knowing where it starts.
+#[derive(Debug)]
+pub(crate) struct Again {
+    range: Vec<u8>,
+    first: bool,
+    base: Position,
+    out: BytesMut,
+}
+
+impl Again {
+    /// Score it (on any thread), with `on_placeholder` told of each
+    /// placeholder written: the range and its final output.
+    pub(crate) fn run(
+        self,
+        spec: &Spec<'_>,
+        on_placeholder: Option<fn(&Error)>,
+    ) -> (Vec<u8>, Scored) {
+        let scored = score_range(
+            spec,
+            &self.range,
+            self.first,
+            Some(self.base),
+            self.out,
+            on_placeholder,
+        );
+        (self.range, scored)
+    }
+}
+
+impl Ordered {
+    pub(crate) fn new() -> Ordered {
+        Ordered {
+            waiting: BTreeMap::new(),
+            next: 0,
+            base: Position {
+                record: 1,
+                line: 1,
+                byte: 0,
+            },
+            stats: Stats::default(),
+        }
+    }
+
+    /// Range `seq` (numbered from 0 in stream order) is scored.
+    pub(crate) fn insert(&mut self, seq: u64, range: Vec<u8>, scored: Scored) {
+        self.waiting.insert(seq, (range, scored));
+    }
+
+    /// The next range to go out, if it is in: then [`Ordered::done`] once
+    /// it is out.
+    pub(crate) fn turn(&mut self) -> Option<Turn> {
+        let (range, scored) = self.waiting.remove(&self.next)?;
+        if scored.result.is_err() || scored.stats.placeholders > 0 {
+            return Some(Turn::Again(Again {
+                range,
+                first: self.next == 0,
+                base: self.base,
+                out: scored.out,
+            }));
+        }
+        Some(Turn::Write(range, scored))
+    }
+
+    /// The range of the last turn went out as `scored` (its final scoring):
+    /// the next one starts after it. Its counters.
+    pub(crate) fn done(&mut self, range: &[u8], scored: &Scored) -> Stats {
+        self.stats.add(scored.stats);
+        self.base.record += scored.stats.records;
+        self.base.line += memchr_iter(b'\n', range).count() as u64;
+        self.base.byte += range.len() as u64;
+        self.next += 1;
+        scored.stats
+    }
+
+    /// Ranges gone out.
+    pub(crate) fn written(&self) -> u64 {
+        self.next
+    }
+
+    /// The counters of the ranges gone out.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec::tests::{opts, partial_bom_opts, width, PARTIAL_BOM};
     use crate::codec::DecodeOptions;
@@ -717,6 +822,31 @@ mod tests {
     /// and both record-wise outputs: the same bytes and error as the
     /// sequential path.
     fn same_as_sequential(name: &str, format: Format, decode: &DecodeOptions, input: &[u8]) {
+        each_spec(format, decode, input, |spec, want, label| {
+            for range in 1..=input.len() + 1 {
+                let engine = Engine::with(2, range);
+                for piece in [1, 3, input.len().max(1)] {
+                    for stream in [false, true] {
+                        let got = parallel(spec, &engine, input, piece, stream);
+                        assert_eq!(
+                            &got, want,
+                            "{name}: {label}, ranges of {range}, pieces of {piece}, stream {stream}"
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    /// Call `f` under both policies and to both record-wise outputs of a
+    /// case, with the spec, the sequential path's answer to `input` and a
+    /// label for messages.
+    pub(crate) fn each_spec(
+        format: Format,
+        decode: &DecodeOptions,
+        input: &[u8],
+        mut f: impl FnMut(&Spec<'_>, &(Vec<u8>, Option<String>), &str),
+    ) {
         let model = model_for(decode);
         for policy in [ErrorPolicy::Fail, ErrorPolicy::Placeholder] {
             let opts = PipelineOptions {
@@ -732,19 +862,7 @@ mod tests {
                     output,
                 };
                 let want = sequential(&spec, input);
-                for range in 1..=input.len() + 1 {
-                    let engine = Engine::with(2, range);
-                    for piece in [1, 3, input.len().max(1)] {
-                        for stream in [false, true] {
-                            let got = parallel(&spec, &engine, input, piece, stream);
-                            assert_eq!(
-                                got, want,
-                                "{name}: {policy:?} to {output:?}, ranges of {range}, \
-                                 pieces of {piece}, stream {stream}"
-                            );
-                        }
-                    }
-                }
+                f(&spec, &want, &format!("{policy:?} to {output:?}"));
             }
         }
     }
@@ -754,7 +872,19 @@ mod tests {
     /// at range starts.
     #[test]
     fn every_decoder_case_is_the_same_through_ranges() {
-        let cases: Vec<(&str, Format, DecodeOptions, &[u8])> = vec![
+        for (name, format, decode, input) in &decoder_cases() {
+            same_as_sequential(name, *format, decode, input);
+        }
+    }
+
+    /// A case: its name, input format, decoder options and input.
+    pub(crate) type Case = (&'static str, Format, DecodeOptions, &'static [u8]);
+
+    /// Every CSV and JSON-lines case of the decoders' own tests
+    /// (`src/codec/tests.rs`), and a few more on quotes, BOMs and headers
+    /// at range starts; `src/serve/stage.rs`'s tests run them too.
+    pub(crate) fn decoder_cases() -> Vec<Case> {
+        vec![
             ("csv_lf", Csv, width(2), &b"1,2\n3,4\n"[..]),
             ("csv_crlf", Csv, width(2), &b"1,2\r\n3,4\r\n"[..]),
             ("csv_no_final_newline", Csv, width(2), &b"1,2\n3,4"[..]),
@@ -1036,11 +1166,9 @@ mod tests {
                 width(2),
                 &b"1,2\n1e308,1e308\n3,4\n"[..],
             ),
-        ];
-        for (name, format, decode, input) in &cases {
-            same_as_sequential(name, *format, decode, input);
-        }
+        ]
     }
+
     /// Every record-wise golden fixture, in both record-wise outputs, with
     /// ranges of every size: the expected files byte for byte.
     #[test]

@@ -31,6 +31,7 @@ mod readme;
 mod score_cli;
 mod score_parallel;
 mod serve_http;
+mod serve_parallel;
 mod serve_slow;
 mod train_cli;
 mod train_then_serve;

@@ -51,6 +51,7 @@ use crate::error::{Error, ErrorKind};
 use crate::media::{negotiate, ContentType, Format};
 use crate::metrics::metrics;
 use crate::model::SharedModel;
+use crate::parallel;
 use crate::pipeline::{Pipeline, Stats};
 
 /// Output size that commits the status line before the body ends.
@@ -231,16 +232,37 @@ async fn start<S: Body>(
     if let Some(h) = content_type.header {
         opts.decode.csv_header = h;
     }
-    // An expensive model runs on the compute pool (src/serve/stage.rs).
-    let pool = model.offload().then(|| state.compute.clone()).flatten();
-    let pipeline = Pipeline::new(model, content_type.format, output, &opts)
-        .on_placeholder(crate::metrics::count_placeholder);
+    // A large body in ranges on every core; else one pipeline, on the
+    // compute pool for an expensive model (src/serve/stage.rs). The first
+    // test is one compare for a small body: a `Content-Length` shorter
+    // than the threshold's digits is below it.
+    let large = headers
+        .content_length
+        .is_some_and(|v| v.len() as u32 > cfg.parallel_from.checked_ilog10().unwrap_or(0));
+    let stage = match large.then(|| ranges(state, content_type.format, output, headers)) {
+        Some(Some((pool, range_bytes))) => Stage::ranges(
+            model,
+            content_type.format,
+            output,
+            opts,
+            pool,
+            range_bytes,
+            2 * state.compute.as_ref().map_or(1, |p| p.threads()) + 1,
+        ),
+        _ => {
+            let pool = model.offload().then(|| state.compute.clone()).flatten();
+            let pipeline = Pipeline::new(model, content_type.format, output, &opts)
+                .on_placeholder(crate::metrics::count_placeholder);
+            Stage::new(pipeline, pool)
+        }
+    };
     let idle = Box::pin(tokio::time::sleep(cfg.timeout));
     let mut inv = Invocation {
         body: Some(Box::pin(body)),
-        pipeline: Stage::new(pipeline, pool),
+        pipeline: stage,
         out: BytesMut::new(),
         committed: false,
+        finishing: false,
         ended: false,
         done: false,
         deadline: None,
@@ -289,6 +311,30 @@ async fn start<S: Body>(
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, content_type);
     Ok(response)
+}
+
+/// Whether a body of `headers`' length in `input`, answered in `output`,
+/// runs in ranges: the pool and the range size if so. Off the small-request
+/// path (its caller has seen a long `Content-Length`).
+#[cold]
+fn ranges(
+    state: &State,
+    input: Format,
+    output: Format,
+    headers: &Wanted<'_>,
+) -> Option<(Arc<crate::compute::Pool>, usize)> {
+    let cfg = &state.cfg;
+    let len = content_length(headers.content_length)?;
+    let pool = state.compute.as_ref()?;
+    if len < cfg.parallel_from || pool.threads() < 2 || !parallel::record_wise(input, output) {
+        return None;
+    }
+    // Two ranges per thread at least, so a body just over the threshold
+    // uses every core too; not under 64 KiB unless asked (a hop per range).
+    let per_thread = (len / (2 * pool.threads() as u64)).max(64 << 10);
+    let range_bytes =
+        usize::try_from(per_thread).map_or(cfg.range_bytes, |n| n.min(cfg.range_bytes));
+    Some((pool.clone(), range_bytes))
 }
 
 /// `content-length` framing: run the whole body through the pipeline into a
@@ -478,6 +524,8 @@ struct Invocation<S> {
     out: BytesMut,
     /// The status line has gone out.
     committed: bool,
+    /// The pipeline was asked to finish (the body ended).
+    finishing: bool,
     /// The pipeline has finished (all output is in `out`).
     ended: bool,
     /// Nothing more will be produced.
@@ -573,12 +621,18 @@ impl<S: Body> Invocation<S> {
                 return Poll::Ready(Some(Ok(self.take())));
             }
             let Some(body) = self.body.as_mut() else {
-                // Ended once the output is all in `out` (`Pending`: when the
-                // pool gives it back, at the top of the loop).
-                if let Poll::Ready(Err(e)) = self.pipeline.finish(&mut self.out) {
-                    return self.fail(e);
+                // Ended once the output is all in `out`: the stage is asked
+                // to finish, then the top of the loop waits while it is
+                // away (a step on the pool, or ranges, which also come back
+                // with output worth a write before they are all done).
+                if !self.finishing {
+                    self.finishing = true;
+                    if let Poll::Ready(Err(e)) = self.pipeline.finish(&mut self.out) {
+                        return self.fail(e);
+                    }
+                } else {
+                    self.ended = true;
                 }
-                self.ended = true;
                 continue;
             };
             match body.as_mut().poll_next(cx) {
@@ -599,6 +653,8 @@ impl<S: Body> Invocation<S> {
                     return self.fail(e);
                 }
                 Poll::Ready(None) => self.body = None,
+                // Records held for a full range go to be scored first.
+                Poll::Pending if self.pipeline.idle() => {}
                 Poll::Pending => return self.poll_idle(cx),
             }
         }

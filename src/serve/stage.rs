@@ -11,23 +11,52 @@
 //! the same code ([`Pipeline::feed`], [`Pipeline::finish`]) on another
 //! thread. A cheap model's steps run at once, as before: a hop costs more
 //! than its prediction.
+//!
+//! A large record-wise body (Content-Length at least `MMP_PARALLEL_FROM`)
+//! runs as [`Ranges`] instead: cut into ranges of whole records as it
+//! arrives, the ranges scored on the same pool at once, their outputs put
+//! back in order by [`crate::parallel`]'s [`Ordered`] (the engine of
+//! `mmp score`, with its rule for bad records: a range holding one is
+//! scored again with its exact start once the records before it are
+//! counted, so positions, `fail` and `placeholder` are the sequential
+//! path's). At most `in_flight` ranges are between the body and the
+//! response: while they are all out, no more of the body is read, so
+//! backpressure still reaches the client and memory stays bounded.
 
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
 
+use super::invocations::{FIRST_FLUSH, FLUSH};
 use crate::compute::{Pool, Task};
 use crate::error::Error;
-use crate::model::model_error;
-use crate::pipeline::{Pipeline, Stats};
+use crate::media::Format;
+use crate::model::{model_error, SharedModel};
+use crate::parallel::{score_range, Ordered, Scored, Spec, Splitter, Turn};
+use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 
 /// What comes back from the pool: the pipeline, the output, the result.
 type Hop = (Pipeline, BytesMut, Result<(), Error>);
 
+/// Where a request's input is scored: one pipeline, or ranges at once.
+// The small variant is the large one: a small request's pipeline stays in
+// place (boxing it would cost an allocation per request), a large body's
+// ranges are boxed.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Stage {
+    /// One pipeline, inline or on the pool.
+    One(One),
+    /// A large body in ranges on the pool (boxed: the small-request path
+    /// moves the stage with the request's future and must not grow).
+    Ranges(Box<Ranges>),
+}
+
 /// A pipeline and where its steps run.
-pub(crate) struct Stage {
+pub(crate) struct One {
     /// The pipeline; `None` while a step runs on the pool (or after one
     /// panicked there).
     here: Option<Pipeline>,
@@ -43,29 +72,106 @@ impl Stage {
     /// `pipeline`, run on `pool` if given, else inline.
     #[inline]
     pub(crate) fn new(pipeline: Pipeline, pool: Option<Arc<Pool>>) -> Stage {
-        Stage {
+        Stage::One(One {
             stats: pipeline.stats(),
             here: Some(pipeline),
             pool,
             away: None,
-        }
+        })
     }
 
     /// Counters so far (while a step is away: before it).
     #[inline]
     pub(crate) fn stats(&self) -> Stats {
+        match self {
+            Stage::One(one) => one.stats(),
+            Stage::Ranges(r) => r.order.stats(),
+        }
+    }
+
+    /// Feed all of `buf`, appending to `out`: done (`Ready`), or away
+    /// (`Pending`: then [`Stage::poll_back`] until it is back).
+    #[inline]
+    pub(crate) fn feed(&mut self, buf: impl Buf, out: &mut BytesMut) -> Poll<Result<(), Error>> {
+        match self {
+            Stage::One(one) => one.feed(buf, out),
+            Stage::Ranges(r) => r.feed(buf),
+        }
+    }
+
+    /// End of input, as [`Stage::feed`].
+    #[inline]
+    pub(crate) fn finish(&mut self, out: &mut BytesMut) -> Poll<Result<(), Error>> {
+        match self {
+            Stage::One(one) => one.finish(out),
+            Stage::Ranges(r) => r.finish(),
+        }
+    }
+
+    /// What is away: `Ready(None)` if nothing blocks the next step,
+    /// `Pending` until it is back, then its result, with output appended
+    /// to `out`.
+    #[inline]
+    pub(crate) fn poll_back(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>> {
+        match self {
+            Stage::One(one) => one.poll_back(cx, out),
+            Stage::Ranges(r) => r.poll_back(cx, out),
+        }
+    }
+
+    /// The body has nothing for now: whether records held back for a full
+    /// range were sent to be scored, so a slow client gets its answers.
+    #[inline]
+    pub(crate) fn idle(&mut self) -> bool {
+        match self {
+            Stage::One(_) => false,
+            Stage::Ranges(r) => r.idle(),
+        }
+    }
+
+    /// [`Stage::feed`], waiting for the pool.
+    pub(crate) async fn feed_now(
+        &mut self,
+        buf: impl Buf,
+        out: &mut BytesMut,
+    ) -> Result<(), Error> {
+        match self.feed(buf, out) {
+            Poll::Ready(r) => r,
+            Poll::Pending => self.back(out).await,
+        }
+    }
+
+    /// [`Stage::finish`], waiting for the pool.
+    pub(crate) async fn finish_now(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        match self.finish(out) {
+            Poll::Ready(r) => r,
+            Poll::Pending => self.back(out).await,
+        }
+    }
+
+    async fn back(&mut self, out: &mut BytesMut) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_back(cx, out))
+            .await
+            .unwrap_or(Ok(()))
+    }
+}
+
+impl One {
+    /// Counters so far (while a step is away: before it).
+    #[inline]
+    fn stats(&self) -> Stats {
         self.here.as_ref().map_or(self.stats, Pipeline::stats)
     }
 
     /// Feed all of `buf` ([`Pipeline::feed`]), appending to `out`: done at
     /// once (`Ready`), or sent to the pool (`Pending`: then
-    /// [`Stage::poll_back`] until it is back).
+    /// [`One::poll_back`] until it is back).
     #[inline]
-    pub(crate) fn feed(
-        &mut self,
-        mut buf: impl Buf,
-        out: &mut BytesMut,
-    ) -> Poll<Result<(), Error>> {
+    fn feed(&mut self, mut buf: impl Buf, out: &mut BytesMut) -> Poll<Result<(), Error>> {
         if self.pool.is_some() {
             // The pool needs the bytes owned: a copy, unless `buf` is
             // already `Bytes` (warp's body chunks are).
@@ -86,9 +192,9 @@ impl Stage {
         Poll::Ready(Ok(()))
     }
 
-    /// End of input ([`Pipeline::finish`]), as [`Stage::feed`].
+    /// End of input ([`Pipeline::finish`]), as [`One::feed`].
     #[inline]
-    pub(crate) fn finish(&mut self, out: &mut BytesMut) -> Poll<Result<(), Error>> {
+    fn finish(&mut self, out: &mut BytesMut) -> Poll<Result<(), Error>> {
         if self.pool.is_some() {
             return self.send(out, |p, out| p.finish(out));
         }
@@ -120,7 +226,7 @@ impl Stage {
     /// until it is back, then its result, with its output appended to
     /// `out`.
     #[inline]
-    pub(crate) fn poll_back(
+    fn poll_back(
         &mut self,
         cx: &mut Context<'_>,
         out: &mut BytesMut,
@@ -139,36 +245,313 @@ impl Stage {
             r
         })))
     }
-
-    /// [`Stage::feed`], waiting for the pool.
-    pub(crate) async fn feed_now(
-        &mut self,
-        buf: impl Buf,
-        out: &mut BytesMut,
-    ) -> Result<(), Error> {
-        match self.feed(buf, out) {
-            Poll::Ready(r) => r,
-            Poll::Pending => self.back(out).await,
-        }
-    }
-
-    /// [`Stage::finish`], waiting for the pool.
-    pub(crate) async fn finish_now(&mut self, out: &mut BytesMut) -> Result<(), Error> {
-        match self.finish(out) {
-            Poll::Ready(r) => r,
-            Poll::Pending => self.back(out).await,
-        }
-    }
-
-    async fn back(&mut self, out: &mut BytesMut) -> Result<(), Error> {
-        poll_fn(|cx| self.poll_back(cx, out))
-            .await
-            .unwrap_or(Ok(()))
-    }
 }
 
 /// A step asked of a stage whose pipeline is not here: a step is already
 /// away (the callers wait for each), or the model panicked on the pool.
 fn lost() -> Error {
     model_error("the request's pipeline was lost on the compute pool")
+}
+
+/// What a range is scored with, owned, for the pool's jobs.
+pub(crate) struct Scoring {
+    model: SharedModel,
+    opts: PipelineOptions,
+    input: Format,
+    output: Format,
+}
+
+impl Scoring {
+    fn spec(&self) -> Spec<'_> {
+        Spec {
+            model: &self.model,
+            opts: &self.opts,
+            input: self.input,
+            output: self.output,
+        }
+    }
+}
+
+/// A range back from the pool: its number, bytes and scoring.
+type Back = (u64, Vec<u8>, Scored);
+
+/// A large record-wise body in ranges on the pool (see the module docs).
+pub(crate) struct Ranges {
+    scoring: Arc<Scoring>,
+    pool: Arc<Pool>,
+    split: Splitter,
+    order: Ordered,
+    /// Ranges being scored.
+    running: FuturesUnordered<Task<Back>>,
+    /// The range with a bad record being scored again (it is next out).
+    again: Option<Task<(Vec<u8>, Scored)>>,
+    /// Ranges sent to the pool.
+    sent: u64,
+    /// Ranges between the body and the output at most.
+    in_flight: usize,
+    range_bytes: usize,
+    /// The body ended ([`Ranges::finish`]).
+    ending: bool,
+    /// Every range is sent (the last one too).
+    cut: bool,
+    /// Every range is out; `poll_back` said so.
+    finished: bool,
+    /// Output buffers of ranges gone out, for reuse.
+    spare: Vec<BytesMut>,
+}
+
+impl Stage {
+    /// A body in `input` answered in `output` (both record-wise), cut into
+    /// ranges of about `range_bytes`, `in_flight` of them at most on `pool`.
+    pub(crate) fn ranges(
+        model: SharedModel,
+        input: Format,
+        output: Format,
+        opts: PipelineOptions,
+        pool: Arc<Pool>,
+        range_bytes: usize,
+        in_flight: usize,
+    ) -> Stage {
+        let scoring = Scoring {
+            model,
+            opts,
+            input,
+            output,
+        };
+        let split = Splitter::new(&scoring.spec(), range_bytes);
+        Stage::Ranges(Box::new(Ranges {
+            scoring: Arc::new(scoring),
+            pool,
+            split,
+            order: Ordered::new(),
+            running: FuturesUnordered::new(),
+            again: None,
+            sent: 0,
+            in_flight: in_flight.max(1),
+            range_bytes: range_bytes.max(1),
+            ending: false,
+            cut: false,
+            finished: false,
+            spare: Vec::new(),
+        }))
+    }
+}
+
+impl Ranges {
+    /// Ranges sent and not yet out.
+    fn out_there(&self) -> usize {
+        (self.sent - self.order.written()) as usize
+    }
+
+    /// Send what ranges are complete while there are slots for them;
+    /// whether one was sent.
+    fn send_ranges(&mut self) -> bool {
+        let before = self.sent;
+        while self.out_there() < self.in_flight {
+            let range = match self.split.take(false, self.ending) {
+                Some(r) => r,
+                None if self.ending && !self.cut => {
+                    self.cut = true;
+                    let rest = self.split.rest();
+                    // An empty body is still one range: a CSV header alone
+                    // or nothing at all answers as the sequential path does.
+                    if rest.is_empty() && self.sent > 0 {
+                        break;
+                    }
+                    rest
+                }
+                None => break,
+            };
+            self.send(range);
+        }
+        self.sent > before
+    }
+
+    fn send(&mut self, range: Vec<u8>) {
+        let seq = self.sent;
+        self.sent += 1;
+        let out = self.spare.pop().unwrap_or_default();
+        let scoring = self.scoring.clone();
+        self.running.push(self.pool.run(move || {
+            let scored = score_range(&scoring.spec(), &range, seq == 0, None, out, None);
+            (seq, range, scored)
+        }));
+    }
+
+    /// Every slot is taken and a range's worth is waiting: read no more.
+    fn blocked(&self) -> bool {
+        self.out_there() >= self.in_flight && self.split.len() >= self.range_bytes
+    }
+
+    fn feed(&mut self, mut buf: impl Buf) -> Poll<Result<(), Error>> {
+        while buf.has_remaining() {
+            let chunk = buf.chunk();
+            let n = chunk.len();
+            self.split.push(chunk);
+            buf.advance(n);
+        }
+        self.send_ranges();
+        if self.blocked() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn finish(&mut self) -> Poll<Result<(), Error>> {
+        self.ending = true;
+        self.send_ranges();
+        Poll::Pending
+    }
+
+    fn idle(&mut self) -> bool {
+        if self.ending || self.out_there() > 0 {
+            return false;
+        }
+        match self.split.take(true, false) {
+            Some(range) => {
+                self.send(range);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A range goes out as `scored`: its output after `out`'s, its buffers
+    /// kept for reuse; its error ends the stream.
+    fn write(&mut self, range: Vec<u8>, scored: Scored, out: &mut BytesMut) -> Result<(), Error> {
+        out.extend_from_slice(&scored.out);
+        self.order.done(&range, &scored);
+        self.split.recycle(range);
+        if self.spare.len() < self.in_flight {
+            self.spare.push(scored.out);
+        }
+        scored.result
+    }
+
+    fn poll_back(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut BytesMut,
+    ) -> Poll<Option<Result<(), Error>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        // Output worth a write goes out at once, as the sequential path's
+        // would (so a bad record after it comes once the status is out, as
+        // there), even while the body waits or after it ended: the handler
+        // sends a buffer this full before it reads on or ends.
+        let flush = FIRST_FLUSH.min(FLUSH);
+        let mut moved = false;
+        loop {
+            if let Some(task) = self.again.as_mut() {
+                let back = ready!(Pin::new(task).poll(cx));
+                self.again = None;
+                let r = back.and_then(|(range, scored)| self.write(range, scored, out));
+                if r.is_err() || out.len() >= flush {
+                    return Poll::Ready(Some(r));
+                }
+                moved = true;
+            }
+            while let Poll::Ready(Some(back)) = self.running.poll_next_unpin(cx) {
+                match back {
+                    Ok((seq, range, scored)) => self.order.insert(seq, range, scored),
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                }
+            }
+            match self.order.turn() {
+                Some(Turn::Write(range, scored)) => {
+                    let r = self.write(range, scored, out);
+                    if r.is_err() || out.len() >= flush {
+                        return Poll::Ready(Some(r));
+                    }
+                    moved = true;
+                    continue;
+                }
+                Some(Turn::Again(again)) => {
+                    // On the pool too: a range is milliseconds of work.
+                    let scoring = self.scoring.clone();
+                    self.again = Some(self.pool.run(move || {
+                        again.run(&scoring.spec(), Some(crate::metrics::count_placeholder))
+                    }));
+                    continue;
+                }
+                None => {}
+            }
+            if self.send_ranges() {
+                // Poll the new ones, so their ends wake this task.
+                continue;
+            }
+            if self.ending {
+                if self.cut && self.out_there() == 0 {
+                    self.finished = true;
+                    return Poll::Ready(Some(Ok(())));
+                }
+                return Poll::Pending;
+            }
+            if self.blocked() {
+                return Poll::Pending;
+            }
+            return Poll::Ready(moved.then_some(Ok(())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parallel::tests::{decoder_cases, each_spec};
+
+    /// `input` through a [`Ranges`] stage in pieces of `piece` bytes, as
+    /// the request handler drives it: output and error text.
+    fn through_ranges(
+        spec: &Spec<'_>,
+        pool: &Arc<Pool>,
+        input: &[u8],
+        range: usize,
+        piece: usize,
+    ) -> (Vec<u8>, Option<String>) {
+        let mut stage = Stage::ranges(
+            spec.model.clone(),
+            spec.input,
+            spec.output,
+            spec.opts.clone(),
+            pool.clone(),
+            range,
+            3,
+        );
+        let mut out = BytesMut::new();
+        let run = async {
+            for p in input.chunks(piece.max(1)) {
+                stage.feed_now(p, &mut out).await?;
+            }
+            stage.finish_now(&mut out).await
+        };
+        let r = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run);
+        (out.to_vec(), r.err().map(|e| e.to_string()))
+    }
+
+    /// Every decoder case through the server's ranges, cut at every offset
+    /// (ranges of every size), fed in pieces of 1, 3 and all bytes, under
+    /// both policies and to both record-wise outputs: the sequential
+    /// path's bytes and error.
+    #[test]
+    fn every_decoder_case_is_the_same_through_the_servers_ranges() {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        for (name, format, decode, input) in decoder_cases() {
+            each_spec(format, &decode, input, |spec, want, label| {
+                for range in 1..=input.len() + 1 {
+                    for piece in [1, 3, input.len()] {
+                        let got = through_ranges(spec, &pool, input, range, piece);
+                        assert_eq!(
+                            &got, want,
+                            "{name}: {label}, ranges of {range}, pieces of {piece}"
+                        );
+                    }
+                }
+            });
+        }
+    }
 }

@@ -566,3 +566,74 @@ pub fn scrape(s: &Server) -> std::collections::HashMap<String, f64> {
     }
     out
 }
+
+/// The fixture model's answer for a row: `bias + weights · x`
+/// (fixtures/model/model.json: bias 0.5, weights 1, -2, 0.25), summed in
+/// order as the model's formula says.
+pub fn linear(x: [f64; 3]) -> f64 {
+    let dot = 0.0 + 1.0 * x[0] + -2.0 * x[1] + 0.25 * x[2];
+    0.5 + dot
+}
+
+/// A CSV input of `n` records larger than `mmp score`'s inline threshold, with quoted
+/// fields (some holding a newline, so lines and records differ) and CRLF
+/// endings; record `i` (0-based) is bad (`1,x,3`) when `bad(i)`. Returns the
+/// bytes, each record's prediction (`None` if bad) and each record's line
+/// and byte.
+#[allow(clippy::type_complexity)]
+pub fn big_csv(
+    n: usize,
+    bad: impl Fn(usize) -> bool,
+) -> (Vec<u8>, Vec<Option<f64>>, Vec<(u64, u64)>) {
+    let mut data = Vec::with_capacity(n * 24);
+    let mut preds = Vec::with_capacity(n);
+    let mut starts = Vec::with_capacity(n);
+    let mut line = 1u64;
+    for i in 0..n {
+        starts.push((line, data.len() as u64));
+        let x = [
+            (i % 1000) as f64 + 0.25,
+            -((i % 7) as f64) - 0.5,
+            (i % 13) as f64,
+        ];
+        let start = data.len();
+        if bad(i) {
+            data.extend_from_slice(b"1,x,3\n");
+            preds.push(None);
+        } else {
+            match i % 5 {
+                0 => write!(data, "\"{}\n\",{},\"{}\"\n", x[0], x[1], x[2]).unwrap(),
+                1 => write!(data, "{},{},{}\r\n", x[0], x[1], x[2]).unwrap(),
+                _ => writeln!(data, "{},{},{}", x[0], x[1], x[2]).unwrap(),
+            }
+            preds.push(Some(linear(x)));
+        }
+        line += data[start..].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+    (data, preds, starts)
+}
+
+/// Send `head`, then `block` again and again, never reading the answer:
+/// the server's writes block, so it must stop reading the body, and ours
+/// block in turn (a write timeout ends them). Asserts it took in less than
+/// 256 MiB and peaked under 64 MiB of RSS meanwhile.
+pub fn assert_stops_reading(s: &Server, head: &[u8], block: &[u8], limit: u64) {
+    let conn = s.connect();
+    conn.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    writer.write_all(head).unwrap();
+    let mut sent = 0u64;
+    while sent + (block.len() as u64) <= limit {
+        match writer.write_all(block) {
+            Ok(()) => sent += block.len() as u64,
+            Err(_) => break,
+        }
+    }
+    assert!(
+        sent < 256 << 20,
+        "the server kept reading: {sent} bytes accepted"
+    );
+    let (peak, _) = s.memory_kib();
+    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
+}
