@@ -180,12 +180,29 @@ impl Scanner {
         self.record_start = self.at;
     }
 
+    /// Count `n` bytes of the current record's first line as passed
+    /// without scanning them: the [`Splitter`] drops them, and the line
+    /// ends at its next newline whatever they hold.
+    fn pass(&mut self, n: usize) {
+        self.at += n as u64;
+    }
+
+    /// Bytes of the current record held so far, while they are all its
+    /// first line (no newline yet).
+    fn line_held(&self) -> Option<u64> {
+        self.first_line.then(|| self.at - self.record_start)
+    }
+
     /// Scan the next piece of the stream; returns the offset in `bytes`
     /// just past the last record end in it.
     pub fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
         if !self.csv {
+            let end = memrchr(b'\n', bytes).map(|i| i + 1);
+            if let Some(e) = end {
+                self.record_start = self.at + e as u64;
+            }
             self.at += bytes.len() as u64;
-            return memrchr(b'\n', bytes).map(|i| i + 1);
+            return end;
         }
         let base = self.at;
         let mut last = None;
@@ -265,11 +282,57 @@ impl Scanner {
     }
 }
 
+/// A range of whole records cut from the stream: its bytes, and how many
+/// bytes of the input between them the [`Splitter`] dropped (the middle of
+/// a record over the limit, see [`Splitter`]). The bytes deref to a slice.
+#[derive(Debug, Default)]
+pub struct Range {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Range {
+    /// Bytes of the input the range stands for.
+    pub fn input_len(&self) -> u64 {
+        self.bytes.len() as u64 + self.dropped
+    }
+}
+
+impl std::ops::Deref for Range {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 /// Cuts a stream into ranges of whole records. See the module docs.
+///
+/// A record whose first line grows past `max_record_bytes` is over the
+/// limit whatever follows, and the decoders' line framer reports it at its
+/// start and skips it to its newline (`src/codec/lines.rs`). So only the
+/// first `max_record_bytes + 1` bytes of that line are kept, enough for the
+/// range's decoder to find it too long at the same place; the rest is
+/// dropped as it arrives up to its newline, and the range is cut right
+/// after that newline so that no later record's position in the range is
+/// off. The range counts the bytes dropped, so the writer's positions for
+/// later ranges stay those of the whole input; the dropped bytes hold no
+/// newline, so line numbers need nothing. Without this a body with no
+/// newline would be held whole; with it the splitter holds at most about
+/// `range_bytes + max_record_bytes` plus one read.
 #[derive(Debug)]
 pub struct Splitter {
     scanner: Scanner,
     buf: Vec<u8>,
+    /// The decoder's record limit.
+    max: usize,
+    /// Dropping the rest of a first line over the limit, to its newline.
+    dropping: bool,
+    /// Bytes dropped from the record over the limit not yet cut off.
+    dropped: u64,
+    /// The range must end here: just past the newline of a record whose
+    /// bytes were dropped.
+    forced: Option<usize>,
     /// Bytes of `buf` scanned.
     scanned: usize,
     /// Offset in `buf` just past its last record end (0: none).
@@ -291,6 +354,10 @@ impl Splitter {
         Splitter {
             scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
             buf: Vec::new(),
+            max: spec.opts.decode.max_record_bytes,
+            dropping: false,
+            dropped: 0,
+            forced: None,
             scanned: 0,
             cut: 0,
             range_bytes: range_bytes.max(1),
@@ -326,7 +393,11 @@ impl Splitter {
     }
 
     /// Hand back a range's buffer for reuse.
-    pub fn recycle(&mut self, mut range: Vec<u8>) {
+    pub fn recycle(&mut self, range: Range) {
+        self.recycle_bytes(range.bytes);
+    }
+
+    fn recycle_bytes(&mut self, mut range: Vec<u8>) {
         if self.free.len() < 4 {
             range.clear();
             self.free.push(range);
@@ -335,7 +406,7 @@ impl Splitter {
 
     /// The next range, if one of at least `range_bytes` is complete (or,
     /// with `eager`, any complete one). `eof`: no more bytes will come.
-    pub fn take(&mut self, eager: bool, eof: bool) -> Option<Vec<u8>> {
+    pub fn take(&mut self, eager: bool, eof: bool) -> Option<Range> {
         if !self.started {
             if self.buf.len() < BOM.len() && !eof && BOM.starts_with(&self.buf) {
                 return None;
@@ -346,11 +417,10 @@ impl Splitter {
                 self.scanned = BOM.len();
             }
         }
-        if self.scanned < self.buf.len() {
-            if let Some(r) = self.scanner.scan(&self.buf[self.scanned..]) {
-                self.cut = self.scanned + r;
-            }
-            self.scanned = self.buf.len();
+        self.scan();
+        if let Some(end) = self.forced.take() {
+            let dropped = std::mem::take(&mut self.dropped);
+            return Some(self.cut_at(end, dropped));
         }
         let c = self.cut;
         if c == 0 || (!eager && self.buf.len() < self.range_bytes) {
@@ -362,19 +432,76 @@ impl Splitter {
                 return None;
             }
         }
+        // A record being dropped is after the cut: its count stays.
+        Some(self.cut_at(c, 0))
+    }
+
+    /// Scan the bytes pushed since the last call, dropping what is over the
+    /// limit (see the type's docs).
+    fn scan(&mut self) {
+        while self.scanned < self.buf.len() && self.forced.is_none() {
+            if self.dropping {
+                let at = self.scanned;
+                let Some(i) = memchr(b'\n', &self.buf[at..]) else {
+                    self.pass(self.buf.len() - at);
+                    self.buf.truncate(at);
+                    return;
+                };
+                self.pass(i);
+                self.buf.drain(at..at + i);
+                self.dropping = false;
+                // The newline ends the record whatever the scanner's state
+                // (its first line is over the limit).
+                let end = self.scanner.scan(&self.buf[at..=at]);
+                debug_assert_eq!(end, Some(1), "an over-long first line ends at its newline");
+                self.scanned = at + 1;
+                self.cut = self.scanned;
+                self.forced = Some(self.scanned);
+                return;
+            }
+            if let Some(r) = self.scanner.scan(&self.buf[self.scanned..]) {
+                self.cut = self.scanned + r;
+            }
+            self.scanned = self.buf.len();
+            match self.scanner.line_held() {
+                Some(held) if held > self.max as u64 => {
+                    // The line starts `held` bytes back (all in `buf`: the
+                    // line is not cut and nothing of it was dropped yet).
+                    let keep = self.buf.len() - held as usize + self.max + 1;
+                    self.dropped += (self.buf.len() - keep) as u64;
+                    self.buf.truncate(keep);
+                    self.scanned = keep;
+                    self.dropping = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `n` bytes of the record over the limit dropped unscanned.
+    fn pass(&mut self, n: usize) {
+        self.scanner.pass(n);
+        self.dropped += n as u64;
+    }
+
+    /// The range `buf[..c]`, standing for `dropped` more bytes of input.
+    fn cut_at(&mut self, c: usize, dropped: u64) -> Range {
         let mut next = self.free.pop().unwrap_or_default();
         next.extend_from_slice(&self.buf[c..]);
-        let mut range = std::mem::replace(&mut self.buf, next);
-        range.truncate(c);
+        let mut bytes = std::mem::replace(&mut self.buf, next);
+        bytes.truncate(c);
         self.scanned -= c;
         self.cut = 0;
         self.first = false;
-        Some(range)
+        Range { bytes, dropped }
     }
 
     /// End of the stream: what is left, as the last range (may be empty).
-    pub fn rest(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.buf)
+    pub fn rest(&mut self) -> Range {
+        Range {
+            bytes: std::mem::take(&mut self.buf),
+            dropped: std::mem::take(&mut self.dropped),
+        }
     }
 }
 
@@ -448,7 +575,7 @@ pub(crate) fn score_range(
 }
 
 /// A range to score: its number, its bytes, a buffer for its output.
-type Job = (u64, Vec<u8>, BytesMut);
+type Job = (u64, Range, BytesMut);
 
 /// A slot for a range in flight, with buffers to reuse.
 type Token = (Vec<u8>, BytesMut);
@@ -456,7 +583,7 @@ type Token = (Vec<u8>, BytesMut);
 /// What the reader and the workers tell the writer.
 enum Event {
     /// Range `seq` is scored.
-    Done(u64, Vec<u8>, Scored),
+    Done(u64, Range, Scored),
     /// The reader is done: this many ranges in all, and a read error.
     End(u64, Option<Error>),
 }
@@ -500,14 +627,14 @@ pub fn run(
     let read = move || {
         let (busy, stop) = (&*reader_busy, &*reader_stop);
         let mut seq = 0u64;
-        let dispatch = |split: &mut Splitter, range: Vec<u8>, seq: &mut u64| -> bool {
+        let dispatch = |split: &mut Splitter, range: Range, seq: &mut u64| -> bool {
             let Ok((spare, out)) = tokens_rx.recv() else {
                 return false;
             };
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
-            split.recycle(spare);
+            split.recycle_bytes(spare);
             busy.fetch_add(1, Ordering::Relaxed);
             let sent = reader_jobs.send(Some((*seq, range, out))).is_ok();
             *seq += 1;
@@ -634,9 +761,9 @@ fn write_in_order(
         let stats = order.done(&range, &scored);
         scored.result?;
         if let Some(p) = progress {
-            p.add(stats.records, range.len() as u64);
+            p.add(stats.records, range.input_len());
         }
-        let _ = tokens.send((range, scored.out));
+        let _ = tokens.send((range.bytes, scored.out));
     }
 }
 
@@ -648,7 +775,7 @@ fn write_in_order(
 /// compute pool (`src/serve/stage.rs`).
 #[derive(Debug)]
 pub(crate) struct Ordered {
-    waiting: BTreeMap<u64, (Vec<u8>, Scored)>,
+    waiting: BTreeMap<u64, (Range, Scored)>,
     /// The next range to go out.
     next: u64,
     /// Where it starts in the stream.
@@ -661,7 +788,7 @@ pub(crate) struct Ordered {
 #[derive(Debug)]
 pub(crate) enum Turn {
     /// This range, as it was scored.
-    Write(Vec<u8>, Scored),
+    Write(Range, Scored),
     /// This range, once scored again where it starts ([`Again::run`]).
     Again(Again),
 }
@@ -669,7 +796,7 @@ pub(crate) enum Turn {
 /// A range with a bad record, to score again knowing where it starts.
 #[derive(Debug)]
 pub(crate) struct Again {
-    range: Vec<u8>,
+    range: Range,
     first: bool,
     base: Position,
     out: BytesMut,
@@ -682,7 +809,7 @@ impl Again {
         self,
         spec: &Spec<'_>,
         on_placeholder: Option<fn(&Error)>,
-    ) -> (Vec<u8>, Scored) {
+    ) -> (Range, Scored) {
         let scored = score_range(
             spec,
             &self.range,
@@ -710,7 +837,7 @@ impl Ordered {
     }
 
     /// Range `seq` (numbered from 0 in stream order) is scored.
-    pub(crate) fn insert(&mut self, seq: u64, range: Vec<u8>, scored: Scored) {
+    pub(crate) fn insert(&mut self, seq: u64, range: Range, scored: Scored) {
         self.waiting.insert(seq, (range, scored));
     }
 
@@ -731,11 +858,12 @@ impl Ordered {
 
     /// The range of the last turn went out as `scored` (its final scoring):
     /// the next one starts after it. Its counters.
-    pub(crate) fn done(&mut self, range: &[u8], scored: &Scored) -> Stats {
+    pub(crate) fn done(&mut self, range: &Range, scored: &Scored) -> Stats {
         self.stats.add(scored.stats);
         self.base.record += scored.stats.records;
+        // The bytes a range dropped hold no newline (see [`Splitter`]).
         self.base.line += memchr_iter(b'\n', range).count() as u64;
-        self.base.byte += range.len() as u64;
+        self.base.byte += range.input_len();
         self.next += 1;
         scored.stats
     }
@@ -1159,6 +1287,21 @@ pub(crate) mod tests {
                 },
                 &b"1,2\n\"0123456789\n1,2\n\"3\",4\n"[..],
             ),
+            // Lines far over the limit (one with a quote that never closes,
+            // one at the end without a newline) with bad records after
+            // them, whose positions count the bytes the splitter dropped.
+            (
+                "csv_far_over_the_limit",
+                Csv,
+                over_limit(Csv),
+                OVER_LIMIT_CSV,
+            ),
+            (
+                "jsonl_far_over_the_limit",
+                JsonLines,
+                over_limit(JsonLines),
+                OVER_LIMIT_JSONL,
+            ),
             // A prediction that is not finite, between good ones.
             (
                 "non_finite_prediction",
@@ -1167,6 +1310,92 @@ pub(crate) mod tests {
                 &b"1,2\n1e308,1e308\n3,4\n"[..],
             ),
         ]
+    }
+
+    /// CSV with records far over [`over_limit`]'s limit.
+    const OVER_LIMIT_CSV: &[u8] = b"1,2\n\"1111111111111111111111111111111111,2\n3,4\n\
+        1,x\n22222222222222222222222222222222222222\n\n5,6\n1,y\n3333333333333333333333333";
+
+    /// JSON lines with records far over [`over_limit`]'s limit.
+    const OVER_LIMIT_JSONL: &[u8] = b"[1,2]\n[1,111111111111111111111111111111111,2]\n[3,4]\n\
+        [1,\"x\"]\n[2222222222222222222222222222222222222]\n\n[5,6]\n[7]\n[333333333333333333";
+
+    /// A small record limit for [`OVER_LIMIT_CSV`] and [`OVER_LIMIT_JSONL`].
+    fn over_limit(format: Format) -> DecodeOptions {
+        DecodeOptions {
+            max_record_bytes: if format == Csv { 8 } else { 6 },
+            ..width(2)
+        }
+    }
+
+    /// Records far over the limit, read in pieces of every size up to the
+    /// whole, in ranges of a few sizes: the same bytes and error (message
+    /// and position) as the sequential path.
+    #[test]
+    fn records_far_over_the_limit_read_in_pieces_of_every_size() {
+        for (format, input) in [(Csv, OVER_LIMIT_CSV), (JsonLines, OVER_LIMIT_JSONL)] {
+            each_spec(format, &over_limit(format), input, |spec, want, label| {
+                for range in [1, 5, 16, 64, input.len()] {
+                    let engine = Engine::with(2, range);
+                    for piece in 1..=input.len() {
+                        for stream in [false, true] {
+                            let got = parallel(spec, &engine, input, piece, stream);
+                            assert_eq!(
+                                &got, want,
+                                "{format:?}: {label}, ranges of {range}, pieces of {piece}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// A stream with no newline for many times the limit, then records:
+    /// the splitter never holds more than a range and the limit's worth,
+    /// and the ranges stand for every byte of the input.
+    #[test]
+    fn splitter_holds_at_most_a_range_and_a_record() {
+        let max = 16;
+        let mut input = b"[1,2]\n[3,".to_vec();
+        input.extend(std::iter::repeat(b'4').take(50 * max));
+        input.extend_from_slice(b"]\n[5,6]\n[7,");
+        input.extend(std::iter::repeat(b'8').take(50 * max));
+        let mut opts = PipelineOptions::default();
+        opts.decode.max_record_bytes = max;
+        let model = model_for(&opts.decode);
+        let spec = Spec {
+            model: &model,
+            opts: &opts,
+            input: JsonLines,
+            output: JsonLines,
+        };
+        for range in [1, 8, 64] {
+            for piece in [1, 7, max, 3 * max, input.len()] {
+                let mut s = Splitter::new(&spec, range);
+                let mut total = 0;
+                for p in input.chunks(piece) {
+                    s.push(p);
+                    while let Some(r) = s.take(false, false) {
+                        total += r.input_len();
+                    }
+                    assert!(
+                        s.len() <= range + max + 1,
+                        "holds {} (ranges of {range}, pieces of {piece})",
+                        s.len()
+                    );
+                }
+                while let Some(r) = s.take(false, true) {
+                    total += r.input_len();
+                }
+                total += s.rest().input_len();
+                assert_eq!(
+                    total,
+                    input.len() as u64,
+                    "ranges of {range}, pieces of {piece}"
+                );
+            }
+        }
     }
 
     /// Every record-wise golden fixture, in both record-wise outputs, with
@@ -1234,13 +1463,13 @@ pub(crate) mod tests {
         for p in input.chunks(piece.max(1)) {
             s.push(p);
             while let Some(r) = s.take(false, false) {
-                out.push(r);
+                out.push(r.to_vec());
             }
         }
         while let Some(r) = s.take(false, true) {
-            out.push(r);
+            out.push(r.to_vec());
         }
-        out.push(s.rest());
+        out.push(s.rest().to_vec());
         out
     }
 
@@ -1263,9 +1492,11 @@ pub(crate) mod tests {
     #[test]
     fn csv_too_long_first_line_ends_at_its_newline() {
         // The framer skips a first line over the limit to its newline, so
-        // the record after it starts there even inside an open quote.
+        // the record after it starts there even inside an open quote. Of
+        // the line only the limit's worth and a byte is kept, then its end.
         let input = b"\"0123456789\n1,2\n";
         let got = ranges(Format::Csv, input, 1, 1, 4);
-        assert_eq!(got[0], b"\"0123456789\n".to_vec());
+        assert_eq!(got[0], b"\"0123\n".to_vec());
+        assert_eq!(got[1], b"1,2\n".to_vec());
     }
 }

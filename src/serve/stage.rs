@@ -36,7 +36,7 @@ use crate::compute::{Pool, Task};
 use crate::error::Error;
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
-use crate::parallel::{score_range, Ordered, Scored, Spec, Splitter, Turn};
+use crate::parallel::{score_range, Ordered, Range, Scored, Spec, Splitter, Turn};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 
 /// What comes back from the pool: the pipeline, the output, the result.
@@ -273,7 +273,7 @@ impl Scoring {
 }
 
 /// A range back from the pool: its number, bytes and scoring.
-type Back = (u64, Vec<u8>, Scored);
+type Back = (u64, Range, Scored);
 
 /// A large record-wise body in ranges on the pool (see the module docs).
 pub(crate) struct Ranges {
@@ -284,7 +284,7 @@ pub(crate) struct Ranges {
     /// Ranges being scored.
     running: FuturesUnordered<Task<Back>>,
     /// The range with a bad record being scored again (it is next out).
-    again: Option<Task<(Vec<u8>, Scored)>>,
+    again: Option<Task<(Range, Scored)>>,
     /// Ranges sent to the pool.
     sent: u64,
     /// Ranges between the body and the output at most.
@@ -367,7 +367,7 @@ impl Ranges {
         self.sent > before
     }
 
-    fn send(&mut self, range: Vec<u8>) {
+    fn send(&mut self, range: Range) {
         let seq = self.sent;
         self.sent += 1;
         let out = self.spare.pop().unwrap_or_default();
@@ -418,7 +418,7 @@ impl Ranges {
 
     /// A range goes out as `scored`: its output after `out`'s, its buffers
     /// kept for reuse; its error ends the stream.
-    fn write(&mut self, range: Vec<u8>, scored: Scored, out: &mut BytesMut) -> Result<(), Error> {
+    fn write(&mut self, range: Range, scored: Scored, out: &mut BytesMut) -> Result<(), Error> {
         out.extend_from_slice(&scored.out);
         self.order.done(&range, &scored);
         self.split.recycle(range);
