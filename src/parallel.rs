@@ -1358,9 +1358,9 @@ pub(crate) mod tests {
     fn splitter_holds_at_most_a_range_and_a_record() {
         let max = 16;
         let mut input = b"[1,2]\n[3,".to_vec();
-        input.extend(std::iter::repeat(b'4').take(50 * max));
+        input.extend(std::iter::repeat_n(b'4', 50 * max));
         input.extend_from_slice(b"]\n[5,6]\n[7,");
-        input.extend(std::iter::repeat(b'8').take(50 * max));
+        input.extend(std::iter::repeat_n(b'8', 50 * max));
         let mut opts = PipelineOptions::default();
         opts.decode.max_record_bytes = max;
         let model = model_for(&opts.decode);
