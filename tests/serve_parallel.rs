@@ -146,3 +146,37 @@ fn a_client_that_stops_reading_stops_a_large_body_being_read() {
     assert_stops_reading(&s, head.as_bytes(), &csv_rows(0, 20_000), total - 1);
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
 }
+
+#[test]
+fn a_record_far_over_the_limit_in_a_large_body_is_reported_as_the_sequential_path_does() {
+    // A line of 300 KB under a 1 KiB limit (the splitter keeps only the
+    // limit's worth of it), then a bad record whose position counts every
+    // byte of that line.
+    let mut body = csv_rows(0, 2000);
+    body.extend(std::iter::repeat_n(b'1', 300_000));
+    body.push(b'\n');
+    body.extend_from_slice(&csv_rows(0, 2000));
+    body.extend_from_slice(b"1,x,3\n");
+    body.extend_from_slice(&csv_rows(0, 100));
+    let limit = ("MMP_MAX_RECORD_BYTES", "1024");
+    for policy in ["fail", "placeholder"] {
+        let env = [
+            limit,
+            ("MMP_ON_ERROR", policy),
+            ("MMP_RESPONSE_FRAMING", "content-length"),
+        ];
+        let want = Server::start(&env).post("text/csv", None, &body);
+        let got = in_ranges("4096", &env).post("text/csv", None, &body);
+        assert!(
+            want.text().contains("record 2001"),
+            "{policy}: {}",
+            want.text()
+        );
+        assert_eq!(
+            (got.status, got.complete),
+            (want.status, want.complete),
+            "{policy}"
+        );
+        assert!(got.body == want.body, "{policy}: the answers differ");
+    }
+}
