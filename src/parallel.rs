@@ -1361,41 +1361,34 @@ pub(crate) mod tests {
         input.extend(std::iter::repeat_n(b'4', 50 * max));
         input.extend_from_slice(b"]\n[5,6]\n[7,");
         input.extend(std::iter::repeat_n(b'8', 50 * max));
-        let mut opts = PipelineOptions::default();
-        opts.decode.max_record_bytes = max;
-        let model = model_for(&opts.decode);
-        let spec = Spec {
-            model: &model,
-            opts: &opts,
-            input: JsonLines,
-            output: JsonLines,
-        };
-        for range in [1, 8, 64] {
-            for piece in [1, 7, max, 3 * max, input.len()] {
-                let mut s = Splitter::new(&spec, range);
-                let mut total = 0;
-                for p in input.chunks(piece) {
-                    s.push(p);
-                    while let Some(r) = s.take(false, false) {
+        with_limit(JsonLines, max, |spec| {
+            for range in [1, 8, 64] {
+                for piece in [1, 7, max, 3 * max, input.len()] {
+                    let mut s = Splitter::new(spec, range);
+                    let mut total = 0;
+                    for p in input.chunks(piece) {
+                        s.push(p);
+                        while let Some(r) = s.take(false, false) {
+                            total += r.input_len();
+                        }
+                        assert!(
+                            s.len() <= range + max + 1,
+                            "holds {} (ranges of {range}, pieces of {piece})",
+                            s.len()
+                        );
+                    }
+                    while let Some(r) = s.take(false, true) {
                         total += r.input_len();
                     }
-                    assert!(
-                        s.len() <= range + max + 1,
-                        "holds {} (ranges of {range}, pieces of {piece})",
-                        s.len()
+                    total += s.rest().input_len();
+                    assert_eq!(
+                        total,
+                        input.len() as u64,
+                        "ranges of {range}, pieces of {piece}"
                     );
                 }
-                while let Some(r) = s.take(false, true) {
-                    total += r.input_len();
-                }
-                total += s.rest().input_len();
-                assert_eq!(
-                    total,
-                    input.len() as u64,
-                    "ranges of {range}, pieces of {piece}"
-                );
             }
-        }
+        });
     }
 
     /// Every record-wise golden fixture, in both record-wise outputs, with
@@ -1441,6 +1434,20 @@ pub(crate) mod tests {
         assert!(seen >= 16, "the golden fixtures were found ({seen})");
     }
 
+    /// Run `f` on a spec for `format` in and out with a record limit of
+    /// `max` bytes.
+    fn with_limit<R>(format: Format, max: usize, f: impl FnOnce(&Spec<'_>) -> R) -> R {
+        let mut opts = PipelineOptions::default();
+        opts.decode.max_record_bytes = max;
+        let model = model_for(&opts.decode);
+        f(&Spec {
+            model: &model,
+            opts: &opts,
+            input: format,
+            output: format,
+        })
+    }
+
     /// The ranges `input` is cut into, fed in pieces of `piece` bytes.
     fn ranges(
         format: Format,
@@ -1449,28 +1456,21 @@ pub(crate) mod tests {
         piece: usize,
         max: usize,
     ) -> Vec<Vec<u8>> {
-        let mut opts = PipelineOptions::default();
-        opts.decode.max_record_bytes = max;
-        let model = model_for(&opts.decode);
-        let spec = Spec {
-            model: &model,
-            opts: &opts,
-            input: format,
-            output: format,
-        };
-        let mut s = Splitter::new(&spec, range);
-        let mut out = Vec::new();
-        for p in input.chunks(piece.max(1)) {
-            s.push(p);
-            while let Some(r) = s.take(false, false) {
+        with_limit(format, max, |spec| {
+            let mut s = Splitter::new(spec, range);
+            let mut out = Vec::new();
+            for p in input.chunks(piece.max(1)) {
+                s.push(p);
+                while let Some(r) = s.take(false, false) {
+                    out.push(r.to_vec());
+                }
+            }
+            while let Some(r) = s.take(false, true) {
                 out.push(r.to_vec());
             }
-        }
-        while let Some(r) = s.take(false, true) {
-            out.push(r.to_vec());
-        }
-        out.push(s.rest().to_vec());
-        out
+            out.push(s.rest().to_vec());
+            out
+        })
     }
 
     #[test]
