@@ -1261,6 +1261,13 @@ pub(crate) mod tests {
                 width(2),
                 &b"1,2\n\xEF\xBB\xBF3,4\n\xEF\xBB5,6\n\xEF7,8\n"[..],
             ),
+            // ... so a quote after it is data too, not a quoted field's.
+            (
+                "bom_mid_stream_then_quote",
+                Csv,
+                width(2),
+                &b"1,2\n\xEF\xBB\xBF\"3\n\",4\n5,6\n"[..],
+            ),
             (
                 "bom_mid_stream_jsonl",
                 JsonLines,

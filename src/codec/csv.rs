@@ -21,7 +21,7 @@ use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 use memchr::{memchr, memchr_iter};
 
 use super::field::parse_field;
-use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
+use super::lines::{BomStripper, LineDecoder, LineFramer, Next, BOM};
 use super::DecodeOptions;
 use crate::error::{Error, ErrorKind, Position};
 use crate::record::{Batch, Shape};
@@ -282,8 +282,19 @@ impl RowParser {
                     q.nends = 0;
                 }
             }
-            let inp = &input[consumed..];
+            let rest = &input[consumed..];
+            let fresh = self.core.is_none();
             let core = self.core.get_or_insert_with(take_reader);
+            // A new reader drops a BOM at the start of what it first reads
+            // (csv-core's `strip_utf8_bom`). Here that is a later record's
+            // start, where a BOM is data (the stream's own is stripped
+            // before), so a quote after it is too: one byte first, and
+            // csv-core has read.
+            let inp = if fresh && rest.starts_with(BOM) {
+                &rest[..1]
+            } else {
+                rest
+            };
             let (res, nin, nout, nends) =
                 core.read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
             q.quotes += memchr_iter(b'"', &inp[..nin]).count();
@@ -291,6 +302,7 @@ impl RowParser {
             q.nout += nout;
             q.nends += nends;
             match res {
+                ReadRecordResult::InputEmpty if inp.len() < rest.len() => continue,
                 ReadRecordResult::InputEmpty if !inp.is_empty() => return consumed,
                 ReadRecordResult::InputEmpty => {
                     // End of input inside a record: csv-core wants another
