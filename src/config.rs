@@ -152,7 +152,8 @@ pub struct ServeConfig {
     pub max_header_bytes: usize,
     /// A record-wise body with a `Content-Length` of at least this many
     /// bytes is scored in ranges on every core (`MMP_PARALLEL_FROM`,
-    /// `src/serve/stage.rs`); a smaller one inline, as always.
+    /// `src/serve/stage.rs`), a chunked one from here on; a smaller one
+    /// inline, as always.
     pub parallel_from: u64,
     /// Bytes of such a range at most (`MMP_RANGE_BYTES`; tests set tiny
     /// ones so ranges are cut at many offsets).

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub spills: IntCounter,
     /// Bytes those answers wrote to their files.
     pub spill_bytes: IntCounter,
+    /// `/invocations` bodies scored in ranges on every core (all of a
+    /// large one, or the rest of a chunked one past the threshold).
+    pub in_ranges: IntCounter,
     /// Seconds the model took to load.
     pub model_load_seconds: Gauge,
     /// The label sets every small request counts, looked up once.
@@ -160,6 +163,11 @@ impl Metrics {
                 "bytes written to temporary files by spilled answers",
             )
             .expect("valid metric"),
+            in_ranges: IntCounter::new(
+                "invocations_in_ranges_total",
+                "/invocations bodies scored in ranges on every core",
+            )
+            .expect("valid metric"),
             model_load_seconds: Gauge::new("model_load_seconds", "seconds the model took to load")
                 .expect("valid metric"),
             registry,
@@ -191,6 +199,7 @@ impl Metrics {
         let _ = r.register(Box::new(m.framing.clone()));
         let _ = r.register(Box::new(m.spills.clone()));
         let _ = r.register(Box::new(m.spill_bytes.clone()));
+        let _ = r.register(Box::new(m.in_ranges.clone()));
         let _ = r.register(Box::new(m.model_load_seconds.clone()));
         let _ = r.register(Box::new(build));
         m

@@ -368,6 +368,15 @@ impl Splitter {
         }
     }
 
+    /// The splitter for the rest of a stream handed over ([`Handover`]):
+    /// its start (BOM, CSV header) was read already.
+    pub(crate) fn continuing(mut self) -> Splitter {
+        self.started = true;
+        self.first = false;
+        self.header = false;
+        self
+    }
+
     /// Append the next bytes of the stream.
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
@@ -501,6 +510,107 @@ impl Splitter {
         Range {
             bytes: std::mem::take(&mut self.buf),
             dropped: std::mem::take(&mut self.dropped),
+        }
+    }
+}
+
+/// The start of a stream scored in one pipeline, watched for the first
+/// record end at or past `from` bytes: there the stream can be handed
+/// over, the rest cut into ranges that count on from where it ends
+/// ([`Splitter::continuing`], [`Ordered::after`]). `mmp serve` scores a
+/// chunked body so: its size is not known up front, and a small one must
+/// not pay for the ranges (`src/serve/stage.rs`). What the start decides
+/// for the whole stream is settled in it: a BOM is skipped, and a CSV
+/// header is read before the handover (the splitter's first range has the
+/// same rule).
+#[derive(Debug)]
+pub(crate) struct Handover {
+    scanner: Scanner,
+    from: u64,
+    /// Bytes of the stream seen (all scored in the pipeline).
+    seen: u64,
+    /// Newlines in them.
+    lines: u64,
+    /// The first bytes, while they may be a BOM cut between pieces.
+    head: Vec<u8>,
+    /// The BOM check is done.
+    started: bool,
+    /// A CSV header is still to come.
+    header: bool,
+}
+
+impl Handover {
+    /// Watch `spec`'s input for a handover at `from` bytes or after.
+    pub(crate) fn new(spec: &Spec<'_>, from: u64) -> Handover {
+        Handover {
+            scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
+            from,
+            seen: 0,
+            lines: 0,
+            head: Vec::new(),
+            started: false,
+            header: spec.input == Format::Csv && spec.opts.decode.csv_header,
+        }
+    }
+
+    /// The next piece of the stream: `Some(end)` if the stream is handed
+    /// over after `bytes[..end]` (the pipeline gets that much and is
+    /// finished, ranges get the rest), `None` if all of it is for the
+    /// pipeline.
+    pub(crate) fn see(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut data = 0;
+        if !self.started {
+            let take = (BOM.len() - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            if self.head.len() < BOM.len() && BOM.starts_with(&self.head) {
+                self.seen += bytes.len() as u64;
+                return None;
+            }
+            self.started = true;
+            if self.head == BOM {
+                self.scanner.skip(BOM.len());
+                data = take;
+            } else {
+                // The bytes of earlier pieces are data after all (two at
+                // most, and no newline among them).
+                let earlier = self.head.len() - take;
+                self.scanner.scan(&self.head[..earlier]);
+                self.header &= earlier == 0;
+            }
+        }
+        let end = self.scanner.scan(&bytes[data..]).map(|e| e + data);
+        // A header is read once a record starts: its end is a later one.
+        let mut ready = true;
+        if self.header {
+            match bytes[data..].iter().position(|&b| b != b'\n' && b != b'\r') {
+                Some(i) => {
+                    self.header = false;
+                    ready = end.is_some_and(|e| e > data + i);
+                }
+                None => ready = false,
+            }
+        }
+        match end {
+            Some(e) if ready && self.seen + bytes.len() as u64 >= self.from => {
+                self.seen += e as u64;
+                self.lines += memchr_iter(b'\n', &bytes[..e]).count() as u64;
+                Some(e)
+            }
+            _ => {
+                self.seen += bytes.len() as u64;
+                self.lines += memchr_iter(b'\n', bytes).count() as u64;
+                None
+            }
+        }
+    }
+
+    /// Where the rest starts, after a handover whose pipeline decoded
+    /// `records` records: the base of the ranges ([`Ordered::after`]).
+    pub(crate) fn base(&self, records: u64) -> Position {
+        Position {
+            record: 1 + records,
+            line: 1 + self.lines,
+            byte: self.seen,
         }
     }
 }
@@ -782,6 +892,8 @@ pub(crate) struct Ordered {
     base: Position,
     /// The counters of the ranges out.
     stats: Stats,
+    /// The stream began before range 0 ([`Ordered::after`]).
+    begun: bool,
 }
 
 /// What goes out next.
@@ -833,7 +945,24 @@ impl Ordered {
                 byte: 0,
             },
             stats: Stats::default(),
+            begun: false,
         }
+    }
+
+    /// The ranges of a stream handed over ([`Handover`]): range 0 starts
+    /// at `base`, after records whose counters were `stats`.
+    pub(crate) fn after(base: Position, stats: Stats) -> Ordered {
+        Ordered {
+            base,
+            stats,
+            begun: true,
+            ..Ordered::new()
+        }
+    }
+
+    /// Whether range `seq` starts the stream (it reads the BOM and header).
+    pub(crate) fn starts_stream(&self, seq: u64) -> bool {
+        seq == 0 && !self.begun
     }
 
     /// Range `seq` (numbered from 0 in stream order) is scored.
@@ -848,7 +977,7 @@ impl Ordered {
         if scored.result.is_err() || scored.stats.placeholders > 0 {
             return Some(Turn::Again(Again {
                 range,
-                first: self.next == 0,
+                first: self.starts_stream(self.next),
                 base: self.base,
                 out: scored.out,
             }));

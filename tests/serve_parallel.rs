@@ -2,8 +2,9 @@
 //! (src/serve/stage.rs): the answer is the sequential path's byte for byte
 //! (that server's default threshold keeps these bodies inline), a bad record
 //! deep in the body is reported with the same status, message and positions,
-//! and a client that stops reading still stops the server reading. Small
-//! `MMP_RANGE_BYTES` cut the ranges at many offsets.
+//! and a client that stops reading still stops the server reading; a
+//! chunked body goes over to ranges past the threshold with the same
+//! answers. Small `MMP_RANGE_BYTES` cut the ranges at many offsets.
 
 use std::io::Write;
 use std::time::Duration;
@@ -96,12 +97,7 @@ fn a_bad_record_deep_in_a_large_body_is_reported_as_the_sequential_path_does() {
     // The inline server gets the body in chunks of 4 KiB, so its output
     // reaches the commit before the bad record does (a body read in one
     // piece is decoded to its error before any commit: a 400).
-    let mut chunked = chunked_head("text/csv", None);
-    for piece in csv.chunks(4096) {
-        chunked.extend_from_slice(&chunk(piece));
-    }
-    chunked.extend_from_slice(LAST_CHUNK);
-    let want = inline.request(&chunked);
+    let want = inline.request(&chunked_request("text/csv", &csv, 4096));
     let got = par.post("text/csv", None, &csv);
     assert_eq!((want.status, want.complete), (200, false));
     assert_eq!((got.status, got.complete), (200, false));
@@ -178,5 +174,49 @@ fn a_record_far_over_the_limit_in_a_large_body_is_reported_as_the_sequential_pat
             "{policy}"
         );
         assert!(got.body == want.body, "{policy}: the answers differ");
+    }
+}
+
+#[test]
+fn a_chunked_body_goes_over_to_ranges_past_the_threshold_with_the_sequential_answer() {
+    // A bad record far past the handover, whose position counts every
+    // byte and line before it, inline ones included.
+    let (csv, _, starts) = big_csv(20_000, |i| i == 15_000);
+    let (line, byte) = starts[15_000];
+    let at = format!("record 15001 (line {line}, byte {byte})");
+    let small = csv_rows(0, 100);
+    let in_ranges_total = "mmp_invocations_in_ranges_total";
+    for policy in ["fail", "placeholder"] {
+        let env = [
+            ("MMP_ON_ERROR", policy),
+            ("MMP_RESPONSE_FRAMING", "content-length"),
+            ("MMP_COMPUTE_THREADS", "2"),
+        ];
+        // Its default threshold keeps these bodies inline.
+        let inline = Server::start(&env);
+        let mut handing = env.to_vec();
+        handing.extend([("MMP_PARALLEL_FROM", "65536"), ("MMP_RANGE_BYTES", "4096")]);
+        let par = Server::start(&handing);
+        for piece in [1000, 70_000] {
+            let want = inline.request(&chunked_request("text/csv", &csv, piece));
+            let got = par.request(&chunked_request("text/csv", &csv, piece));
+            assert!(want.text().contains(&at), "{policy}: {}", want.text());
+            assert_eq!(
+                (got.status, got.complete),
+                (want.status, want.complete),
+                "{policy}, chunks of {piece}"
+            );
+            assert!(
+                got.body == want.body,
+                "{policy}, chunks of {piece}: the answers differ"
+            );
+        }
+        assert_eq!(par.metric(in_ranges_total), 2.0, "{policy}");
+        assert_eq!(inline.metric(in_ranges_total), 0.0, "{policy}");
+        // A chunked body under the threshold stays inline.
+        let want = inline.request(&chunked_request("text/csv", &small, 1000));
+        let got = par.request(&chunked_request("text/csv", &small, 1000));
+        assert_eq!((got.status, &got.body), (200, &want.body), "{policy}");
+        assert_eq!(par.metric(in_ranges_total), 2.0, "{policy}");
     }
 }

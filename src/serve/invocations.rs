@@ -44,7 +44,7 @@ use warp::Reply;
 
 use super::reply::{error_response, CUSTOM_ATTRIBUTES};
 use super::spill::{Answer, Spill};
-use super::stage::Stage;
+use super::stage::{Scoring, Stage};
 use super::State;
 use crate::config::ResponseFraming;
 use crate::error::{Error, ErrorKind};
@@ -239,6 +239,7 @@ async fn start<S: Body>(
     let large = headers
         .content_length
         .is_some_and(|v| v.len() as u32 > cfg.parallel_from.checked_ilog10().unwrap_or(0));
+    let in_flight = 2 * state.compute.as_ref().map_or(1, |p| p.threads()) + 1;
     let stage = match large.then(|| ranges(state, content_type.format, output, headers)) {
         Some(Some((pool, range_bytes))) => Stage::ranges(
             model,
@@ -247,13 +248,34 @@ async fn start<S: Body>(
             opts,
             pool,
             range_bytes,
-            2 * state.compute.as_ref().map_or(1, |p| p.threads()) + 1,
+            in_flight,
         ),
         _ => {
-            let pool = model.offload().then(|| state.compute.clone()).flatten();
-            let pipeline = Pipeline::new(model, content_type.format, output, &opts)
-                .on_placeholder(crate::metrics::count_placeholder);
-            Stage::new(pipeline, pool)
+            let offload = model.offload();
+            let pipeline = |model| {
+                Pipeline::new(model, content_type.format, output, &opts)
+                    .on_placeholder(crate::metrics::count_placeholder)
+            };
+            match state.compute.as_ref() {
+                // A body of unknown size (chunked): inline for its first
+                // `parallel_from` bytes, then in ranges.
+                Some(pool)
+                    if headers.content_length.is_none()
+                        && !offload
+                        && pool.threads() >= 2
+                        && parallel::record_wise(content_type.format, output) =>
+                {
+                    Stage::watched(
+                        pipeline(model.clone()),
+                        Scoring::new(model, opts.clone(), content_type.format, output),
+                        cfg.parallel_from,
+                        pool.clone(),
+                        cfg.range_bytes,
+                        in_flight,
+                    )
+                }
+                pool => Stage::new(pipeline(model), pool.filter(|_| offload).cloned()),
+            }
         }
     };
     let idle = Box::pin(tokio::time::sleep(cfg.timeout));

@@ -22,6 +22,12 @@
 //! path's). At most `in_flight` ranges are between the body and the
 //! response: while they are all out, no more of the body is read, so
 //! backpressure still reaches the client and memory stays bounded.
+//!
+//! A chunked body's size is not known up front, so it starts as one inline
+//! pipeline ([`Stage::watched`]) while [`Handover`] finds record ends; at
+//! the first one past `MMP_PARALLEL_FROM` bytes the pipeline is finished
+//! and the rest goes to ranges that count on from there: the pipeline was
+//! range 0, scored with its exact start.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -36,7 +42,7 @@ use crate::compute::{Pool, Task};
 use crate::error::Error;
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
-use crate::parallel::{score_range, Ordered, Range, Scored, Spec, Splitter, Turn};
+use crate::parallel::{score_range, Handover, Ordered, Range, Scored, Spec, Splitter, Turn};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
 
 /// What comes back from the pool: the pipeline, the output, the result.
@@ -66,6 +72,20 @@ pub(crate) struct One {
     away: Option<Task<Hop>>,
     /// The counters as of the last step that came back.
     stats: Stats,
+    /// A chunked body's start, watched for where it goes to ranges (boxed:
+    /// most requests have none).
+    watch: Option<Box<Watch>>,
+}
+
+/// A record-wise body of unknown size, scored inline while [`Handover`]
+/// watches for where the rest goes to ranges: what [`Stage::ranges`] is
+/// then called with.
+pub(crate) struct Watch {
+    handover: Handover,
+    scoring: Scoring,
+    pool: Arc<Pool>,
+    range_bytes: usize,
+    in_flight: usize,
 }
 
 impl Stage {
@@ -77,7 +97,33 @@ impl Stage {
             here: Some(pipeline),
             pool,
             away: None,
+            watch: None,
         })
+    }
+
+    /// `pipeline` run inline for its first `from` bytes or so, then (at a
+    /// record end) the rest as [`Stage::ranges`] would run it: a large
+    /// chunked body on every core, a small one as before.
+    pub(crate) fn watched(
+        pipeline: Pipeline,
+        scoring: Scoring,
+        from: u64,
+        pool: Arc<Pool>,
+        range_bytes: usize,
+        in_flight: usize,
+    ) -> Stage {
+        let handover = Handover::new(&scoring.spec(), from);
+        let mut stage = Stage::new(pipeline, None);
+        if let Stage::One(one) = &mut stage {
+            one.watch = Some(Box::new(Watch {
+                handover,
+                scoring,
+                pool,
+                range_bytes,
+                in_flight,
+            }));
+        }
+        stage
     }
 
     /// Counters so far (while a step is away: before it).
@@ -94,9 +140,45 @@ impl Stage {
     #[inline]
     pub(crate) fn feed(&mut self, buf: impl Buf, out: &mut BytesMut) -> Poll<Result<(), Error>> {
         match self {
+            Stage::One(one) if one.watch.is_some() => self.feed_watched(buf, out),
             Stage::One(one) => one.feed(buf, out),
             Stage::Ranges(r) => r.feed(buf),
         }
+    }
+
+    /// [`Stage::feed`] while the start of a chunked body is watched: the
+    /// pipeline gets it up to the handover, the rest goes to ranges.
+    #[cold]
+    fn feed_watched(&mut self, mut buf: impl Buf, out: &mut BytesMut) -> Poll<Result<(), Error>> {
+        let Stage::One(one) = self else {
+            return Poll::Ready(Err(lost()));
+        };
+        let data = buf.copy_to_bytes(buf.remaining());
+        let Some(end) = one.watch.as_mut().and_then(|w| w.handover.see(&data)) else {
+            return one.feed(data, out);
+        };
+        // Inline, so both are done at once.
+        for step in [one.feed(data.slice(..end), out), one.finish(out)] {
+            if let Poll::Ready(Err(e)) = step {
+                return Poll::Ready(Err(e));
+            }
+        }
+        let (Some(watch), Some(p)) = (one.watch.take(), one.here.as_ref()) else {
+            return Poll::Ready(Err(lost()));
+        };
+        let stats = p.stats();
+        let Watch {
+            handover,
+            scoring,
+            pool,
+            range_bytes,
+            in_flight,
+        } = *watch;
+        let mut ranges = Ranges::new(scoring, pool, range_bytes, in_flight);
+        ranges.split = ranges.split.continuing();
+        ranges.order = Ordered::after(handover.base(stats.records), stats);
+        *self = Stage::Ranges(Box::new(ranges));
+        self.feed(data.slice(end..), out)
     }
 
     /// End of input, as [`Stage::feed`].
@@ -262,6 +344,21 @@ pub(crate) struct Scoring {
 }
 
 impl Scoring {
+    /// `model` on `input` answered in `output` with `opts`.
+    pub(crate) fn new(
+        model: SharedModel,
+        opts: PipelineOptions,
+        input: Format,
+        output: Format,
+    ) -> Scoring {
+        Scoring {
+            model,
+            opts,
+            input,
+            output,
+        }
+    }
+
     fn spec(&self) -> Spec<'_> {
         Spec {
             model: &self.model,
@@ -318,11 +415,17 @@ impl Stage {
             input,
             output,
         };
-        let split = Splitter::new(&scoring.spec(), range_bytes);
-        Stage::Ranges(Box::new(Ranges {
+        Stage::Ranges(Box::new(Ranges::new(scoring, pool, range_bytes, in_flight)))
+    }
+}
+
+impl Ranges {
+    fn new(scoring: Scoring, pool: Arc<Pool>, range_bytes: usize, in_flight: usize) -> Ranges {
+        crate::metrics::metrics().in_ranges.inc();
+        Ranges {
+            split: Splitter::new(&scoring.spec(), range_bytes),
             scoring: Arc::new(scoring),
             pool,
-            split,
             order: Ordered::new(),
             running: FuturesUnordered::new(),
             again: None,
@@ -333,11 +436,9 @@ impl Stage {
             cut: false,
             finished: false,
             spare: Vec::new(),
-        }))
+        }
     }
-}
 
-impl Ranges {
     /// Ranges sent and not yet out.
     fn out_there(&self) -> usize {
         (self.sent - self.order.written()) as usize
@@ -372,8 +473,9 @@ impl Ranges {
         self.sent += 1;
         let out = self.spare.pop().unwrap_or_default();
         let scoring = self.scoring.clone();
+        let first = self.order.starts_stream(seq);
         self.running.push(self.pool.run(move || {
-            let scored = score_range(&scoring.spec(), &range, seq == 0, None, out, None);
+            let scored = score_range(&scoring.spec(), &range, first, None, out, None);
             (seq, range, scored)
         }));
     }
@@ -510,7 +612,7 @@ mod tests {
         range: usize,
         piece: usize,
     ) -> (Vec<u8>, Option<String>) {
-        let mut stage = Stage::ranges(
+        let stage = Stage::ranges(
             spec.model.clone(),
             spec.input,
             spec.output,
@@ -519,6 +621,12 @@ mod tests {
             range,
             3,
         );
+        drive(stage, input, piece)
+    }
+
+    /// `input` through `stage` in pieces of `piece` bytes, as the request
+    /// handler drives it: output and error text.
+    fn drive(mut stage: Stage, input: &[u8], piece: usize) -> (Vec<u8>, Option<String>) {
         let mut out = BytesMut::new();
         let run = async {
             for p in input.chunks(piece.max(1)) {
@@ -531,6 +639,50 @@ mod tests {
             .unwrap()
             .block_on(run);
         (out.to_vec(), r.err().map(|e| e.to_string()))
+    }
+
+    /// `input` in pieces of `piece` bytes through a [`Stage::watched`]
+    /// handing over at `from` bytes or after, to ranges of `range` bytes.
+    fn through_handover(
+        spec: &Spec<'_>,
+        pool: &Arc<Pool>,
+        input: &[u8],
+        (from, range, piece): (u64, usize, usize),
+    ) -> (Vec<u8>, Option<String>) {
+        let pipeline = Pipeline::new(spec.model.clone(), spec.input, spec.output, spec.opts);
+        let scoring = Scoring::new(
+            spec.model.clone(),
+            spec.opts.clone(),
+            spec.input,
+            spec.output,
+        );
+        let stage = Stage::watched(pipeline, scoring, from, pool.clone(), range, 3);
+        drive(stage, input, piece)
+    }
+
+    /// Every decoder case as a chunked body handed over to ranges at every
+    /// offset, in ranges of 1, 4 and all bytes, fed in pieces of 1, 3 and
+    /// all bytes, under both policies and to both record-wise outputs: the
+    /// sequential path's bytes and error (positions of the whole body).
+    #[test]
+    fn every_decoder_case_is_the_same_through_a_handover_at_every_offset() {
+        let pool = Arc::new(Pool::new(2).unwrap());
+        for (name, format, decode, input) in decoder_cases() {
+            each_spec(format, &decode, input, |spec, want, label| {
+                for from in 0..=input.len() as u64 + 1 {
+                    for range in [1, 4, input.len() + 1] {
+                        for piece in [1, 3, input.len()] {
+                            let got = through_handover(spec, &pool, input, (from, range, piece));
+                            assert_eq!(
+                                &got, want,
+                                "{name}: {label}, handed over at {from}, ranges of {range}, \
+                                 pieces of {piece}"
+                            );
+                        }
+                    }
+                }
+            });
+        }
     }
 
     /// Every decoder case through the server's ranges, cut at every offset

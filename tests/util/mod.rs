@@ -378,6 +378,16 @@ pub fn chunk(data: &[u8]) -> Vec<u8> {
 /// The last chunk.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// A whole chunked POST /invocations of `body` in chunks of `piece` bytes.
+pub fn chunked_request(content_type: &str, body: &[u8], piece: usize) -> Vec<u8> {
+    let mut raw = chunked_head(content_type, None);
+    for p in body.chunks(piece) {
+        raw.extend_from_slice(&chunk(p));
+    }
+    raw.extend_from_slice(LAST_CHUNK);
+    raw
+}
+
 /// A response as the client saw it.
 #[derive(Debug)]
 pub struct Response {
