@@ -185,6 +185,7 @@ fn a_chunked_body_goes_over_to_ranges_past_the_threshold_with_the_sequential_ans
     let (line, byte) = starts[15_000];
     let at = format!("record 15001 (line {line}, byte {byte})");
     let small = csv_rows(0, 100);
+    let expensive = delayed_model(0);
     let in_ranges_total = "mmp_invocations_in_ranges_total";
     for policy in ["fail", "placeholder"] {
         let env = [
@@ -197,20 +198,29 @@ fn a_chunked_body_goes_over_to_ranges_past_the_threshold_with_the_sequential_ans
         let mut handing = env.to_vec();
         handing.extend([("MMP_PARALLEL_FROM", "65536"), ("MMP_RANGE_BYTES", "4096")]);
         let par = Server::start(&handing);
+        // An expensive model (no delay: it only says so) scores the head
+        // on the pool, then hands over the same way.
+        let pooled = Server::start_with(
+            &handing,
+            &["--model-dir", expensive.path().to_str().unwrap()],
+        );
         for piece in [1000, 70_000] {
             let want = inline.request(&chunked_request("text/csv", &csv, piece));
-            let got = par.request(&chunked_request("text/csv", &csv, piece));
             assert!(want.text().contains(&at), "{policy}: {}", want.text());
-            assert_eq!(
-                (got.status, got.complete),
-                (want.status, want.complete),
-                "{policy}, chunks of {piece}"
-            );
-            assert!(
-                got.body == want.body,
-                "{policy}, chunks of {piece}: the answers differ"
-            );
+            for (head, server) in [("inline", &par), ("on the pool", &pooled)] {
+                let got = server.request(&chunked_request("text/csv", &csv, piece));
+                assert_eq!(
+                    (got.status, got.complete),
+                    (want.status, want.complete),
+                    "{policy}, head {head}, chunks of {piece}"
+                );
+                assert!(
+                    got.body == want.body,
+                    "{policy}, head {head}, chunks of {piece}: the answers differ"
+                );
+            }
         }
+        assert_eq!(pooled.metric(in_ranges_total), 2.0, "{policy}");
         assert_eq!(par.metric(in_ranges_total), 2.0, "{policy}");
         assert_eq!(inline.metric(in_ranges_total), 0.0, "{policy}");
         // A chunked body under the threshold stays inline.

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    chunk, chunked_head, csv_rows, model_dir, post_request, read_response, tree, Response, Server,
+    chunk, chunked_head, csv_rows, delayed_model, post_request, read_response, Response, Server,
     LAST_CHUNK,
 };
 
@@ -29,10 +29,7 @@ const PINGS: usize = 25;
 
 /// The fixtures' model, told to sleep `DELAY` per batch.
 pub(crate) fn slow_model() -> tempfile::TempDir {
-    let text = std::fs::read_to_string(model_dir().join("model.json")).unwrap();
-    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    doc["predict_delay_ms"] = (DELAY.as_millis() as u64).into();
-    tree(&[("model.json", &doc.to_string())])
+    delayed_model(DELAY.as_millis() as u64)
 }
 
 /// `mmp serve` with one runtime worker, the slow model and this many

@@ -261,12 +261,11 @@ async fn start<S: Body>(
                 // `parallel_from` bytes, then in ranges.
                 Some(pool)
                     if headers.content_length.is_none()
-                        && !offload
                         && pool.threads() >= 2
                         && parallel::record_wise(content_type.format, output) =>
                 {
-                    Stage::watched(
-                        pipeline(model.clone()),
+                    let head = offload.then(|| pool.clone());
+                    Stage::new(pipeline(model.clone()), head).watched(
                         Scoring::new(model, opts.clone(), content_type.format, output),
                         cfg.parallel_from,
                         pool.clone(),

@@ -23,18 +23,19 @@
 //! response: while they are all out, no more of the body is read, so
 //! backpressure still reaches the client and memory stays bounded.
 //!
-//! A chunked body's size is not known up front, so it starts as one inline
-//! pipeline ([`Stage::watched`]) while [`Handover`] finds record ends; at
-//! the first one past `MMP_PARALLEL_FROM` bytes the pipeline is finished
-//! and the rest goes to ranges that count on from there: the pipeline was
-//! range 0, scored with its exact start.
+//! A chunked body's size is not known up front, so it starts as one
+//! pipeline, inline or on the pool as its model wants ([`Stage::watched`]),
+//! while [`Handover`] finds record ends; at the first one past
+//! `MMP_PARALLEL_FROM` bytes the pipeline is finished and the rest goes to
+//! ranges that count on from there: the pipeline was range 0, scored with
+//! its exact start.
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::invocations::{FIRST_FLUSH, FLUSH};
@@ -86,6 +87,9 @@ pub(crate) struct Watch {
     pool: Arc<Pool>,
     range_bytes: usize,
     in_flight: usize,
+    /// The body after the head, while the head's last step is on the pool
+    /// (an expensive model's pipeline).
+    rest: Option<Bytes>,
 }
 
 impl Stage {
@@ -101,11 +105,11 @@ impl Stage {
         })
     }
 
-    /// `pipeline` run inline for its first `from` bytes or so, then (at a
-    /// record end) the rest as [`Stage::ranges`] would run it: a large
+    /// This stage for the first `from` bytes or so, then (at a record
+    /// end) the rest as [`Stage::ranges`] would run it on `pool`: a large
     /// chunked body on every core, a small one as before.
     pub(crate) fn watched(
-        pipeline: Pipeline,
+        mut self,
         scoring: Scoring,
         from: u64,
         pool: Arc<Pool>,
@@ -113,17 +117,17 @@ impl Stage {
         in_flight: usize,
     ) -> Stage {
         let handover = Handover::new(&scoring.spec(), from);
-        let mut stage = Stage::new(pipeline, None);
-        if let Stage::One(one) = &mut stage {
+        if let Stage::One(one) = &mut self {
             one.watch = Some(Box::new(Watch {
                 handover,
                 scoring,
                 pool,
                 range_bytes,
                 in_flight,
+                rest: None,
             }));
         }
-        stage
+        self
     }
 
     /// Counters so far (while a step is away: before it).
@@ -154,15 +158,36 @@ impl Stage {
             return Poll::Ready(Err(lost()));
         };
         let data = buf.copy_to_bytes(buf.remaining());
-        let Some(end) = one.watch.as_mut().and_then(|w| w.handover.see(&data)) else {
+        let Some(watch) = one.watch.as_mut() else {
+            return Poll::Ready(Err(lost()));
+        };
+        let Some(end) = watch.handover.see(&data) else {
             return one.feed(data, out);
         };
-        // Inline, so both are done at once.
+        if one.pool.is_some() {
+            // The head's last step and the end on the pool, as one step;
+            // the rest goes to ranges once it is back (`poll_back`).
+            watch.rest = Some(data.slice(end..));
+            let head = data.slice(..end);
+            return one.send(out, move |p, out| {
+                p.feed(&head, out)?;
+                p.finish(out)
+            });
+        }
         for step in [one.feed(data.slice(..end), out), one.finish(out)] {
             if let Poll::Ready(Err(e)) = step {
                 return Poll::Ready(Err(e));
             }
         }
+        self.hand_over(data.slice(end..), out)
+    }
+
+    /// The head of a watched body is scored: `rest` and what follows go to
+    /// ranges that count on from where it ended.
+    fn hand_over(&mut self, rest: Bytes, out: &mut BytesMut) -> Poll<Result<(), Error>> {
+        let Stage::One(one) = self else {
+            return Poll::Ready(Err(lost()));
+        };
         let (Some(watch), Some(p)) = (one.watch.take(), one.here.as_ref()) else {
             return Poll::Ready(Err(lost()));
         };
@@ -173,12 +198,13 @@ impl Stage {
             pool,
             range_bytes,
             in_flight,
+            rest: _,
         } = *watch;
         let mut ranges = Ranges::new(scoring, pool, range_bytes, in_flight);
         ranges.split = ranges.split.continuing();
         ranges.order = Ordered::after(handover.base(stats.records), stats);
         *self = Stage::Ranges(Box::new(ranges));
-        self.feed(data.slice(end..), out)
+        self.feed(rest, out)
     }
 
     /// End of input, as [`Stage::feed`].
@@ -200,7 +226,18 @@ impl Stage {
         out: &mut BytesMut,
     ) -> Poll<Option<Result<(), Error>>> {
         match self {
-            Stage::One(one) => one.poll_back(cx, out),
+            Stage::One(one) => {
+                let back = ready!(one.poll_back(cx, out));
+                let rest = one.watch.as_mut().and_then(|w| w.rest.take());
+                match (back, rest) {
+                    // The head came back from the pool: on to ranges.
+                    (Some(Ok(())), Some(rest)) => match self.hand_over(rest, out) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending => self.poll_back(cx, out),
+                    },
+                    (back, _) => Poll::Ready(back),
+                }
+            }
             Stage::Ranges(r) => r.poll_back(cx, out),
         }
     }
@@ -656,12 +693,15 @@ mod tests {
             spec.input,
             spec.output,
         );
-        let stage = Stage::watched(pipeline, scoring, from, pool.clone(), range, 3);
+        // The head inline for even offsets, on the pool (an expensive
+        // model's) for odd ones.
+        let head = (from % 2 == 1).then(|| pool.clone());
+        let stage = Stage::new(pipeline, head).watched(scoring, from, pool.clone(), range, 3);
         drive(stage, input, piece)
     }
 
     /// Every decoder case as a chunked body handed over to ranges at every
-    /// offset, in ranges of 1, 4 and all bytes, fed in pieces of 1, 3 and
+    /// offset (from a head inline and from one on the pool), in ranges of 1, 4 and all bytes, fed in pieces of 1, 3 and
     /// all bytes, under both policies and to both record-wise outputs: the
     /// sequential path's bytes and error (positions of the whole body).
     #[test]

@@ -647,3 +647,13 @@ pub fn assert_stops_reading(s: &Server, head: &[u8], block: &[u8], limit: u64) {
     let (peak, _) = s.memory_kib();
     assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
 }
+
+/// The fixtures' model told to sleep `ms` per batch, so it says it is
+/// expensive and runs on the compute pool (`predict_delay_ms`; 0: only
+/// that).
+pub fn delayed_model(ms: u64) -> tempfile::TempDir {
+    let text = std::fs::read_to_string(model_dir().join("model.json")).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["predict_delay_ms"] = ms.into();
+    tree(&[("model.json", &doc.to_string())])
+}
