@@ -78,10 +78,10 @@ pub(crate) struct One {
     watch: Option<Box<Watch>>,
 }
 
-/// A record-wise body of unknown size, scored inline while [`Handover`]
-/// watches for where the rest goes to ranges: what [`Stage::ranges`] is
-/// then called with.
-pub(crate) struct Watch {
+/// A record-wise body of unknown size, scored on its one pipeline while
+/// [`Handover`] watches for where the rest goes to ranges, and what those
+/// ranges are made with.
+struct Watch {
     handover: Handover,
     scoring: Scoring,
     pool: Arc<Pool>,
@@ -446,12 +446,7 @@ impl Stage {
         range_bytes: usize,
         in_flight: usize,
     ) -> Stage {
-        let scoring = Scoring {
-            model,
-            opts,
-            input,
-            output,
-        };
+        let scoring = Scoring::new(model, opts, input, output);
         Stage::Ranges(Box::new(Ranges::new(scoring, pool, range_bytes, in_flight)))
     }
 }
