@@ -1,4 +1,4 @@
-//! `mmp score` on every core (src/parallel.rs) as a real process: a large
+//! `mmp score` on every core (src/parallel/) as a real process: a large
 //! input byte-identical to the inline path, exact positions of bad records
 //! deep in it under both policies, and stdin as a stream. (A file of its own:
 //! these hold large buffers, and a child spawned from a test process starts

@@ -42,7 +42,7 @@ fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<S
 }
 
 /// Options that go on past a bad record, as `placeholder` does (also used
-/// by `parallel.rs`'s tests, which run these cases through ranges).
+/// by `src/parallel/tests.rs`, which runs these cases through ranges).
 pub(crate) fn opts() -> DecodeOptions {
     DecodeOptions {
         stop_on_error: false,
@@ -848,7 +848,7 @@ decodes!(
 // 1-byte record limit the replay stopped after its first error and the two
 // bytes were never counted, so every later record came out 2 bytes early.
 // The records start at bytes 0, 6 and 12, whatever the feeding.
-/// The fuzz case's options (`parallel.rs`'s tests run it through ranges too).
+/// The fuzz case's options (`src/parallel/tests.rs` runs it through ranges too).
 pub(crate) fn partial_bom_opts() -> DecodeOptions {
     DecodeOptions {
         label: true,

@@ -1,0 +1,498 @@
+//! Where a stream may be cut: [`Scanner`] finds record ends in a stream
+//! given in pieces, [`Splitter`] cuts it into [`Range`]s of whole records
+//! (bounded, whatever the records), and [`Handover`] finds where a stream
+//! begun on one pipeline can go on in ranges. See the parent module's docs
+//! for the rules they follow.
+
+use std::io::{self, Read};
+
+use memchr::{memchr, memchr2, memchr_iter, memrchr};
+
+use super::{Spec, BOM, READ_BYTES};
+use crate::error::Position;
+use crate::input::read_some;
+use crate::media::Format;
+
+/// Finds the ends of records in a stream given in pieces. See the module
+/// docs.
+#[derive(Debug)]
+pub struct Scanner {
+    csv: bool,
+    max: u64,
+    state: State,
+    /// The next byte starts a field (CSV).
+    field_start: bool,
+    /// Still in the current record's first line.
+    first_line: bool,
+    /// Stream offset of the current record's first byte.
+    record_start: u64,
+    /// Stream offset of the next byte to scan.
+    at: u64,
+}
+
+/// csv-core's states, as far as record ends depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Outside quotes.
+    Unquoted,
+    /// Inside a quoted field.
+    Quoted,
+    /// Just after a quote inside a quoted field: a second quote is a
+    /// literal one, anything else ends the quoting.
+    QuoteInQuoted,
+}
+
+impl Scanner {
+    /// A scanner for `format` with the decoder's record limit.
+    pub fn new(format: Format, max_record_bytes: usize) -> Scanner {
+        Scanner {
+            csv: format == Format::Csv,
+            max: max_record_bytes as u64,
+            state: State::Unquoted,
+            field_start: true,
+            first_line: true,
+            record_start: 0,
+            at: 0,
+        }
+    }
+
+    /// Skip bytes that are not data (the BOM at the start).
+    fn skip(&mut self, n: usize) {
+        self.at += n as u64;
+        self.record_start = self.at;
+    }
+
+    /// Count `n` bytes of the current record's first line as passed
+    /// without scanning them: the [`Splitter`] drops them, and the line
+    /// ends at its next newline whatever they hold.
+    fn pass(&mut self, n: usize) {
+        self.at += n as u64;
+    }
+
+    /// Bytes of the current record held so far, while they are all its
+    /// first line (no newline yet).
+    fn line_held(&self) -> Option<u64> {
+        self.first_line.then(|| self.at - self.record_start)
+    }
+
+    /// Scan the next piece of the stream; returns the offset in `bytes`
+    /// just past the last record end in it.
+    pub fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        if !self.csv {
+            let end = memrchr(b'\n', bytes).map(|i| i + 1);
+            if let Some(e) = end {
+                self.record_start = self.at + e as u64;
+            }
+            self.at += bytes.len() as u64;
+            return end;
+        }
+        let base = self.at;
+        let mut last = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            match self.state {
+                State::Unquoted => match memchr2(b'"', b'\n', &bytes[i..]) {
+                    None => {
+                        self.field_start = bytes[bytes.len() - 1] == b',';
+                        i = bytes.len();
+                    }
+                    Some(k) => {
+                        let j = i + k;
+                        if k > 0 {
+                            self.field_start = bytes[j - 1] == b',';
+                        }
+                        if bytes[j] == b'\n' {
+                            last = Some(self.record_end(base, j));
+                        } else if self.field_start {
+                            self.state = State::Quoted;
+                            self.field_start = false;
+                        } else {
+                            // A quote inside an unquoted field is data.
+                            self.field_start = false;
+                        }
+                        i = j + 1;
+                    }
+                },
+                State::Quoted => {
+                    let rest = &bytes[i..];
+                    let found = if self.first_line {
+                        memchr2(b'"', b'\n', rest)
+                    } else {
+                        memchr(b'"', rest)
+                    };
+                    let Some(k) = found else {
+                        i = bytes.len();
+                        continue;
+                    };
+                    let j = i + k;
+                    if bytes[j] == b'"' {
+                        self.state = State::QuoteInQuoted;
+                    } else if base + j as u64 - self.record_start > self.max {
+                        // The framer finds the first line too long and skips
+                        // to its newline, quotes or not.
+                        last = Some(self.record_end(base, j));
+                    } else {
+                        self.first_line = false;
+                    }
+                    i = j + 1;
+                }
+                State::QuoteInQuoted => {
+                    match bytes[i] {
+                        b'"' => self.state = State::Quoted,
+                        b'\n' => last = Some(self.record_end(base, i)),
+                        b',' => {
+                            self.state = State::Unquoted;
+                            self.field_start = true;
+                        }
+                        _ => self.state = State::Unquoted,
+                    }
+                    i += 1;
+                }
+            }
+        }
+        self.at = base + bytes.len() as u64;
+        last
+    }
+
+    /// The newline at `bytes[j]` ends a record: the next one starts after it.
+    fn record_end(&mut self, base: u64, j: usize) -> usize {
+        self.state = State::Unquoted;
+        self.field_start = true;
+        self.first_line = true;
+        self.record_start = base + j as u64 + 1;
+        j + 1
+    }
+}
+
+/// A range of whole records cut from the stream: its bytes, and how many
+/// bytes of the input between them the [`Splitter`] dropped (the middle of
+/// a record over the limit, see [`Splitter`]). The bytes deref to a slice.
+#[derive(Debug, Default)]
+pub struct Range {
+    pub(super) bytes: Vec<u8>,
+    dropped: u64,
+}
+
+impl Range {
+    /// Bytes of the input the range stands for.
+    pub fn input_len(&self) -> u64 {
+        self.bytes.len() as u64 + self.dropped
+    }
+}
+
+impl std::ops::Deref for Range {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Cuts a stream into ranges of whole records. See the module docs.
+///
+/// A record whose first line grows past `max_record_bytes` is over the
+/// limit whatever follows, and the decoders' line framer reports it at its
+/// start and skips it to its newline (`src/codec/lines.rs`). So only the
+/// first `max_record_bytes + 1` bytes of that line are kept, enough for the
+/// range's decoder to find it too long at the same place; the rest is
+/// dropped as it arrives up to its newline, and the range is cut right
+/// after that newline so that no later record's position in the range is
+/// off. The range counts the bytes dropped, so the writer's positions for
+/// later ranges stay those of the whole input; the dropped bytes hold no
+/// newline, so line numbers need nothing. Without this a body with no
+/// newline would be held whole; with it the splitter holds at most about
+/// `range_bytes + max_record_bytes` plus one read.
+#[derive(Debug)]
+pub struct Splitter {
+    scanner: Scanner,
+    buf: Vec<u8>,
+    /// The decoder's record limit.
+    max: usize,
+    /// Dropping the rest of a first line over the limit, to its newline.
+    dropping: bool,
+    /// Bytes dropped from the record over the limit not yet cut off.
+    dropped: u64,
+    /// The range must end here: just past the newline of a record whose
+    /// bytes were dropped.
+    forced: Option<usize>,
+    /// Bytes of `buf` scanned.
+    scanned: usize,
+    /// Offset in `buf` just past its last record end (0: none).
+    cut: usize,
+    range_bytes: usize,
+    /// The BOM check at the start is done.
+    started: bool,
+    /// No range was taken yet.
+    first: bool,
+    /// The first range must hold a record (the CSV header is skipped).
+    header: bool,
+    /// Buffers of earlier ranges, for reuse.
+    free: Vec<Vec<u8>>,
+}
+
+impl Splitter {
+    /// A splitter for `spec`'s input in ranges of about `range_bytes`.
+    pub fn new(spec: &Spec<'_>, range_bytes: usize) -> Splitter {
+        Splitter {
+            scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
+            buf: Vec::new(),
+            max: spec.opts.decode.max_record_bytes,
+            dropping: false,
+            dropped: 0,
+            forced: None,
+            scanned: 0,
+            cut: 0,
+            range_bytes: range_bytes.max(1),
+            started: false,
+            first: true,
+            header: spec.input == Format::Csv && spec.opts.decode.csv_header,
+            free: Vec::new(),
+        }
+    }
+
+    /// The splitter for the rest of a stream handed over ([`Handover`]):
+    /// its start (BOM, CSV header) was read already.
+    pub(crate) fn continuing(mut self) -> Splitter {
+        self.started = true;
+        self.first = false;
+        self.header = false;
+        self
+    }
+
+    /// Append the next bytes of the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Read once from `reader` into the buffer: bytes read, 0 at the end.
+    pub(super) fn read_from(&mut self, reader: &mut dyn Read) -> io::Result<usize> {
+        let len = self.buf.len();
+        self.buf.resize(len + READ_BYTES, 0);
+        let n = read_some(reader, &mut self.buf[len..]);
+        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
+        n
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Hand back a range's buffer for reuse.
+    pub fn recycle(&mut self, range: Range) {
+        self.recycle_bytes(range.bytes);
+    }
+
+    pub(super) fn recycle_bytes(&mut self, mut range: Vec<u8>) {
+        if self.free.len() < 4 {
+            range.clear();
+            self.free.push(range);
+        }
+    }
+
+    /// The next range, if one of at least `range_bytes` is complete (or,
+    /// with `eager`, any complete one). `eof`: no more bytes will come.
+    pub fn take(&mut self, eager: bool, eof: bool) -> Option<Range> {
+        if !self.started {
+            if self.buf.len() < BOM.len() && !eof && BOM.starts_with(&self.buf) {
+                return None;
+            }
+            self.started = true;
+            if self.buf.starts_with(BOM) {
+                self.scanner.skip(BOM.len());
+                self.scanned = BOM.len();
+            }
+        }
+        self.scan();
+        if let Some(end) = self.forced.take() {
+            let dropped = std::mem::take(&mut self.dropped);
+            return Some(self.cut_at(end, dropped));
+        }
+        let c = self.cut;
+        if c == 0 || (!eager && self.buf.len() < self.range_bytes) {
+            return None;
+        }
+        if self.first && self.header {
+            let data = self.buf[..c].strip_prefix(BOM).unwrap_or(&self.buf[..c]);
+            if data.iter().all(|&b| b == b'\n' || b == b'\r') {
+                return None;
+            }
+        }
+        // A record being dropped is after the cut: its count stays.
+        Some(self.cut_at(c, 0))
+    }
+
+    /// Scan the bytes pushed since the last call, dropping what is over the
+    /// limit (see the type's docs).
+    fn scan(&mut self) {
+        while self.scanned < self.buf.len() && self.forced.is_none() {
+            if self.dropping {
+                let at = self.scanned;
+                let Some(i) = memchr(b'\n', &self.buf[at..]) else {
+                    self.pass(self.buf.len() - at);
+                    self.buf.truncate(at);
+                    return;
+                };
+                self.pass(i);
+                self.buf.drain(at..at + i);
+                self.dropping = false;
+                // The newline ends the record whatever the scanner's state
+                // (its first line is over the limit).
+                let end = self.scanner.scan(&self.buf[at..=at]);
+                debug_assert_eq!(end, Some(1), "an over-long first line ends at its newline");
+                self.scanned = at + 1;
+                self.cut = self.scanned;
+                self.forced = Some(self.scanned);
+                return;
+            }
+            if let Some(r) = self.scanner.scan(&self.buf[self.scanned..]) {
+                self.cut = self.scanned + r;
+            }
+            self.scanned = self.buf.len();
+            match self.scanner.line_held() {
+                Some(held) if held > self.max as u64 => {
+                    // The line starts `held` bytes back (all in `buf`: the
+                    // line is not cut and nothing of it was dropped yet).
+                    let keep = self.buf.len() - held as usize + self.max + 1;
+                    self.dropped += (self.buf.len() - keep) as u64;
+                    self.buf.truncate(keep);
+                    self.scanned = keep;
+                    self.dropping = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `n` bytes of the record over the limit dropped unscanned.
+    fn pass(&mut self, n: usize) {
+        self.scanner.pass(n);
+        self.dropped += n as u64;
+    }
+
+    /// The range `buf[..c]`, standing for `dropped` more bytes of input.
+    fn cut_at(&mut self, c: usize, dropped: u64) -> Range {
+        let mut next = self.free.pop().unwrap_or_default();
+        next.extend_from_slice(&self.buf[c..]);
+        let mut bytes = std::mem::replace(&mut self.buf, next);
+        bytes.truncate(c);
+        self.scanned -= c;
+        self.cut = 0;
+        self.first = false;
+        Range { bytes, dropped }
+    }
+
+    /// End of the stream: what is left, as the last range (may be empty).
+    pub fn rest(&mut self) -> Range {
+        Range {
+            bytes: std::mem::take(&mut self.buf),
+            dropped: std::mem::take(&mut self.dropped),
+        }
+    }
+}
+
+/// The start of a stream scored in one pipeline, watched for the first
+/// record end at or past `from` bytes: there the stream can be handed
+/// over, the rest cut into ranges that count on from where it ends
+/// ([`Splitter::continuing`], [`Ordered::after`]). `mmp serve` scores a
+/// chunked body so: its size is not known up front, and a small one must
+/// not pay for the ranges (`src/serve/stage.rs`). What the start decides
+/// for the whole stream is settled in it: a BOM is skipped, and a CSV
+/// header is read before the handover (the splitter's first range has the
+/// same rule).
+#[derive(Debug)]
+pub(crate) struct Handover {
+    scanner: Scanner,
+    from: u64,
+    /// Bytes of the stream seen (all scored in the pipeline).
+    seen: u64,
+    /// Newlines in them.
+    lines: u64,
+    /// The first bytes, while they may be a BOM cut between pieces.
+    head: Vec<u8>,
+    /// The BOM check is done.
+    started: bool,
+    /// A CSV header is still to come.
+    header: bool,
+}
+
+impl Handover {
+    /// Watch `spec`'s input for a handover at `from` bytes or after.
+    pub(crate) fn new(spec: &Spec<'_>, from: u64) -> Handover {
+        Handover {
+            scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
+            from,
+            seen: 0,
+            lines: 0,
+            head: Vec::new(),
+            started: false,
+            header: spec.input == Format::Csv && spec.opts.decode.csv_header,
+        }
+    }
+
+    /// The next piece of the stream: `Some(end)` if the stream is handed
+    /// over after `bytes[..end]` (the pipeline gets that much and is
+    /// finished, ranges get the rest), `None` if all of it is for the
+    /// pipeline.
+    pub(crate) fn see(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut data = 0;
+        if !self.started {
+            let take = (BOM.len() - self.head.len()).min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            if self.head.len() < BOM.len() && BOM.starts_with(&self.head) {
+                self.seen += bytes.len() as u64;
+                return None;
+            }
+            self.started = true;
+            if self.head == BOM {
+                self.scanner.skip(BOM.len());
+                data = take;
+            } else {
+                // The bytes of earlier pieces are data after all (two at
+                // most, and no newline among them).
+                let earlier = self.head.len() - take;
+                self.scanner.scan(&self.head[..earlier]);
+                self.header &= earlier == 0;
+            }
+        }
+        let end = self.scanner.scan(&bytes[data..]).map(|e| e + data);
+        // A header is read once a record starts: its end is a later one.
+        let mut ready = true;
+        if self.header {
+            match bytes[data..].iter().position(|&b| b != b'\n' && b != b'\r') {
+                Some(i) => {
+                    self.header = false;
+                    ready = end.is_some_and(|e| e > data + i);
+                }
+                None => ready = false,
+            }
+        }
+        match end {
+            Some(e) if ready && self.seen + bytes.len() as u64 >= self.from => {
+                self.seen += e as u64;
+                self.lines += memchr_iter(b'\n', &bytes[..e]).count() as u64;
+                Some(e)
+            }
+            _ => {
+                self.seen += bytes.len() as u64;
+                self.lines += memchr_iter(b'\n', bytes).count() as u64;
+                None
+            }
+        }
+    }
+
+    /// Where the rest starts, after a handover whose pipeline decoded
+    /// `records` records: the base of the ranges ([`Ordered::after`]).
+    pub(crate) fn base(&self, records: u64) -> Position {
+        Position {
+            record: 1 + records,
+            line: 1 + self.lines,
+            byte: self.seen,
+        }
+    }
+}
