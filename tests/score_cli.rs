@@ -76,6 +76,28 @@ fn csv_header_option_and_parameter() {
 }
 
 #[test]
+fn a_header_over_the_record_limit_is_skipped_like_a_short_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (short, long) = (dir.path().join("short.csv"), dir.path().join("long.csv"));
+    std::fs::write(&short, "a,b,c\n1,2,3\n4,5,6\n").unwrap();
+    let header = format!("{},b,c\n", "a".repeat(40));
+    std::fs::write(&long, format!("{header}1,2,3\n4,5,6\n")).unwrap();
+    let args = ["--csv-header", "--max-record-bytes", "16"];
+    let want = mmp_score(&[&args[..], &[short.to_str().unwrap()]].concat());
+    assert!(want.status.success());
+    assert_eq!(want.stdout.iter().filter(|&&b| b == b'\n').count(), 2);
+    for policy in ["fail", "placeholder"] {
+        let o = mmp_score(&[&args[..], &["--on-error", policy, long.to_str().unwrap()]].concat());
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{policy}: {stderr}");
+        assert_eq!(
+            o.stdout, want.stdout,
+            "{policy}: no record is taken for the header"
+        );
+    }
+}
+
+#[test]
 fn several_inputs_give_one_output_each() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.csv");

@@ -123,6 +123,9 @@ impl LineDecoder for CsvDecoder {
         }
         match self.framer.next(input, at) {
             Next::NeedMore => return false,
+            // The header is skipped whatever its length: it is not a
+            // record, and the limit only bounds what is held of it.
+            Next::TooLong(_) if self.rows.header_pending => self.rows.header_pending = false,
             Next::TooLong(pos) => {
                 let limit = self.rows.opts.max_record_bytes;
                 let pos = self.rows.number(pos);
@@ -325,14 +328,15 @@ impl RowParser {
     /// A quoted-path record is complete: check and push it.
     fn end_quoted(&mut self, batch: &mut Batch) {
         let Some(q) = self.quoted.take() else { return };
+        if self.header_pending {
+            // Over the limit or not (see `CsvDecoder::step`).
+            self.header_pending = false;
+            self.records -= 1;
+            return;
+        }
         if q.too_long {
             let limit = self.opts.max_record_bytes;
             batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos: q.pos, limit }));
-            return;
-        }
-        if self.header_pending {
-            self.header_pending = false;
-            self.records -= 1;
             return;
         }
         let out = &self.out[..q.nout];

@@ -198,6 +198,35 @@ decodes!(
     b"\"a\",\"b,c\"\n1,2\n",
     ok(&[&[1., 2.]])
 );
+// A header longer than the record limit is still the header: skipped, not
+// reported, and the next record is the first (it was taken for the header,
+// and dropped, when the header's too-long error did not count as it).
+decodes!(
+    csv_header_over_the_limit_is_skipped,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"aaaaaaaaaa,b\n1,2\n333333333333,4\n5,6\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 3, byte 17): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![5., 6.]),
+    ]
+);
+decodes!(
+    csv_quoted_header_over_the_limit_is_skipped,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"\"a\naaaaaaaaa\",b\n1,2\n3,4\n",
+    ok(&[&[1., 2.], &[3., 4.]])
+);
 decodes!(
     csv_header_not_skipped_by_default,
     Csv,
@@ -868,10 +897,11 @@ decodes!(
     Csv,
     partial_bom_opts(),
     PARTIAL_BOM,
+    // Line 1 is the header, skipped however long (see
+    // `csv_header_over_the_limit_is_skipped`).
     vec![
-        err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
-        err("record 2 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),
-        err("record 3 (line 3, byte 12): record is larger than the 1-byte limit (max record size)"),
+        err("record 1 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),
+        err("record 2 (line 3, byte 12): record is larger than the 1-byte limit (max record size)"),
     ]
 );
 decodes!(

@@ -210,6 +210,26 @@ pub(crate) fn decoder_cases() -> Vec<Case> {
             &b"\"a\",\"b,c\"\n1,2\n"[..],
         ),
         (
+            "csv_header_over_the_limit_is_skipped",
+            Csv,
+            DecodeOptions {
+                csv_header: true,
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"aaaaaaaaaa,b\n1,2\n333333333333,4\n5,6\n"[..],
+        ),
+        (
+            "csv_quoted_header_over_the_limit_is_skipped",
+            Csv,
+            DecodeOptions {
+                csv_header: true,
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"\"a\naaaaaaaaa\",b\n1,2\n3,4\n"[..],
+        ),
+        (
             "csv_header_not_skipped_by_default",
             Csv,
             width(2),
