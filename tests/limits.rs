@@ -1,8 +1,8 @@
 //! Resource limits that hold under attack, each with its test: connections,
 //! invocations in flight (a fast 503 with Retry-After, not a hang), header
-//! size, a slowloris client, and a huge line without a newline. (The
-//! no-progress timeout and the record and document caps are in
-//! serve_http.rs and the bad-input corpus.)
+//! size, a slowloris client, a huge line without a newline and a quoted
+//! field of many lines. (The no-progress timeout and the record and
+//! document caps are in serve_http.rs and the bad-input corpus.)
 
 use std::io::{BufReader, Read, Write};
 use std::time::{Duration, Instant};
@@ -148,6 +148,32 @@ fn a_huge_line_without_newline_is_refused_early() {
     let r = read_response(&mut BufReader::new(conn)).unwrap();
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"], "record_too_large");
+    let (peak, _) = s.memory_kib();
+    assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
+}
+
+#[test]
+fn a_quoted_field_of_many_lines_is_refused_in_bounded_memory() {
+    // 100 MB of short lines inside one quoted field: one record far over
+    // the 64 KiB limit, whose newlines are not record ends. The server
+    // reads it through (its end is at the end) holding no more than a
+    // range and a record of it. (The answer is held whole, so the error
+    // comes as a status, not as a stream cut after the first prediction.)
+    let s = Server::start(&[
+        ("MMP_MAX_RECORD_BYTES", "65536"),
+        ("MMP_RESPONSE_FRAMING", "content-length"),
+    ]);
+    let mut body = b"1,2,3\n\"".to_vec();
+    body.extend(b"a\n".iter().copied().cycle().take(100 << 20));
+    body.extend_from_slice(b"\",2,3\n4,5,6\n");
+    let r = s.post("text/csv", None, &body);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "record_too_large");
+    let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+    assert!(
+        message.starts_with("record 2 (line 2, byte 6): "),
+        "{message}"
+    );
     let (peak, _) = s.memory_kib();
     assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
 }

@@ -154,26 +154,64 @@ fn a_record_far_over_the_limit_in_a_large_body_is_reported_as_the_sequential_pat
     body.extend_from_slice(&csv_rows(0, 2000));
     body.extend_from_slice(b"1,x,3\n");
     body.extend_from_slice(&csv_rows(0, 100));
-    let limit = ("MMP_MAX_RECORD_BYTES", "1024");
     for policy in ["fail", "placeholder"] {
-        let env = [
-            limit,
-            ("MMP_ON_ERROR", policy),
-            ("MMP_RESPONSE_FRAMING", "content-length"),
-        ];
-        let want = Server::start(&env).post("text/csv", None, &body);
-        let got = in_ranges("4096", &env).post("text/csv", None, &body);
+        let want = answered_alike_under_a_1_kib_limit(&body, policy);
         assert!(
             want.text().contains("record 2001"),
             "{policy}: {}",
             want.text()
         );
-        assert_eq!(
-            (got.status, got.complete),
-            (want.status, want.complete),
-            "{policy}"
+    }
+}
+
+/// `body`'s answer under a 1 KiB record limit and `policy`, held whole:
+/// the same in ranges of 4 KiB as inline.
+fn answered_alike_under_a_1_kib_limit(body: &[u8], policy: &str) -> Response {
+    let env = [
+        ("MMP_MAX_RECORD_BYTES", "1024"),
+        ("MMP_ON_ERROR", policy),
+        ("MMP_RESPONSE_FRAMING", "content-length"),
+    ];
+    let want = Server::start(&env).post("text/csv", None, body);
+    let got = in_ranges("4096", &env).post("text/csv", None, body);
+    assert_eq!(
+        (got.status, got.complete),
+        (want.status, want.complete),
+        "{policy}"
+    );
+    assert!(got.body == want.body, "{policy}: the answers differ");
+    want
+}
+
+#[test]
+fn a_quoted_record_of_many_lines_over_the_limit_is_reported_as_the_sequential_path_does() {
+    // A quoted field of 200,000 lines (400 KB) under a 1 KiB limit: its
+    // record is too large at its start, and the bad record after it is
+    // counted past every one of its bytes and lines.
+    let mut body = csv_rows(0, 2000);
+    let quoted_at = body.len();
+    body.extend_from_slice(b"1,\"");
+    for _ in 0..200_000 {
+        body.extend_from_slice(b"a\n");
+    }
+    body.extend_from_slice(b"\",2,3\n");
+    body.extend_from_slice(&csv_rows(0, 2000));
+    let bad_at = body.len();
+    body.extend_from_slice(b"1,x,3\n");
+    body.extend_from_slice(&csv_rows(0, 100));
+    let quoted = format!("record 2001 (line 2001, byte {quoted_at})");
+    let bad = format!("record 4002 (line 204002, byte {bad_at})");
+    for policy in ["fail", "placeholder"] {
+        let text = answered_alike_under_a_1_kib_limit(&body, policy).text();
+        assert!(text.contains(&quoted), "{policy}: {text}");
+        assert!(
+            text.contains("larger than the 1024-byte limit"),
+            "{policy}: {text}"
         );
-        assert!(got.body == want.body, "{policy}: the answers differ");
+        if policy == "placeholder" {
+            assert!(text.contains(&bad), "{policy}: {text}");
+            assert_eq!(text.lines().count(), 4102, "one answer per record");
+        }
     }
 }
 

@@ -70,6 +70,10 @@ struct Quoted {
     nends: usize,
     /// `"` bytes seen: odd at end of input means an unterminated quote.
     quotes: usize,
+    /// The record's bytes read so far (quotes, delimiters and newlines
+    /// inside quotes too): more than the limit, not counting its final
+    /// newline, is too large, as a line is for the framer.
+    raw: usize,
     /// Over the record limit: its bytes are being discarded.
     too_long: bool,
 }
@@ -238,6 +242,7 @@ impl RowParser {
                 nout: 0,
                 nends: 0,
                 quotes: 0,
+                raw: 0,
                 too_long: false,
             });
             let n = self.feed_quoted(raw, batch);
@@ -301,6 +306,7 @@ impl RowParser {
             let (res, nin, nout, nends) =
                 core.read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
             q.quotes += memchr_iter(b'"', &inp[..nin]).count();
+            q.raw += nin;
             consumed += nin;
             q.nout += nout;
             q.nends += nends;
@@ -314,6 +320,8 @@ impl RowParser {
                 }
                 ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull => continue,
                 ReadRecordResult::Record => {
+                    let newline = usize::from(inp[..nin].last() == Some(&b'\n'));
+                    q.too_long |= q.raw - newline > max;
                     self.end_quoted(batch);
                     return consumed;
                 }

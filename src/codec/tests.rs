@@ -376,6 +376,77 @@ decodes!(
     ]
 );
 
+// A record whose first line ends inside quotes is as large as all its
+// bytes, quotes and newlines too (the first shows it: 8 field bytes, 12 in
+// all); the range splitter keeps only the limit's worth of such a record.
+decodes!(
+    csv_quoted_record_over_the_limit_counts_its_bytes,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"1\n\n\n\n\n\n\n\",3\n4,5\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![4., 5.]),
+    ]
+);
+decodes!(
+    csv_long_quoted_record_unterminated,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"a\nbbbbbbbbbbbb",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): input ended inside a quoted field (unterminated quote)"),
+    ]
+);
+decodes!(
+    csv_long_quoted_record_unterminated_after_doubled_quotes,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"a\nbb\"\"bbbbbbbbb",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): input ended inside a quoted field (unterminated quote)"),
+    ]
+);
+decodes!(
+    csv_long_quoted_record_closed_at_the_end,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"a\nbbbbbbbbbb\"",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): record is larger than the 8-byte limit (max record size)"),
+    ]
+);
+decodes!(
+    csv_long_quoted_record_with_doubled_quotes_then_records,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"\"x\n\"\"\"\"\"\"\"\"\"\"\n\",1\n2,x\n\"5\n\n\",4\n",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 8-byte limit (max record size)"),
+        err("record 2 (line 4, byte 18): field 2 is not a number: \"x\""),
+        Ok(vec![5., 4.]),
+    ]
+);
+
 // ---- JSON lines ----------------------------------------------------------
 
 decodes!(

@@ -49,7 +49,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use bytes::BytesMut;
-use memchr::memchr_iter;
 
 use crate::error::{Error, Position};
 use crate::media::Format;
@@ -510,8 +509,7 @@ impl Ordered {
     pub(crate) fn done(&mut self, range: &Range, scored: &Scored) -> Stats {
         self.stats.add(scored.stats);
         self.base.record += scored.stats.records;
-        // The bytes a range dropped hold no newline (see [`Splitter`]).
-        self.base.line += memchr_iter(b'\n', range).count() as u64;
+        self.base.line += range.input_lines();
         self.base.byte += range.input_len();
         self.next += 1;
         scored.stats

@@ -24,6 +24,13 @@ pub struct Scanner {
     field_start: bool,
     /// Still in the current record's first line.
     first_line: bool,
+    /// `"` bytes in the current record so far (the decoder's test of an
+    /// unterminated quote at the end is their parity).
+    quotes: u64,
+    /// Bytes of the current record's first line with its newline, and the
+    /// `"` bytes in it, once it has ended inside quotes.
+    first_line_len: u64,
+    first_line_quotes: u64,
     /// Stream offset of the current record's first byte.
     record_start: u64,
     /// Stream offset of the next byte to scan.
@@ -51,6 +58,9 @@ impl Scanner {
             state: State::Unquoted,
             field_start: true,
             first_line: true,
+            quotes: 0,
+            first_line_len: 0,
+            first_line_quotes: 0,
             record_start: 0,
             at: 0,
         }
@@ -75,9 +85,26 @@ impl Scanner {
         self.first_line.then(|| self.at - self.record_start)
     }
 
+    /// The current record, once its first line has ended inside quotes:
+    /// its bytes so far, and its first line's length and `"` bytes.
+    fn quoted_held(&self) -> Option<(u64, u64, u64)> {
+        let held = self.at - self.record_start;
+        (!self.first_line).then_some((held, self.first_line_len, self.first_line_quotes))
+    }
+
     /// Scan the next piece of the stream; returns the offset in `bytes`
     /// just past the last record end in it.
     pub fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        self.scan_to(bytes, false)
+    }
+
+    /// Scan up to the first record end in `bytes`; the offset just past
+    /// it (the rest is not scanned), or `None` with all of `bytes` scanned.
+    fn scan_first(&mut self, bytes: &[u8]) -> Option<usize> {
+        self.scan_to(bytes, true)
+    }
+
+    fn scan_to(&mut self, bytes: &[u8], first: bool) -> Option<usize> {
         if !self.csv {
             let end = memrchr(b'\n', bytes).map(|i| i + 1);
             if let Some(e) = end {
@@ -104,10 +131,12 @@ impl Scanner {
                         if bytes[j] == b'\n' {
                             last = Some(self.record_end(base, j));
                         } else if self.field_start {
+                            self.quotes += 1;
                             self.state = State::Quoted;
                             self.field_start = false;
                         } else {
                             // A quote inside an unquoted field is data.
+                            self.quotes += 1;
                             self.field_start = false;
                         }
                         i = j + 1;
@@ -126,6 +155,7 @@ impl Scanner {
                     };
                     let j = i + k;
                     if bytes[j] == b'"' {
+                        self.quotes += 1;
                         self.state = State::QuoteInQuoted;
                     } else if base + j as u64 - self.record_start > self.max {
                         // The framer finds the first line too long and skips
@@ -133,12 +163,17 @@ impl Scanner {
                         last = Some(self.record_end(base, j));
                     } else {
                         self.first_line = false;
+                        self.first_line_len = base + j as u64 + 1 - self.record_start;
+                        self.first_line_quotes = self.quotes;
                     }
                     i = j + 1;
                 }
                 State::QuoteInQuoted => {
                     match bytes[i] {
-                        b'"' => self.state = State::Quoted,
+                        b'"' => {
+                            self.quotes += 1;
+                            self.state = State::Quoted;
+                        }
                         b'\n' => last = Some(self.record_end(base, i)),
                         b',' => {
                             self.state = State::Unquoted;
@@ -148,6 +183,10 @@ impl Scanner {
                     }
                     i += 1;
                 }
+            }
+            if let Some(end) = last.filter(|_| first) {
+                self.at = base + end as u64;
+                return last;
             }
         }
         self.at = base + bytes.len() as u64;
@@ -159,24 +198,43 @@ impl Scanner {
         self.state = State::Unquoted;
         self.field_start = true;
         self.first_line = true;
+        self.quotes = 0;
         self.record_start = base + j as u64 + 1;
         j + 1
     }
 }
 
 /// A range of whole records cut from the stream: its bytes, and how many
-/// bytes of the input between them the [`Splitter`] dropped (the middle of
-/// a record over the limit, see [`Splitter`]). The bytes deref to a slice.
+/// bytes and newlines of the input between them the [`Splitter`] dropped,
+/// and how many of its bytes it made up in their place (the middle of a
+/// record over the limit, see [`Splitter`]). The bytes deref to a slice.
 #[derive(Debug, Default)]
 pub struct Range {
     pub(super) bytes: Vec<u8>,
+    cut: Cut,
+}
+
+/// What the [`Splitter`] took out of a range, and put in.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cut {
+    /// Input bytes dropped.
     dropped: u64,
+    /// Newlines among them.
+    lines: u64,
+    /// Bytes of the range that are not input.
+    made_up: u64,
 }
 
 impl Range {
     /// Bytes of the input the range stands for.
     pub fn input_len(&self) -> u64 {
-        self.bytes.len() as u64 + self.dropped
+        self.bytes.len() as u64 + self.cut.dropped - self.cut.made_up
+    }
+
+    /// Newlines of the input the range stands for (the bytes made up hold
+    /// none).
+    pub fn input_lines(&self) -> u64 {
+        memchr_iter(b'\n', &self.bytes).count() as u64 + self.cut.lines
     }
 }
 
@@ -202,6 +260,18 @@ impl std::ops::Deref for Range {
 /// newline, so line numbers need nothing. Without this a body with no
 /// newline would be held whole; with it the splitter holds at most about
 /// `range_bytes + max_record_bytes` plus one read.
+///
+/// A CSV record whose first line ends inside quotes goes on to where
+/// csv-core ends it, and one that grows past `max_record_bytes` so is over
+/// the limit too (the decoder counts its bytes: `src/codec/csv.rs`). Of it
+/// the splitter keeps the first line, made up to `max_record_bytes + 1`
+/// bytes with `a`s (field bytes inside the quotes, which the decoder finds
+/// too many), then drops the rest as it scans it for the record's end, and
+/// there puts a `"` before the record's newline: that closes the quoted
+/// field for the decoder, which then reports the record too large at its
+/// start, as on one pipeline. If the input ends first, a `"` is added only
+/// if the `"` bytes dropped were odd in number, so the decoder finds the
+/// quote unterminated exactly when the whole record leaves it so.
 #[derive(Debug)]
 pub struct Splitter {
     scanner: Scanner,
@@ -210,8 +280,12 @@ pub struct Splitter {
     max: usize,
     /// Dropping the rest of a first line over the limit, to its newline.
     dropping: bool,
-    /// Bytes dropped from the record over the limit not yet cut off.
-    dropped: u64,
+    /// Dropping the rest of a quoted record over the limit, to its end: the
+    /// `"` bytes kept of it.
+    dropping_quoted: Option<u64>,
+    /// What was taken out of the record over the limit (and put in) not
+    /// yet cut off.
+    pending: Cut,
     /// The range must end here: just past the newline of a record whose
     /// bytes were dropped.
     forced: Option<usize>,
@@ -238,7 +312,8 @@ impl Splitter {
             buf: Vec::new(),
             max: spec.opts.decode.max_record_bytes,
             dropping: false,
-            dropped: 0,
+            dropping_quoted: None,
+            pending: Cut::default(),
             forced: None,
             scanned: 0,
             cut: 0,
@@ -310,8 +385,8 @@ impl Splitter {
         }
         self.scan();
         if let Some(end) = self.forced.take() {
-            let dropped = std::mem::take(&mut self.dropped);
-            return Some(self.cut_at(end, dropped));
+            let cut = std::mem::take(&mut self.pending);
+            return Some(self.cut_at(end, cut));
         }
         let c = self.cut;
         if c == 0 || (!eager && self.buf.len() < self.range_bytes) {
@@ -324,7 +399,7 @@ impl Splitter {
             }
         }
         // A record being dropped is after the cut: its count stays.
-        Some(self.cut_at(c, 0))
+        Some(self.cut_at(c, Cut::default()))
     }
 
     /// Scan the bytes pushed since the last call, dropping what is over the
@@ -350,6 +425,20 @@ impl Splitter {
                 self.forced = Some(self.scanned);
                 return;
             }
+            if self.dropping_quoted.is_some() {
+                let at = self.scanned;
+                let Some(r) = self.scanner.scan_first(&self.buf[at..]) else {
+                    self.drop_quoted(at..self.buf.len(), &[]);
+                    return;
+                };
+                // The record's newline is `buf[at + r - 1]`: a `"` before it.
+                self.drop_quoted(at..at + r - 1, b"\"");
+                self.dropping_quoted = None;
+                self.scanned = at + 2;
+                self.cut = self.scanned;
+                self.forced = Some(self.scanned);
+                return;
+            }
             if let Some(r) = self.scanner.scan(&self.buf[self.scanned..]) {
                 self.cut = self.scanned + r;
             }
@@ -359,24 +448,47 @@ impl Splitter {
                     // The line starts `held` bytes back (all in `buf`: the
                     // line is not cut and nothing of it was dropped yet).
                     let keep = self.buf.len() - held as usize + self.max + 1;
-                    self.dropped += (self.buf.len() - keep) as u64;
+                    self.pending.dropped += (self.buf.len() - keep) as u64;
                     self.buf.truncate(keep);
                     self.scanned = keep;
                     self.dropping = true;
                 }
                 _ => {}
             }
+            match self.scanner.quoted_held() {
+                Some((held, first, quotes)) if held > self.max as u64 => {
+                    // The record starts `held` bytes back, all in `buf`.
+                    let start = self.buf.len() - held as usize;
+                    let keep = start + first as usize;
+                    self.drop_quoted(keep..self.buf.len(), &[]);
+                    let made_up = start + self.max + 1 - keep;
+                    self.buf.resize(start + self.max + 1, b'a');
+                    self.pending.made_up += made_up as u64;
+                    self.scanned = self.buf.len();
+                    self.dropping_quoted = Some(quotes);
+                }
+                _ => {}
+            }
         }
+    }
+
+    /// Drop `buf[range]` (input of the quoted record over the limit) and
+    /// put `with` (made up) in its place.
+    fn drop_quoted(&mut self, range: std::ops::Range<usize>, with: &[u8]) {
+        self.pending.dropped += range.len() as u64;
+        self.pending.lines += memchr_iter(b'\n', &self.buf[range.clone()]).count() as u64;
+        self.pending.made_up += with.len() as u64;
+        self.buf.splice(range, with.iter().copied());
     }
 
     /// `n` bytes of the record over the limit dropped unscanned.
     fn pass(&mut self, n: usize) {
         self.scanner.pass(n);
-        self.dropped += n as u64;
+        self.pending.dropped += n as u64;
     }
 
-    /// The range `buf[..c]`, standing for `dropped` more bytes of input.
-    fn cut_at(&mut self, c: usize, dropped: u64) -> Range {
+    /// The range `buf[..c]`, with `cut` taken out of it.
+    fn cut_at(&mut self, c: usize, cut: Cut) -> Range {
         let mut next = self.free.pop().unwrap_or_default();
         next.extend_from_slice(&self.buf[c..]);
         let mut bytes = std::mem::replace(&mut self.buf, next);
@@ -384,14 +496,21 @@ impl Splitter {
         self.scanned -= c;
         self.cut = 0;
         self.first = false;
-        Range { bytes, dropped }
+        Range { bytes, cut }
     }
 
     /// End of the stream: what is left, as the last range (may be empty).
     pub fn rest(&mut self) -> Range {
+        if let Some(kept) = self.dropping_quoted.take() {
+            // As many `"` bytes as the whole record had, to a parity.
+            if (self.scanner.quotes - kept) % 2 == 1 {
+                self.buf.push(b'"');
+                self.pending.made_up += 1;
+            }
+        }
         Range {
             bytes: std::mem::take(&mut self.buf),
-            dropped: std::mem::take(&mut self.dropped),
+            cut: std::mem::take(&mut self.pending),
         }
     }
 }

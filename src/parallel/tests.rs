@@ -4,6 +4,8 @@
 
 use std::io;
 
+use memchr::memchr_iter;
+
 use super::*;
 use crate::codec::tests::{opts, partial_bom_opts, width, PARTIAL_BOM};
 use crate::codec::DecodeOptions;
@@ -208,6 +210,51 @@ pub(crate) fn decoder_cases() -> Vec<Case> {
                 ..width(2)
             },
             &b"\"a\",\"b,c\"\n1,2\n"[..],
+        ),
+        (
+            "csv_quoted_record_over_the_limit_counts_its_bytes",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"1,2\n\"1\n\n\n\n\n\n\n\",3\n4,5\n"[..],
+        ),
+        (
+            "csv_long_quoted_record_unterminated",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"1,2\n\"a\nbbbbbbbbbbbb"[..],
+        ),
+        (
+            "csv_long_quoted_record_unterminated_after_doubled_quotes",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"1,2\n\"a\nbb\"\"bbbbbbbbb"[..],
+        ),
+        (
+            "csv_long_quoted_record_closed_at_the_end",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"1,2\n\"a\nbbbbbbbbbb\""[..],
+        ),
+        (
+            "csv_long_quoted_record_with_doubled_quotes_then_records",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 8,
+                ..width(2)
+            },
+            &b"\"x\n\"\"\"\"\"\"\"\"\"\"\n\",1\n2,x\n\"5\n\n\",4\n"[..],
         ),
         (
             "csv_header_over_the_limit_is_skipped",
@@ -535,6 +582,46 @@ fn splitter_holds_at_most_a_range_and_a_record() {
                     input.len() as u64,
                     "ranges of {range}, pieces of {piece}"
                 );
+            }
+        }
+    });
+}
+
+/// The same for CSV records whose first line ends inside quotes: one
+/// closed far past the limit, then one never closed.
+#[test]
+fn splitter_holds_at_most_a_range_and_a_record_of_quoted_lines() {
+    let max = 16;
+    let mut input = b"1,2\n\"3\n".to_vec();
+    for _ in 0..50 * max {
+        input.extend_from_slice(b"4\n\"\"");
+    }
+    input.extend_from_slice(b"\",5\n6,7\n\"8\n");
+    input.extend(std::iter::repeat_n(b'9', 50 * max));
+    with_limit(Csv, max, |spec| {
+        for range in [1, 8, 64] {
+            for piece in [1, 7, max, 3 * max] {
+                let mut s = Splitter::new(spec, range);
+                let (mut total, mut lines) = (0, 0);
+                for p in input.chunks(piece) {
+                    s.push(p);
+                    while let Some(r) = s.take(false, false) {
+                        (total, lines) = (total + r.input_len(), lines + r.input_lines());
+                    }
+                    assert!(
+                        s.len() <= range + max + 1,
+                        "holds {} (ranges of {range}, pieces of {piece})",
+                        s.len()
+                    );
+                }
+                while let Some(r) = s.take(false, true) {
+                    (total, lines) = (total + r.input_len(), lines + r.input_lines());
+                }
+                let r = s.rest();
+                (total, lines) = (total + r.input_len(), lines + r.input_lines());
+                let what = format!("ranges of {range}, pieces of {piece}");
+                assert_eq!(total, input.len() as u64, "{what}");
+                assert_eq!(lines, memchr_iter(b'\n', &input).count() as u64, "{what}");
             }
         }
     });
