@@ -98,6 +98,38 @@ fn a_header_over_the_record_limit_is_skipped_like_a_short_one() {
 }
 
 #[test]
+fn a_quoted_field_over_the_limit_is_one_record_however_many_lines_it_holds() {
+    // Under placeholder every record gets one answer line, a record as
+    // Python's csv module reads it: a quoted field whose first line alone
+    // is over the limit still ends where its quotes close. Small (inline)
+    // and over the inline threshold (in ranges on every core).
+    let dir = tempfile::tempdir().unwrap();
+    let quoted = format!("1,\"{}\nb\n\",3\n", "a".repeat(100));
+    for pad in [0, 600_000] {
+        let rows = csv_rows(0, pad);
+        let input = dir.path().join(format!("in{pad}.csv"));
+        let mut bytes = rows.clone();
+        bytes.extend_from_slice(quoted.as_bytes());
+        bytes.extend_from_slice(b"4,5,6\n");
+        std::fs::write(&input, &bytes).unwrap();
+        let args = ["--max-record-bytes", "64", "--on-error", "placeholder"];
+        let o = mmp_score(&[&args[..], &[input.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), pad + 2, "one answer per record");
+        let at = format!(
+            "record {} (line {}, byte {}): record is larger than the 64-byte limit",
+            pad + 1,
+            pad + 1,
+            rows.len()
+        );
+        assert!(lines[pad].contains(&at), "{}", lines[pad]);
+        assert_eq!(lines[pad + 1].parse::<f64>().unwrap(), linear([4., 5., 6.]));
+    }
+}
+
+#[test]
 fn several_inputs_give_one_output_each() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.csv");

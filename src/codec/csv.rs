@@ -76,6 +76,9 @@ struct Quoted {
     raw: usize,
     /// Over the record limit: its bytes are being discarded.
     too_long: bool,
+    /// Its error is already in the batch (a first line over the limit):
+    /// nothing more is said of it.
+    reported: bool,
 }
 
 impl CsvDecoder {
@@ -127,13 +130,26 @@ impl LineDecoder for CsvDecoder {
         }
         match self.framer.next(input, at) {
             Next::NeedMore => return false,
-            // The header is skipped whatever its length: it is not a
-            // record, and the limit only bounds what is held of it.
-            Next::TooLong(_) if self.rows.header_pending => self.rows.header_pending = false,
             Next::TooLong(pos) => {
-                let limit = self.rows.opts.max_record_bytes;
+                // Reported at once (input with no newline gets its 413
+                // early), then read to its end as csv-core ends it, so a
+                // newline inside quotes does not start a record; its bytes
+                // are discarded. The header is skipped whatever its length:
+                // it is not a record, and the limit only bounds what is held
+                // of it.
                 let pos = self.rows.number(pos);
-                batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
+                let reported = !self.rows.header_pending;
+                if reported {
+                    let limit = self.rows.opts.max_record_bytes;
+                    batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
+                }
+                self.rows.discard_from(pos, reported);
+                let held = self.framer.resume();
+                // (An empty feed would be the end of input.)
+                if !held.is_empty() {
+                    let n = self.rows.feed_quoted(held, batch);
+                    debug_assert!(n == held.len(), "a record ends only at a newline");
+                }
             }
             Next::Line(line, pos) => self.rows.line(line, pos, batch),
         }
@@ -147,6 +163,11 @@ impl CsvDecoder {
     pub fn finish(&mut self, batch: &mut Batch) {
         self.replay_partial_bom(batch);
         if let Some(q) = &self.rows.quoted {
+            if q.reported {
+                // Too large, said; unterminated too, perhaps.
+                self.rows.quoted = None;
+                return;
+            }
             if q.quotes % 2 == 1 {
                 let pos = q.pos;
                 self.rows.quoted = None;
@@ -244,6 +265,7 @@ impl RowParser {
                 quotes: 0,
                 raw: 0,
                 too_long: false,
+                reported: false,
             });
             let n = self.feed_quoted(raw, batch);
             debug_assert!(n == raw.len(), "a record ends only at the line's newline");
@@ -257,6 +279,28 @@ impl RowParser {
         let fields = line.split(|&b| b == b',');
         let count = || memchr_iter(b',', line).count() + 1;
         push_record(fields, count, pos, &self.opts, batch);
+    }
+
+    /// Read the record at `pos`, over the limit, to its end on the quoted
+    /// path, discarding it.
+    fn discard_from(&mut self, pos: Position, reported: bool) {
+        self.quoted = Some(Quoted {
+            pos,
+            nout: 0,
+            nends: 0,
+            quotes: 0,
+            raw: 0,
+            too_long: true,
+            reported,
+        });
+        // Room for csv-core to write into (and discard): with none it could
+        // not read on.
+        if self.out.is_empty() {
+            self.out.resize(QUOTED_BUF, 0);
+        }
+        if self.ends.is_empty() {
+            self.ends.resize(64, 0);
+        }
     }
 
     /// Feed csv-core the next bytes of the quoted record; returns the bytes
@@ -343,8 +387,10 @@ impl RowParser {
             return;
         }
         if q.too_long {
-            let limit = self.opts.max_record_bytes;
-            batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos: q.pos, limit }));
+            if !q.reported {
+                let limit = self.opts.max_record_bytes;
+                batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos: q.pos, limit }));
+            }
             return;
         }
         let out = &self.out[..q.nout];

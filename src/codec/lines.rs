@@ -19,7 +19,7 @@ pub(crate) enum Next<'a> {
     /// of input), and where it starts.
     Line(&'a [u8], Position),
     /// The line starting at this position is longer than the limit; its bytes
-    /// up to its newline are skipped.
+    /// up to its newline are skipped (unless the caller resumes).
     TooLong(Position),
     /// The chunk is used up.
     NeedMore,
@@ -102,9 +102,11 @@ impl LineFramer {
             let held = self.carry.len();
             let len = held + newline.unwrap_or(rest.len());
             if len > self.max {
-                // Known to be too long: drop what is held and skip the rest.
+                // Known to be too long: skip the rest. What is held (at most
+                // `max` bytes, no newline) stays until the next call, for
+                // [`LineFramer::resume`].
                 self.byte += held as u64;
-                self.carry.clear();
+                self.carry_out = true;
                 self.skipping = true;
                 return Next::TooLong(pos);
             }
@@ -123,6 +125,13 @@ impl LineFramer {
             self.carry_out = true;
             return Next::Line(&self.carry, pos);
         }
+    }
+
+    /// Just after [`Next::TooLong`]: do not skip the line after all (its
+    /// caller reads on from here); the bytes of it that were held.
+    pub(crate) fn resume(&mut self) -> &[u8] {
+        self.skipping = false;
+        &self.carry
     }
 
     /// End of input: the last line if it had no newline.

@@ -447,6 +447,65 @@ decodes!(
     ]
 );
 
+// A first line over the limit that ends inside quotes does not end its
+// record: the record goes on to where csv-core (and Python's csv) end it,
+// and the next record is counted after all of it.
+decodes!(
+    csv_first_line_over_the_limit_inside_quotes_goes_on_to_the_record_end,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"aaaaaaaaaa\nb\n\",3\n4,x\n5,6\n",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): record is larger than the 8-byte limit (max record size)"),
+        err("record 3 (line 5, byte 22): field 2 is not a number: \"x\""),
+        Ok(vec![5., 6.]),
+    ]
+);
+// Said once: too large, not also unterminated.
+decodes!(
+    csv_first_line_over_the_limit_unterminated,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"1,2\n\"aaaaaaaaaa\nb",
+    vec![
+        Ok(vec![1., 2.]),
+        err("record 2 (line 2, byte 4): record is larger than the 8-byte limit (max record size)"),
+    ]
+);
+decodes!(
+    csv_first_line_over_the_limit_with_quotes_closed_and_as_data,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"\"aaaaaaaaaa\",1\n2,3\naaaa\"aaaaaa\n4,5\n",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![2., 3.]),
+        err("record 3 (line 3, byte 19): record is larger than the 8-byte limit (max record size)"),
+        Ok(vec![4., 5.]),
+    ]
+);
+decodes!(
+    csv_header_over_the_limit_inside_quotes_is_skipped_to_its_end,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        max_record_bytes: 8,
+        ..width(2)
+    },
+    b"\"aaaaaaaaaa\nb\n\",c\n1,2\n",
+    ok(&[&[1., 2.]])
+);
+
 // ---- JSON lines ----------------------------------------------------------
 
 decodes!(

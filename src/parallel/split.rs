@@ -18,7 +18,6 @@ use crate::media::Format;
 #[derive(Debug)]
 pub struct Scanner {
     csv: bool,
-    max: u64,
     state: State,
     /// The next byte starts a field (CSV).
     field_start: bool,
@@ -50,11 +49,10 @@ enum State {
 }
 
 impl Scanner {
-    /// A scanner for `format` with the decoder's record limit.
-    pub fn new(format: Format, max_record_bytes: usize) -> Scanner {
+    /// A scanner for `format`.
+    pub fn new(format: Format) -> Scanner {
         Scanner {
             csv: format == Format::Csv,
-            max: max_record_bytes as u64,
             state: State::Unquoted,
             field_start: true,
             first_line: true,
@@ -72,9 +70,9 @@ impl Scanner {
         self.record_start = self.at;
     }
 
-    /// Count `n` bytes of the current record's first line as passed
-    /// without scanning them: the [`Splitter`] drops them, and the line
-    /// ends at its next newline whatever they hold.
+    /// Count `n` bytes of the current JSON line as passed without scanning
+    /// them: the [`Splitter`] drops them, and the line ends at its next
+    /// newline.
     fn pass(&mut self, n: usize) {
         self.at += n as u64;
     }
@@ -157,10 +155,6 @@ impl Scanner {
                     if bytes[j] == b'"' {
                         self.quotes += 1;
                         self.state = State::QuoteInQuoted;
-                    } else if base + j as u64 - self.record_start > self.max {
-                        // The framer finds the first line too long and skips
-                        // to its newline, quotes or not.
-                        last = Some(self.record_end(base, j));
                     } else {
                         self.first_line = false;
                         self.first_line_len = base + j as u64 + 1 - self.record_start;
@@ -214,6 +208,18 @@ pub struct Range {
     cut: Cut,
 }
 
+/// What of a record over the limit the [`Splitter`] is dropping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dropping {
+    /// A JSON line over the limit, to its newline.
+    Line,
+    /// A CSV record whose first line is over the limit, to its end.
+    Record,
+    /// A CSV record whose first line ended inside quotes, to its end: the
+    /// `"` bytes kept of it.
+    Quoted(u64),
+}
+
 /// What the [`Splitter`] took out of a range, and put in.
 #[derive(Clone, Copy, Debug, Default)]
 struct Cut {
@@ -250,14 +256,16 @@ impl std::ops::Deref for Range {
 ///
 /// A record whose first line grows past `max_record_bytes` is over the
 /// limit whatever follows, and the decoders' line framer reports it at its
-/// start and skips it to its newline (`src/codec/lines.rs`). So only the
-/// first `max_record_bytes + 1` bytes of that line are kept, enough for the
-/// range's decoder to find it too long at the same place; the rest is
-/// dropped as it arrives up to its newline, and the range is cut right
-/// after that newline so that no later record's position in the range is
-/// off. The range counts the bytes dropped, so the writer's positions for
-/// later ranges stay those of the whole input; the dropped bytes hold no
-/// newline, so line numbers need nothing. Without this a body with no
+/// start (`src/codec/lines.rs`). So only the first `max_record_bytes + 1`
+/// bytes of that line are kept, enough for the range's decoder to find it
+/// too long at the same place; the rest is dropped as it arrives up to the
+/// record's end (a JSON line's newline; for CSV, where csv-core ends it, as
+/// the CSV decoder reads on: a newline inside quotes does not end it), and
+/// the range is cut right after it so that no later record's position in
+/// the range is off. The kept CSV bytes have their `"`s made `a`s, so the
+/// decoder too ends the record at the newline that follows them. The range
+/// counts the bytes and newlines dropped, so the writer's positions for
+/// later ranges stay those of the whole input. Without this a body with no
 /// newline would be held whole; with it the splitter holds at most about
 /// `range_bytes + max_record_bytes` plus one read.
 ///
@@ -278,11 +286,8 @@ pub struct Splitter {
     buf: Vec<u8>,
     /// The decoder's record limit.
     max: usize,
-    /// Dropping the rest of a first line over the limit, to its newline.
-    dropping: bool,
-    /// Dropping the rest of a quoted record over the limit, to its end: the
-    /// `"` bytes kept of it.
-    dropping_quoted: Option<u64>,
+    /// Dropping the rest of a record over the limit.
+    dropping: Option<Dropping>,
     /// What was taken out of the record over the limit (and put in) not
     /// yet cut off.
     pending: Cut,
@@ -308,11 +313,10 @@ impl Splitter {
     /// A splitter for `spec`'s input in ranges of about `range_bytes`.
     pub fn new(spec: &Spec<'_>, range_bytes: usize) -> Splitter {
         Splitter {
-            scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
+            scanner: Scanner::new(spec.input),
             buf: Vec::new(),
             max: spec.opts.decode.max_record_bytes,
-            dropping: false,
-            dropping_quoted: None,
+            dropping: None,
             pending: Cut::default(),
             forced: None,
             scanned: 0,
@@ -406,7 +410,7 @@ impl Splitter {
     /// limit (see the type's docs).
     fn scan(&mut self) {
         while self.scanned < self.buf.len() && self.forced.is_none() {
-            if self.dropping {
+            if self.dropping == Some(Dropping::Line) {
                 let at = self.scanned;
                 let Some(i) = memchr(b'\n', &self.buf[at..]) else {
                     self.pass(self.buf.len() - at);
@@ -415,7 +419,7 @@ impl Splitter {
                 };
                 self.pass(i);
                 self.buf.drain(at..at + i);
-                self.dropping = false;
+                self.dropping = None;
                 // The newline ends the record whatever the scanner's state
                 // (its first line is over the limit).
                 let end = self.scanner.scan(&self.buf[at..=at]);
@@ -425,16 +429,21 @@ impl Splitter {
                 self.forced = Some(self.scanned);
                 return;
             }
-            if self.dropping_quoted.is_some() {
+            if let Some(dropping) = self.dropping.take() {
                 let at = self.scanned;
                 let Some(r) = self.scanner.scan_first(&self.buf[at..]) else {
                     self.drop_quoted(at..self.buf.len(), &[]);
+                    self.dropping = Some(dropping);
                     return;
                 };
-                // The record's newline is `buf[at + r - 1]`: a `"` before it.
-                self.drop_quoted(at..at + r - 1, b"\"");
-                self.dropping_quoted = None;
-                self.scanned = at + 2;
+                // The record's newline is `buf[at + r - 1]`: for a quoted
+                // record, a `"` before it.
+                let close: &[u8] = match dropping {
+                    Dropping::Quoted(_) => b"\"",
+                    _ => b"",
+                };
+                self.drop_quoted(at..at + r - 1, close);
+                self.scanned = at + close.len() + 1;
                 self.cut = self.scanned;
                 self.forced = Some(self.scanned);
                 return;
@@ -444,6 +453,9 @@ impl Splitter {
             }
             self.scanned = self.buf.len();
             match self.scanner.line_held() {
+                Some(held) if held > self.max as u64 && self.scanner.csv => {
+                    self.drop_record(self.buf.len() - held as usize);
+                }
                 Some(held) if held > self.max as u64 => {
                     // The line starts `held` bytes back (all in `buf`: the
                     // line is not cut and nothing of it was dropped yet).
@@ -451,13 +463,16 @@ impl Splitter {
                     self.pending.dropped += (self.buf.len() - keep) as u64;
                     self.buf.truncate(keep);
                     self.scanned = keep;
-                    self.dropping = true;
+                    self.dropping = Some(Dropping::Line);
                 }
                 _ => {}
             }
             match self.scanner.quoted_held() {
+                // The record starts `held` bytes back, all in `buf`.
+                Some((held, first, _)) if held > self.max as u64 && first > self.max as u64 => {
+                    self.drop_record(self.buf.len() - held as usize);
+                }
                 Some((held, first, quotes)) if held > self.max as u64 => {
-                    // The record starts `held` bytes back, all in `buf`.
                     let start = self.buf.len() - held as usize;
                     let keep = start + first as usize;
                     self.drop_quoted(keep..self.buf.len(), &[]);
@@ -465,14 +480,29 @@ impl Splitter {
                     self.buf.resize(start + self.max + 1, b'a');
                     self.pending.made_up += made_up as u64;
                     self.scanned = self.buf.len();
-                    self.dropping_quoted = Some(quotes);
+                    self.dropping = Some(Dropping::Quoted(quotes));
                 }
                 _ => {}
             }
         }
     }
 
-    /// Drop `buf[range]` (input of the quoted record over the limit) and
+    /// The CSV record at `buf[start..]`, whose first line is over the limit:
+    /// keep `max + 1` bytes of it with its `"` bytes made `a`s, drop the
+    /// rest and go on dropping to its end.
+    fn drop_record(&mut self, start: usize) {
+        let keep = start + self.max + 1;
+        for b in &mut self.buf[start..keep] {
+            if *b == b'"' {
+                *b = b'a';
+            }
+        }
+        self.drop_quoted(keep..self.buf.len(), &[]);
+        self.scanned = keep;
+        self.dropping = Some(Dropping::Record);
+    }
+
+    /// Drop `buf[range]` (input of the record over the limit) and
     /// put `with` (made up) in its place.
     fn drop_quoted(&mut self, range: std::ops::Range<usize>, with: &[u8]) {
         self.pending.dropped += range.len() as u64;
@@ -501,7 +531,7 @@ impl Splitter {
 
     /// End of the stream: what is left, as the last range (may be empty).
     pub fn rest(&mut self) -> Range {
-        if let Some(kept) = self.dropping_quoted.take() {
+        if let Some(Dropping::Quoted(kept)) = self.dropping.take() {
             // As many `"` bytes as the whole record had, to a parity.
             if (self.scanner.quotes - kept) % 2 == 1 {
                 self.buf.push(b'"');
@@ -544,7 +574,7 @@ impl Handover {
     /// Watch `spec`'s input for a handover at `from` bytes or after.
     pub(crate) fn new(spec: &Spec<'_>, from: u64) -> Handover {
         Handover {
-            scanner: Scanner::new(spec.input, spec.opts.decode.max_record_bytes),
+            scanner: Scanner::new(spec.input),
             from,
             seen: 0,
             lines: 0,

@@ -719,12 +719,13 @@ fn csv_cuts_only_at_record_ends() {
 }
 
 #[test]
-fn csv_too_long_first_line_ends_at_its_newline() {
-    // The framer skips a first line over the limit to its newline, so
-    // the record after it starts there even inside an open quote. Of
-    // the line only the limit's worth and a byte is kept, then its end.
-    let input = b"\"0123456789\n1,2\n";
+fn csv_too_long_first_line_ends_where_its_record_does() {
+    // A first line over the limit inside an open quote goes on to the
+    // record's end, as csv-core (and the decoder) read it. Of the line
+    // only the limit's worth and a byte is kept, its quotes made data,
+    // then the record's newline.
+    let input = b"\"0123456789\n1,2\n\",3\n4,5\n";
     let got = ranges(Format::Csv, input, 1, 1, 4);
-    assert_eq!(got[0], b"\"0123\n".to_vec());
-    assert_eq!(got[1], b"1,2\n".to_vec());
+    assert_eq!(got[0], b"a0123\n".to_vec());
+    assert_eq!(got[1], b"4,5\n".to_vec());
 }
