@@ -81,6 +81,21 @@ struct Quoted {
     reported: bool,
 }
 
+impl Quoted {
+    /// The record starting at `pos`, nothing of it read yet.
+    fn at(pos: Position, reported: bool) -> Quoted {
+        Quoted {
+            pos,
+            nout: 0,
+            nends: 0,
+            quotes: 0,
+            raw: 0,
+            too_long: false,
+            reported,
+        }
+    }
+}
+
 impl CsvDecoder {
     /// A decoder with these options.
     pub fn new(opts: &DecodeOptions) -> CsvDecoder {
@@ -258,15 +273,7 @@ impl RowParser {
         if memchr(b'"', line).is_some() {
             // Quoted path, from the record's first byte.
             let pos = self.number(pos);
-            self.quoted = Some(Quoted {
-                pos,
-                nout: 0,
-                nends: 0,
-                quotes: 0,
-                raw: 0,
-                too_long: false,
-                reported: false,
-            });
+            self.quoted = Some(Quoted::at(pos, false));
             let n = self.feed_quoted(raw, batch);
             debug_assert!(n == raw.len(), "a record ends only at the line's newline");
             return;
@@ -285,13 +292,8 @@ impl RowParser {
     /// path, discarding it.
     fn discard_from(&mut self, pos: Position, reported: bool) {
         self.quoted = Some(Quoted {
-            pos,
-            nout: 0,
-            nends: 0,
-            quotes: 0,
-            raw: 0,
             too_long: true,
-            reported,
+            ..Quoted::at(pos, reported)
         });
         // Room for csv-core to write into (and discard): with none it could
         // not read on.
