@@ -324,6 +324,18 @@ pub const DEFAULT_BIDI_IDLE: Duration = Duration::from_secs(330);
 /// Default grace period: below SageMaker's SIGKILL, 30 s after SIGTERM.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
 
+/// The longest time a setting in seconds gives; a longer one is taken as
+/// this. A deadline is now plus the setting, and `Instant + Duration`
+/// panics past about 2^63 seconds: `MODEL_SERVER_TIMEOUT=18446744073709551615`
+/// (a "never" as gunicorn takes it) made every request panic, with no
+/// answer. A century is "never" for any process.
+pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
+
+/// `secs` seconds, at most [`MAX_SECONDS`].
+fn seconds(secs: u64) -> Duration {
+    Duration::from_secs(secs.min(MAX_SECONDS))
+}
+
 /// The `MaxConcurrentTransforms` to advertise by default: one per CPU, but
 /// no more than `CreateTransformJob` allows with the advertised payload
 /// (`MaxConcurrentTransforms × MaxPayloadInMB ≤ 100`, contract §3).
@@ -407,7 +419,7 @@ impl ServeConfig {
         };
         let grace = r
             .parse::<u64>("MMP_SHUTDOWN_GRACE_SECONDS")?
-            .map_or(DEFAULT_GRACE, Duration::from_secs);
+            .map_or(DEFAULT_GRACE, seconds);
         let response_framing = match r.get("MMP_RESPONSE_FRAMING") {
             None => ResponseFraming::default(),
             Some(v) => ResponseFraming::parse(&v).ok_or_else(|| {
@@ -426,10 +438,10 @@ impl ServeConfig {
                 .map_or_else(|| PathBuf::from("/opt/ml/model"), PathBuf::from),
             workers,
             compute_threads: r.parse("MMP_COMPUTE_THREADS")?.unwrap_or(cpus),
-            timeout: Duration::from_secs(timeout as u64),
+            timeout: seconds(timeout as u64),
             bidi_idle: r
                 .positive_opt("MMP_BIDI_IDLE_SECONDS")?
-                .map_or(DEFAULT_BIDI_IDLE, |s| Duration::from_secs(s as u64)),
+                .map_or(DEFAULT_BIDI_IDLE, |s| seconds(s as u64)),
             batch: r.boolean("SAGEMAKER_BATCH")?.unwrap_or(false),
             max_body_bytes: sagemaker_payload
                 .filter(|&mb| mb > 0)
@@ -451,9 +463,7 @@ impl ServeConfig {
             max_in_flight: r.positive_or("MMP_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
             header_read_timeout: r
                 .positive_opt("MMP_HEADER_READ_TIMEOUT_SECONDS")?
-                .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| {
-                    Duration::from_secs(s as u64)
-                }),
+                .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| seconds(s as u64)),
             max_header_bytes: r
                 .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
                 .max(1024),
@@ -623,6 +633,32 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(7));
         assert_eq!(c.model_dir, PathBuf::from("/models/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    #[test]
+    fn a_timeout_too_long_for_a_deadline_is_a_century() {
+        let huge = u64::MAX.to_string();
+        let vars = [
+            "MODEL_SERVER_TIMEOUT",
+            "MMP_BIDI_IDLE_SECONDS",
+            "MMP_HEADER_READ_TIMEOUT_SECONDS",
+            "MMP_SHUTDOWN_GRACE_SECONDS",
+        ];
+        let c = cfg(&vars.map(|v| (v, huge.as_str()))).unwrap();
+        let century = Duration::from_secs(100 * 365 * 24 * 3600);
+        for d in [
+            c.timeout,
+            c.bidi_idle,
+            c.header_read_timeout,
+            c.shutdown_grace,
+        ] {
+            assert_eq!(d, century);
+            // What the server does with each: a deadline from now.
+            assert!(std::time::Instant::now().checked_add(d).is_some());
+        }
+        // Below the cap a value is as given.
+        let c = cfg(&[("MODEL_SERVER_TIMEOUT", "3000000000")]).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(3_000_000_000));
     }
 
     #[test]

@@ -424,6 +424,37 @@ fn sigterm_cuts_a_request_slower_than_the_grace_period() {
 }
 
 #[test]
+fn a_timeout_of_never_still_answers() {
+    // The largest value the variables take, as a "no timeout": each
+    // request's deadline (now + the timeout) used to overflow and panic,
+    // and the client got no answer at all.
+    let never = u64::MAX.to_string();
+    let s = Server::start(&[
+        ("MODEL_SERVER_TIMEOUT", never.as_str()),
+        ("MMP_HEADER_READ_TIMEOUT_SECONDS", never.as_str()),
+    ]);
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+    // A streamed body that stops midway: the server answers what it has
+    // and waits for the rest (its idle timer set far off), which then ends.
+    let mut conn = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(&csv_rows(0, 20_000)));
+    conn.write_all(&raw).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    conn.write_all(LAST_CHUNK).unwrap();
+    // Half-closed: the server ends the connection once it has answered.
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(rest.ends_with(b"0\r\n\r\n"), "the answer ends cleanly");
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+    assert!(!s.logs().iter().any(|l| l.contains("panicked")));
+}
+
+#[test]
 fn a_request_that_makes_no_progress_is_ended_with_408() {
     let s = Server::start(&[("MODEL_SERVER_TIMEOUT", "1")]);
     let mut conn = s.connect();

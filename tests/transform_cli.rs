@@ -469,6 +469,10 @@ fn usage_errors_exit_64() {
             "mmp transform: DataProcessing with ContentType text/csv needs SplitType=Line and AssembleWith=Line",
         ),
         (
+            vec!["--ping-timeout", "1e300"],
+            "mmp transform: --ping-timeout must be a number of seconds, at most 3153600000 (a century)",
+        ),
+        (
             vec!["--content-type", "image/png"],
             "mmp transform: --content-type image/png: in-process scoring reads and writes text/csv, application/jsonlines and application/json",
         ),

@@ -281,8 +281,13 @@ pub fn check(args: &TransformOptions) -> Result<()> {
             "Member must have value less than or equal to 3",
         ));
     }
-    if !(args.ping_timeout >= 0.0 && args.ping_timeout.is_finite()) {
-        return Err(Error::config("--ping-timeout must be a number of seconds"));
+    // At most a century: the wait's deadline (now + the timeout) must not
+    // overflow, which panicked at 1e300.
+    let most = crate::config::MAX_SECONDS;
+    if !(args.ping_timeout >= 0.0 && args.ping_timeout <= most as f64) {
+        return Err(Error::config(format!(
+            "--ping-timeout must be a number of seconds, at most {most} (a century)"
+        )));
     }
     Ok(())
 }
