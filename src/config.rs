@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use crate::codec::DecodeOptions;
 use crate::error::Error;
 use crate::media::Format;
@@ -364,8 +366,12 @@ impl ServeConfig {
             None => r.parse("MMP_MAX_PAYLOAD_IN_MB")?.unwrap_or(6),
         };
         if advertised > 100 {
+            let key = match sagemaker_payload {
+                Some(_) => "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+                None => "MMP_MAX_PAYLOAD_IN_MB",
+            };
             return Err(r.invalid(
-                "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+                key,
                 &advertised.to_string(),
                 "Batch Transform allows at most 100",
             ));
@@ -459,8 +465,14 @@ impl ServeConfig {
                 batch_records: DEFAULT_BATCH_RECORDS,
             },
             shutdown_grace: grace,
-            max_connections: r.positive_or("MMP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?,
-            max_in_flight: r.positive_or("MMP_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?,
+            // Each is a tokio semaphore, which panics above its MAX_PERMITS
+            // (2^61 - 1): more than that is as unlimited.
+            max_connections: r
+                .positive_or("MMP_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)?
+                .min(Semaphore::MAX_PERMITS),
+            max_in_flight: r
+                .positive_or("MMP_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?
+                .min(Semaphore::MAX_PERMITS),
             header_read_timeout: r
                 .positive_opt("MMP_HEADER_READ_TIMEOUT_SECONDS")?
                 .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| seconds(s as u64)),
@@ -633,6 +645,38 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(7));
         assert_eq!(c.model_dir, PathBuf::from("/models/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    #[test]
+    fn an_unlimited_count_is_what_a_semaphore_holds() {
+        let huge = u64::MAX.to_string();
+        let c = cfg(&[
+            ("MMP_MAX_CONNECTIONS", huge.as_str()),
+            ("MMP_MAX_IN_FLIGHT", huge.as_str()),
+        ])
+        .unwrap();
+        // What the server makes of them, which panicked.
+        for n in [c.max_connections, c.max_in_flight] {
+            assert_eq!(
+                Semaphore::new(n).available_permits(),
+                Semaphore::MAX_PERMITS
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_limit_over_100_names_the_variable_given() {
+        let e = cfg(&[("MMP_MAX_PAYLOAD_IN_MB", "101")]).unwrap_err();
+        assert!(
+            e.to_string().contains("MMP_MAX_PAYLOAD_IN_MB=\"101\""),
+            "{e}"
+        );
+        let e = cfg(&[("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("SAGEMAKER_MAX_PAYLOAD_IN_MB=\"101\""),
+            "{e}"
+        );
     }
 
     #[test]

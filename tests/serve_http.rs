@@ -455,6 +455,19 @@ fn a_timeout_of_never_still_answers() {
 }
 
 #[test]
+fn limits_of_never_still_answer() {
+    // The connection and in-flight limits as large as they parse: their
+    // semaphores used to panic at startup's first connection, and nothing
+    // was ever answered.
+    let never = u64::MAX.to_string();
+    let s = Server::start(&[
+        ("MMP_MAX_CONNECTIONS", never.as_str()),
+        ("MMP_MAX_IN_FLIGHT", never.as_str()),
+    ]);
+    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
+}
+
+#[test]
 fn a_request_that_makes_no_progress_is_ended_with_408() {
     let s = Server::start(&[("MODEL_SERVER_TIMEOUT", "1")]);
     let mut conn = s.connect();
