@@ -333,6 +333,13 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(25);
 /// answer. A century is "never" for any process.
 pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 
+/// The most threads `MODEL_SERVER_WORKERS` or `MMP_COMPUTE_THREADS` may
+/// ask for. Each is started with the server, with its own stack (2 MiB of
+/// address space): 100,000 compute threads panicked when one could not be
+/// started, and `u64::MAX` workers on the runtime's allocation; 1,024 is
+/// far past the CPUs of a machine and still starts in milliseconds.
+pub const MAX_THREADS: usize = 1024;
+
 /// `secs` seconds, at most [`MAX_SECONDS`].
 fn seconds(secs: u64) -> Duration {
     Duration::from_secs(secs.min(MAX_SECONDS))
@@ -378,9 +385,13 @@ impl ServeConfig {
         }
         let workers = r
             .first(&["MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_WORKERS"])
-            .map(|(k, v)| r.positive(k, &v))
+            .map(|(k, v)| r.positive(k, &v).and_then(|n| r.threads(k, n)))
             .transpose()?
             .unwrap_or(cpus);
+        let compute_threads = match r.parse("MMP_COMPUTE_THREADS")? {
+            Some(n) => r.threads("MMP_COMPUTE_THREADS", n)?,
+            None => cpus,
+        };
         let timeout = r
             .first(&["MODEL_SERVER_TIMEOUT", "SAGEMAKER_MODEL_SERVER_TIMEOUT"])
             .map(|(k, v)| r.positive(k, &v))
@@ -443,7 +454,7 @@ impl ServeConfig {
                 .filter(|v| !v.is_empty())
                 .map_or_else(|| PathBuf::from("/opt/ml/model"), PathBuf::from),
             workers,
-            compute_threads: r.parse("MMP_COMPUTE_THREADS")?.unwrap_or(cpus),
+            compute_threads,
             timeout: seconds(timeout as u64),
             bidi_idle: r
                 .positive_opt("MMP_BIDI_IDLE_SECONDS")?
@@ -515,6 +526,18 @@ impl<E: Env> Reader<'_, E> {
     /// The first of `keys` that is set, with its name.
     fn first(&self, keys: &[&'static str]) -> Option<(&'static str, String)> {
         keys.iter().find_map(|k| self.get(k).map(|v| (*k, v)))
+    }
+
+    /// `n` threads for `key`, at most [`MAX_THREADS`].
+    fn threads(&self, key: &str, n: usize) -> Result<usize, Error> {
+        match n {
+            n if n > MAX_THREADS => Err(self.invalid(
+                key,
+                &n.to_string(),
+                &format!("at most {MAX_THREADS} threads"),
+            )),
+            n => Ok(n),
+        }
     }
 
     fn invalid(&self, key: &str, value: &str, why: &str) -> Error {
@@ -645,6 +668,25 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(7));
         assert_eq!(c.model_dir, PathBuf::from("/models/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    #[test]
+    fn thread_counts_past_the_limit_are_refused() {
+        for key in ["MODEL_SERVER_WORKERS", "MMP_COMPUTE_THREADS"] {
+            let e = cfg(&[(key, "100000")]).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "invalid configuration: {key}=\"100000\" is not valid: at most 1024 threads"
+                )
+            );
+            assert_eq!(
+                e.exit_code(),
+                64,
+                "a configuration error (README: exit codes)"
+            );
+            assert!(cfg(&[(key, "1024")]).is_ok());
+        }
     }
 
     #[test]

@@ -355,18 +355,31 @@ fn a_model_that_cannot_load_ends_the_process_with_its_reason() {
 
 #[test]
 fn bad_environment_exits_64_naming_the_variable() {
-    let o = mmp()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env_clear()
-        .env("MODEL_SERVER_TIMEOUT", "soon")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("MODEL_SERVER_TIMEOUT=\"soon\" is not valid"),
-        "{stderr}"
-    );
+    // More threads than can be started used to panic (exit 101) instead.
+    let cases = [
+        ("MODEL_SERVER_TIMEOUT", "soon", "MODEL_SERVER_TIMEOUT=\"soon\" is not valid"),
+        (
+            "MMP_COMPUTE_THREADS",
+            "100000",
+            "MMP_COMPUTE_THREADS=\"100000\" is not valid: at most 1024 threads",
+        ),
+        (
+            "SAGEMAKER_MODEL_SERVER_WORKERS",
+            "18446744073709551615",
+            "SAGEMAKER_MODEL_SERVER_WORKERS=\"18446744073709551615\" is not valid: at most 1024 threads",
+        ),
+    ];
+    for (key, value, want) in cases {
+        let o = mmp()
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .env_clear()
+            .env(key, value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(64), "{key}: {stderr}");
+        assert!(stderr.contains(want), "{stderr}");
+    }
 }
 
 #[test]
