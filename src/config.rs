@@ -336,8 +336,9 @@ pub const MAX_SECONDS: u64 = 100 * 365 * 24 * 3600;
 /// The most threads `MODEL_SERVER_WORKERS` or `MMP_COMPUTE_THREADS` may
 /// ask for. Each is started with the server, with its own stack (2 MiB of
 /// address space): 100,000 compute threads panicked when one could not be
-/// started, and `u64::MAX` workers on the runtime's allocation; 1,024 is
-/// far past the CPUs of a machine and still starts in milliseconds.
+/// started, and `u64::MAX` workers on the runtime's allocation. 1,024 is
+/// far past the CPUs of a machine, and 1,024 of each still answered
+/// `/ping` 200 in 0.32 s (0.03 s with 2 of each; one run, on 2 loaded CPUs).
 pub const MAX_THREADS: usize = 1024;
 
 /// `secs` seconds, at most [`MAX_SECONDS`].
