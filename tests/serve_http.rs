@@ -437,14 +437,17 @@ fn sigterm_cuts_a_request_slower_than_the_grace_period() {
 }
 
 #[test]
-fn a_timeout_of_never_still_answers() {
-    // The largest value the variables take, as a "no timeout": each
+fn settings_of_never_still_answer() {
+    // The largest value the variables take, as a "no limit": each
     // request's deadline (now + the timeout) used to overflow and panic,
-    // and the client got no answer at all.
+    // and the limits' semaphores panicked at the first connection; the
+    // client got no answer at all.
     let never = u64::MAX.to_string();
     let s = Server::start(&[
         ("MODEL_SERVER_TIMEOUT", never.as_str()),
         ("MMP_HEADER_READ_TIMEOUT_SECONDS", never.as_str()),
+        ("MMP_MAX_CONNECTIONS", never.as_str()),
+        ("MMP_MAX_IN_FLIGHT", never.as_str()),
     ]);
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
     // A streamed body that stops midway: the server answers what it has
@@ -465,19 +468,6 @@ fn a_timeout_of_never_still_answers() {
     assert!(rest.ends_with(b"0\r\n\r\n"), "the answer ends cleanly");
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
     assert!(!s.logs().iter().any(|l| l.contains("panicked")));
-}
-
-#[test]
-fn limits_of_never_still_answer() {
-    // The connection and in-flight limits as large as they parse: their
-    // semaphores used to panic at startup's first connection, and nothing
-    // was ever answered.
-    let never = u64::MAX.to_string();
-    let s = Server::start(&[
-        ("MMP_MAX_CONNECTIONS", never.as_str()),
-        ("MMP_MAX_IN_FLIGHT", never.as_str()),
-    ]);
-    assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
 }
 
 #[test]
