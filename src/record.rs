@@ -227,11 +227,17 @@ impl Batch {
         self.slots += 1;
     }
 
+    /// Drop what was pushed to the record being built, to build it again.
+    #[inline]
+    pub(crate) fn discard_row(&mut self) {
+        self.values.truncate(self.row_start);
+        self.label_text.truncate(self.text_start);
+    }
+
     /// Drop the record being built and put `err` in its place.
     #[inline]
     pub(crate) fn abandon_row(&mut self, err: Error) {
-        self.values.truncate(self.row_start);
-        self.label_text.truncate(self.text_start);
+        self.discard_row();
         self.push_error(err);
     }
 

@@ -289,6 +289,27 @@ decodes!(
         err("record 2 (line 2, byte 4): field 2 is not a number: \"x7\"")
     ]
 );
+// A number followed by anything but whitespace and a comma is not a
+// number, whatever its prefix would parse as.
+decodes!(
+    csv_number_followed_by_text,
+    Csv,
+    width(2),
+    b"1e,2\n1 2,3\n0x1,2\n1,2x\n",
+    vec![
+        err("record 1 (line 1, byte 0): field 1 is not a number: \"1e\""),
+        err("record 2 (line 2, byte 5): field 1 is not a number: \"1 2\""),
+        err("record 3 (line 3, byte 11): field 1 is not a number: \"0x1\""),
+        err("record 4 (line 4, byte 17): field 2 is not a number: \"2x\""),
+    ]
+);
+decodes!(
+    csv_trailing_comma_is_an_empty_field,
+    Csv,
+    width(3),
+    b"1,2,\n",
+    vec![err("record 1 (line 1, byte 0): field 3 is empty")]
+);
 decodes!(
     csv_non_finite,
     Csv,
