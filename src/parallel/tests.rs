@@ -729,3 +729,67 @@ fn csv_too_long_first_line_ends_where_its_record_does() {
     assert_eq!(got[0], b"a0123\n".to_vec());
     assert_eq!(got[1], b"4,5\n".to_vec());
 }
+
+/// csv-core's records of `input` (as the CSV decoder configures it: `\n`
+/// ends a record, RFC 4180 quoting), each as its fields.
+fn csv_core_records(mut input: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    use csv_core::{ReadRecordResult, ReaderBuilder, Terminator};
+    let mut reader = ReaderBuilder::new()
+        .terminator(Terminator::Any(b'\n'))
+        .build();
+    let (mut out, mut ends) = (vec![0; 4096], vec![0; 1024]);
+    let mut records = Vec::new();
+    loop {
+        let (result, nin, _, nends) = reader.read_record(input, &mut out, &mut ends);
+        input = &input[nin..];
+        match result {
+            ReadRecordResult::InputEmpty => {}
+            ReadRecordResult::Record => {
+                let mut start = 0;
+                let fields = ends[..nends].iter().map(|&e| {
+                    let field = out[start..e].to_vec();
+                    start = e;
+                    field
+                });
+                records.push(fields.collect());
+            }
+            ReadRecordResult::End => return records,
+            full => panic!("buffers too small for a test input: {full:?}"),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+    /// Wherever the pieces of a CSV stream fall, the scanner ends each at
+    /// the last record end in it that byte-at-a-time scanning finds, and
+    /// every such end is one csv-core agrees with: the input cut there
+    /// reads as the same records as the whole.
+    #[test]
+    fn csv_scanner_ends_pieces_where_csv_core_ends_records(
+        input in "[a,\"\n\r]{0,48}",
+        sizes in proptest::collection::vec(1usize..20, 1..8),
+    ) {
+        let input = input.as_bytes();
+        let mut bytewise = Scanner::new(Csv);
+        let ends: Vec<usize> = (0..input.len())
+            .filter(|&i| bytewise.scan(&input[i..=i]).is_some())
+            .map(|i| i + 1)
+            .collect();
+        let whole = csv_core_records(input);
+        for &e in &ends {
+            let mut parts = csv_core_records(&input[..e]);
+            parts.extend(csv_core_records(&input[e..]));
+            proptest::prop_assert_eq!(&parts, &whole, "cut at {}", e);
+        }
+        let mut scanner = Scanner::new(Csv);
+        let (mut at, mut sizes) = (0, sizes.iter().cycle());
+        while at < input.len() {
+            let n = (*sizes.next().unwrap()).min(input.len() - at);
+            let got = scanner.scan(&input[at..at + n]).map(|r| at + r);
+            let want = ends.iter().copied().rfind(|&e| e > at && e <= at + n);
+            proptest::prop_assert_eq!(got, want, "piece {}..{}", at, at + n);
+            at += n;
+        }
+    }
+}
