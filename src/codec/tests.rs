@@ -616,6 +616,34 @@ decodes!(
     ]
 );
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+    /// A JSON lines row of numbers is what serde_json reads it as, to the
+    /// bit, or a bad record where serde_json refuses it: numbers of every
+    /// length and exponent, JSON's spellings and others it refuses (a
+    /// leading zero, a bare `.` or `e`, a form feed between tokens).
+    #[test]
+    fn jsonl_rows_of_numbers_are_serde_jsons_values(
+        numbers in proptest::collection::vec(
+            "[ \t]?-?(0|[1-9][0-9]{0,17}|0[0-9])(\\.[0-9]{0,18})?([eE][+-]?[0-9]{0,4})?[ \t\x0c]?",
+            1..5,
+        ),
+        trailing_comma in proptest::bool::weighted(0.05),
+    ) {
+        let line = format!("[{}{}]", numbers.join(","), if trailing_comma { "," } else { "" });
+        let got = decode_chunks(JsonLines, &opts(), &[line.as_bytes()]);
+        let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        match serde_json::from_str::<Vec<f64>>(&line) {
+            Ok(want) => proptest::prop_assert_eq!(
+                got.first().and_then(|s| s.as_ref().ok()).map(|v| bits(v)),
+                Some(bits(&want)),
+                "{}", line
+            ),
+            Err(_) => proptest::prop_assert!(matches!(got.as_slice(), [Err(_)]), "{}: {:?}", line, got),
+        }
+    }
+}
+
 // ---- JSON documents --------------------------------------------------------
 
 decodes!(
