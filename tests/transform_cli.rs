@@ -246,6 +246,23 @@ fn in_process_ranges_give_the_score_bytes_and_file_positions() {
     assert!(!run.out.join("bad.csv.out").exists());
 }
 
+/// The summary counts one record as "1 record", not "1 records".
+#[test]
+fn the_summary_says_one_record_in_the_singular() {
+    let input = tree(&[("one.csv", "1,2,3\n")]);
+    let run = transform(
+        input.path(),
+        &["--model-dir", &model(), "--split-type", "Line"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("1 file: 1 succeeded, 0 failed; 1 record, "),
+        "{}",
+        run.stderr
+    );
+}
+
 /// In-process, the service's per-request limits still fail a file, under
 /// both bad-record policies, and leave no output: a record over
 /// `MaxPayloadInMB` with `SplitType=Line`, a file over it with `None`.

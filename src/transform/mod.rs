@@ -289,11 +289,12 @@ pub fn summary(reports: &[FileReport], records: u64, bytes: u64, took: Duration)
     let secs = took.as_secs_f64().max(1e-9);
     let mb = bytes as f64 / 1e6;
     let mut s = format!(
-        "mmp transform: {} {}: {} succeeded, {} failed; {records} records, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
+        "mmp transform: {} {}: {} succeeded, {} failed; {records} {}, {mb:.1} MB in {secs:.2} s ({:.1} MB/s, {:.0} records/s)",
         reports.len(),
         if reports.len() == 1 { "file" } else { "files" },
         reports.len() - failed.len(),
         failed.len(),
+        if records == 1 { "record" } else { "records" },
         mb / secs,
         records as f64 / secs,
     );
