@@ -12,7 +12,9 @@
 //! as the same label in CSV column 1 is.
 //!
 //! Rows are deserialised straight into the [`Batch`] through a serde
-//! `DeserializeSeed`, so a row allocates nothing. A document's rows, of
+//! `DeserializeSeed`, so a row allocates nothing; a row that is a flat
+//! array of plain numbers, the usual one, skips serde's machinery
+//! ([`push_plain_array`]) and gets the same values. A document's rows, of
 //! `{"instances": [...]}` or a bare array of rows, are cut out as they arrive
 //! by the [`JsonSplitter`] and parsed one by one, so memory is one row; a
 //! document that is a single row is kept whole up to its cap.
@@ -299,11 +301,12 @@ const EXACT_POW10: [f64; 23] = [
 ///
 /// Why by hand and not `fast_float2::parse` after checking the grammar:
 /// reading the digits once, for the grammar and the value together, took
-/// `mmp score` of the bench's 100 MB JSON lines on one core from 0.235 s
-/// (the grammar checked, then `fast_float2::parse`) to 0.155 s, against
-/// 0.245 s through serde_json (`taskset -c 0`, 3 interleaved runs each).
-/// On CSV, where `fast_float2::parse_partial` needs no grammar check, the
-/// same loop measured no faster (0.19 s either way), so CSV keeps it.
+/// `mmp score` of the bench's 100 MB JSON lines on one core to 0.15–0.16 s,
+/// against 0.21–0.24 s with the grammar checked and then
+/// `fast_float2::parse`, and 0.24–0.29 s through serde_json (`taskset -c 0`,
+/// two sets of 3 interleaved runs). On CSV, where
+/// `fast_float2::parse_partial` needs no grammar check, the same loop
+/// measured no faster (0.19 s either way), so CSV keeps `fast_float2`.
 fn exact_number(s: &[u8]) -> Option<(f64, usize)> {
     let negative = s.first() == Some(&b'-');
     let mut i = usize::from(negative);

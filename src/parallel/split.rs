@@ -118,9 +118,8 @@ impl Scanner {
             if self.state == State::Unquoted && !first {
                 // Up to the next `"`, every newline ends a record and only
                 // the last one counts: one memchr and one memrchr over the
-                // stretch, not a memchr2 stop per line (what keeps the
-                // reading thread from taking a core's share off the
-                // scoring threads on an unquoted file).
+                // stretch, not a memchr2 stop per line, so the reading
+                // thread takes less of the cores the scoring threads use.
                 let quote = memchr(b'"', &bytes[i..]).map_or(bytes.len(), |q| i + q);
                 if let Some(n) = memrchr(b'\n', &bytes[i..quote]) {
                     last = Some(self.record_end(base, i + n));
