@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz every target for a bounded time each and print a summary line per
-# target (executions, and whether anything was found).
+# target (executions, and whether anything was found). The decoder targets
+# check that chunked feeding agrees with whole feeding; `ranges`, that one
+# stream cut into ranges on threads answers as one pipeline.
 #   ./scripts/fuzz.sh          60 s per target
 #   ./scripts/fuzz.sh 20       20 s per target (what CI runs)
 #   ./scripts/fuzz.sh 600 csv  one target, 10 minutes
@@ -14,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(csv jsonlines json json_split media)
+[ ${#targets[@]} -gt 0 ] || targets=(csv jsonlines json json_split media ranges)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 # Quiet when it builds; the whole compiler output when it does not.
@@ -29,8 +31,15 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   log="$(mktemp)"
+  # `ranges` runs threads that outlive an input by design (the engine's
+  # reading thread is not joined, and a joined thread's thread-locals are
+  # freed after the join returns), so LeakSanitizer's check after an input
+  # reports memory still on its way to being freed: leaks are looked for
+  # by the decoder targets, and here only agreement with one pipeline.
+  leaks=1
+  [ "$t" != ranges ] || leaks=0
   if cargo fuzz run -O "$t" -- -max_total_time="$secs" -rss_limit_mb=512 -malloc_limit_mb=256 \
-      -max_len=4096 -print_final_stats=1 >"$log" 2>&1; then
+      -max_len=4096 -print_final_stats=1 -detect_leaks="$leaks" >"$log" 2>&1; then
     result="ok"
   else
     result="FOUND A PROBLEM (see fuzz/artifacts/$t/)"

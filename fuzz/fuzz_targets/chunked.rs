@@ -21,7 +21,7 @@ use mmp::record::{Batch, Rows, Shape};
 mod harness;
 
 /// A model of any width that cannot fail: the sum of the features.
-struct Sum(Option<usize>);
+pub struct Sum(pub Option<usize>);
 
 impl Model for Sum {
     fn num_features(&self) -> Option<usize> {
