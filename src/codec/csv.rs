@@ -26,8 +26,8 @@ use super::DecodeOptions;
 use crate::error::{Error, ErrorKind, Position};
 use crate::record::{Batch, Shape};
 
-/// Initial size of the quoted path's field buffer; it doubles up to the
-/// record limit.
+/// Initial size of the quoted path's field buffer; it doubles up to one
+/// byte past the record limit.
 const QUOTED_BUF: usize = 4 * 1024;
 
 /// Most fields a quoted-path record may have; more is reported as a record
@@ -68,8 +68,9 @@ struct Quoted {
     pos: Position,
     nout: usize,
     nends: usize,
-    /// `"` bytes seen: odd at end of input means an unterminated quote.
-    quotes: usize,
+    /// Its quoting after the bytes read so far: [`Quoting::Quoted`] at
+    /// the end of input is an unterminated quote.
+    quoting: Quoting,
     /// The record's bytes read so far (quotes, delimiters and newlines
     /// inside quotes too): more than the limit, not counting its final
     /// newline, is too large, as a line is for the framer.
@@ -83,15 +84,15 @@ struct Quoted {
 
 impl Quoted {
     /// The record starting at `pos`, nothing of it read yet.
-    fn at(pos: Position, reported: bool) -> Quoted {
+    fn at(pos: Position) -> Quoted {
         Quoted {
             pos,
             nout: 0,
             nends: 0,
-            quotes: 0,
+            quoting: Quoting::FieldStart,
             raw: 0,
             too_long: false,
-            reported,
+            reported: false,
         }
     }
 }
@@ -153,12 +154,13 @@ impl LineDecoder for CsvDecoder {
                 // it is not a record, and the limit only bounds what is held
                 // of it.
                 let pos = self.rows.number(pos);
-                let reported = !self.rows.header_pending;
-                if reported {
+                if !self.rows.header_pending {
                     let limit = self.rows.opts.max_record_bytes;
                     batch.push_error(Error::new(ErrorKind::RecordTooLarge { pos, limit }));
                 }
-                self.rows.discard_from(pos, reported);
+                // Said, or (the header) never to be: nothing more is said
+                // of it, whatever its quotes.
+                self.rows.discard_from(pos);
                 let held = self.framer.resume();
                 // (An empty feed would be the end of input.)
                 if !held.is_empty() {
@@ -173,39 +175,52 @@ impl LineDecoder for CsvDecoder {
 }
 
 impl CsvDecoder {
-    /// End of input: decode a last record that had no newline. Reports an
-    /// unterminated quote as an error of that record.
+    /// End of input: decode a last record that had no newline (see
+    /// [`RowParser::finish_quoted`] for one on the quoted path).
     pub fn finish(&mut self, batch: &mut Batch) {
         self.replay_partial_bom(batch);
-        if let Some(q) = &self.rows.quoted {
-            if q.reported {
-                // Too large, said; unterminated too, perhaps.
-                self.rows.quoted = None;
+        if self.rows.quoted.is_none() {
+            let Some((line, pos)) = self.framer.finish() else {
                 return;
-            }
-            if q.quotes % 2 == 1 {
-                let pos = q.pos;
-                self.rows.quoted = None;
-                batch.push_error(Error::new(ErrorKind::UnterminatedQuote { pos }));
-                return;
-            }
-            self.rows.feed_quoted(&[], batch);
-            return;
-        }
-        if let Some((line, pos)) = self.framer.finish() {
+            };
             self.rows.line(line, pos, batch);
-            if self.rows.quoted.is_some() {
-                // The last line opened a quote it never closed, or closed it
-                // on the final byte: csv-core decides with its end-of-input.
-                let q = self.rows.quoted.as_ref().map_or(0, |q| q.quotes);
-                if q % 2 == 1 {
-                    let pos = self.rows.quoted.take().map(|q| q.pos).unwrap_or(pos);
-                    batch.push_error(Error::new(ErrorKind::UnterminatedQuote { pos }));
-                } else {
-                    self.rows.feed_quoted(&[], batch);
-                }
-            }
         }
+        self.rows.finish_quoted(batch);
+    }
+}
+
+/// A record's quoting, byte by byte, as csv-core reads it with the
+/// decoder's settings (RFC 4180: a `"` opens a quoted field only at a
+/// field's start, `""` inside one is a `"`, and a `"` anywhere else is
+/// data, as Python's csv reads `1,2"3`). csv-core ends a record at the end
+/// of input whatever its state, so whether it ended inside quotes is
+/// followed here: counting `"` bytes would take `1,2"3` for unterminated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Quoting {
+    /// At a field's start.
+    FieldStart,
+    /// In an unquoted field, or past a quoted field's closing quote.
+    Field,
+    /// Inside a quoted field.
+    Quoted,
+    /// Just after a `"` inside a quoted field: a second `"` is a literal
+    /// one, anything else ends the quoting.
+    QuoteInQuoted,
+}
+
+impl Quoting {
+    /// The quoting after `bytes`.
+    fn after(mut self, bytes: &[u8]) -> Quoting {
+        for &b in bytes {
+            self = match (self, b) {
+                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+                (Quoting::Quoted, _) => Quoting::Quoted,
+                (Quoting::FieldStart | Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+                (_, b',' | b'\n') => Quoting::FieldStart,
+                _ => Quoting::Field,
+            };
+        }
+        self
     }
 }
 
@@ -273,7 +288,7 @@ impl RowParser {
         if memchr(b'"', line).is_some() {
             // Quoted path, from the record's first byte.
             let pos = self.number(pos);
-            self.quoted = Some(Quoted::at(pos, false));
+            self.quoted = Some(Quoted::at(pos));
             let n = self.feed_quoted(raw, batch);
             debug_assert!(n == raw.len(), "a record ends only at the line's newline");
             return;
@@ -299,10 +314,11 @@ impl RowParser {
 
     /// Read the record at `pos`, over the limit, to its end on the quoted
     /// path, discarding it.
-    fn discard_from(&mut self, pos: Position, reported: bool) {
+    fn discard_from(&mut self, pos: Position) {
         self.quoted = Some(Quoted {
             too_long: true,
-            ..Quoted::at(pos, reported)
+            reported: true,
+            ..Quoted::at(pos)
         });
         // Room for csv-core to write into (and discard): with none it could
         // not read on.
@@ -325,7 +341,13 @@ impl RowParser {
                 return consumed;
             };
             if self.out.len() == q.nout {
-                let grown = (self.out.len() * 2).max(QUOTED_BUF).min(max);
+                // Room for one byte more than the limit: a record whose
+                // field bytes just fill `max` is within it (filling the
+                // buffer is how the limit is found), and one byte more is
+                // over it, whatever the buffer was sized by before.
+                let grown = (self.out.len() * 2)
+                    .max(QUOTED_BUF)
+                    .min(max.saturating_add(1));
                 if grown > self.out.len() && !q.too_long {
                     self.out.resize(grown, 0);
                 } else {
@@ -336,7 +358,7 @@ impl RowParser {
                 }
             }
             if self.ends.len() == q.nends {
-                let grown = (self.ends.len() * 2).clamp(64, MAX_FIELDS);
+                let grown = (self.ends.len() * 2).clamp(64, MAX_FIELDS + 1);
                 if grown > self.ends.len() && !q.too_long {
                     self.ends.resize(grown, 0);
                 } else {
@@ -360,7 +382,7 @@ impl RowParser {
             };
             let (res, nin, nout, nends) =
                 core.read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
-            q.quotes += memchr_iter(b'"', &inp[..nin]).count();
+            q.quoting = q.quoting.after(&inp[..nin]);
             q.raw += nin;
             consumed += nin;
             q.nout += nout;
@@ -385,6 +407,29 @@ impl RowParser {
                     return consumed;
                 }
             }
+        }
+    }
+
+    /// End of input inside the record on the quoted path: one whose first
+    /// line was over the limit was said (or, the header, is skipped); one
+    /// that ended inside quotes is unterminated; one over the limit is too
+    /// large (or, the header, skipped); csv-core closes any other.
+    fn finish_quoted(&mut self, batch: &mut Batch) {
+        let max = self.opts.max_record_bytes;
+        let Some(q) = self.quoted.as_mut() else {
+            return;
+        };
+        if q.reported {
+            self.quoted = None;
+        } else if q.quoting == Quoting::Quoted {
+            let pos = q.pos;
+            self.quoted = None;
+            batch.push_error(Error::new(ErrorKind::UnterminatedQuote { pos }));
+        } else if q.too_long || q.raw > max {
+            q.too_long = true;
+            self.end_quoted(batch);
+        } else {
+            self.feed_quoted(&[], batch);
         }
     }
 

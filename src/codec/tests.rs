@@ -368,6 +368,28 @@ decodes!(
         "record 1 (line 1, byte 0): input ended inside a quoted field (unterminated quote)"
     )]
 );
+// A `"` inside an unquoted field is data, at the end of input too (it
+// used to be taken for an open quote there: its `"` bytes were odd in
+// number). Python's csv reads `['1', '2"3']` and `['12"', '3']`.
+decodes!(
+    csv_quote_inside_a_field_is_data_at_the_end,
+    Csv,
+    width(3),
+    b"1,2\"3\n4,5\"6",
+    vec![
+        err("record 1 (line 1, byte 0): expected 3 fields, found 2"),
+        err("record 2 (line 2, byte 6): expected 3 fields, found 2"),
+    ]
+);
+decodes!(
+    csv_quote_after_a_closed_quote_is_data_at_the_end,
+    Csv,
+    width(2),
+    b"\"1\"2\",3",
+    vec![err(
+        "record 1 (line 1, byte 0): field 1 is not a number: \"12\\\"\""
+    )]
+);
 decodes!(
     csv_record_too_large_then_resync,
     Csv,
@@ -525,6 +547,79 @@ decodes!(
     },
     b"\"aaaaaaaaaa\nb\n\",c\n1,2\n",
     ok(&[&[1., 2.]])
+);
+
+// A first line exactly at the limit (its newline aside) that ends inside
+// quotes is within it: the record goes on, unterminated or too large as a
+// whole (the range splitter took it for over the limit; the `ranges` fuzz
+// target found it).
+decodes!(
+    csv_first_line_at_the_limit_inside_quotes_unterminated,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 1,
+        ..opts()
+    },
+    b"\"\nab",
+    vec![err(
+        "record 1 (line 1, byte 0): input ended inside a quoted field (unterminated quote)"
+    )]
+);
+decodes!(
+    csv_first_line_at_the_limit_inside_quotes_then_records,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 2,
+        ..opts()
+    },
+    b"\"a\nb\",1\n2\n",
+    vec![
+        err("record 1 (line 1, byte 0): record is larger than the 2-byte limit (max record size)"),
+        Ok(vec![2.]),
+    ]
+);
+// A record on the quoted path whose field bytes just fill the limit is
+// within it, however large the field buffer was before (a fresh decoder,
+// as a range's, sized it to the limit and took it for too large; the
+// `ranges` fuzz target found it).
+decodes!(
+    csv_quoted_path_record_at_the_limit,
+    Csv,
+    DecodeOptions {
+        max_record_bytes: 2,
+        ..opts()
+    },
+    b"1\"\n2\n",
+    vec![
+        err("record 1 (line 1, byte 0): field 1 is not a number: \"1\\\"\""),
+        Ok(vec![2.]),
+    ]
+);
+// A header over the limit is skipped whatever it holds, at the end of
+// input too: a `"` inside a field (found by the `ranges` fuzz target,
+// where ranges said nothing and one pipeline said "unterminated quote"),
+// or a quote left open.
+decodes!(
+    csv_header_over_the_limit_at_the_end_is_skipped_whatever_its_quotes,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        max_record_bytes: 2,
+        ..width(1)
+    },
+    b"\xff\x00e\xbb\xbb].\"@",
+    vec![]
+);
+decodes!(
+    csv_header_over_the_limit_left_open_at_the_end_is_skipped,
+    Csv,
+    DecodeOptions {
+        csv_header: true,
+        max_record_bytes: 2,
+        ..width(1)
+    },
+    b"\"abcdef",
+    vec![]
 );
 
 // ---- JSON lines ----------------------------------------------------------

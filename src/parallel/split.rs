@@ -23,13 +23,9 @@ pub struct Scanner {
     field_start: bool,
     /// Still in the current record's first line.
     first_line: bool,
-    /// `"` bytes in the current record so far (the decoder's test of an
-    /// unterminated quote at the end is their parity).
-    quotes: u64,
-    /// Bytes of the current record's first line with its newline, and the
-    /// `"` bytes in it, once it has ended inside quotes.
+    /// Bytes of the current record's first line with its newline, once it
+    /// has ended inside quotes.
     first_line_len: u64,
-    first_line_quotes: u64,
     /// Stream offset of the current record's first byte.
     record_start: u64,
     /// Stream offset of the next byte to scan.
@@ -56,9 +52,7 @@ impl Scanner {
             state: State::Unquoted,
             field_start: true,
             first_line: true,
-            quotes: 0,
             first_line_len: 0,
-            first_line_quotes: 0,
             record_start: 0,
             at: 0,
         }
@@ -84,10 +78,10 @@ impl Scanner {
     }
 
     /// The current record, once its first line has ended inside quotes:
-    /// its bytes so far, and its first line's length and `"` bytes.
-    fn quoted_held(&self) -> Option<(u64, u64, u64)> {
+    /// its bytes so far, and its first line's length.
+    fn quoted_held(&self) -> Option<(u64, u64)> {
         let held = self.at - self.record_start;
-        (!self.first_line).then_some((held, self.first_line_len, self.first_line_quotes))
+        (!self.first_line).then_some((held, self.first_line_len))
     }
 
     /// Scan the next piece of the stream; returns the offset in `bytes`
@@ -143,12 +137,10 @@ impl Scanner {
                         if bytes[j] == b'\n' {
                             last = Some(self.record_end(base, j));
                         } else if self.field_start {
-                            self.quotes += 1;
                             self.state = State::Quoted;
                             self.field_start = false;
                         } else {
                             // A quote inside an unquoted field is data.
-                            self.quotes += 1;
                             self.field_start = false;
                         }
                         i = j + 1;
@@ -167,21 +159,16 @@ impl Scanner {
                     };
                     let j = i + k;
                     if bytes[j] == b'"' {
-                        self.quotes += 1;
                         self.state = State::QuoteInQuoted;
                     } else {
                         self.first_line = false;
                         self.first_line_len = base + j as u64 + 1 - self.record_start;
-                        self.first_line_quotes = self.quotes;
                     }
                     i = j + 1;
                 }
                 State::QuoteInQuoted => {
                     match bytes[i] {
-                        b'"' => {
-                            self.quotes += 1;
-                            self.state = State::Quoted;
-                        }
+                        b'"' => self.state = State::Quoted,
                         b'\n' => last = Some(self.record_end(base, i)),
                         b',' => {
                             self.state = State::Unquoted;
@@ -206,7 +193,6 @@ impl Scanner {
         self.state = State::Unquoted;
         self.field_start = true;
         self.first_line = true;
-        self.quotes = 0;
         self.record_start = base + j as u64 + 1;
         j + 1
     }
@@ -229,9 +215,8 @@ enum Dropping {
     Line,
     /// A CSV record whose first line is over the limit, to its end.
     Record,
-    /// A CSV record whose first line ended inside quotes, to its end: the
-    /// `"` bytes kept of it.
-    Quoted(u64),
+    /// A CSV record whose first line ended inside quotes, to its end.
+    Quoted,
 }
 
 /// What the [`Splitter`] took out of a range, and put in.
@@ -292,7 +277,7 @@ impl std::ops::Deref for Range {
 /// there puts a `"` before the record's newline: that closes the quoted
 /// field for the decoder, which then reports the record too large at its
 /// start, as on one pipeline. If the input ends first, a `"` is added only
-/// if the `"` bytes dropped were odd in number, so the decoder finds the
+/// if the whole record ended outside quotes, so the decoder finds the
 /// quote unterminated exactly when the whole record leaves it so.
 #[derive(Debug)]
 pub struct Splitter {
@@ -453,7 +438,7 @@ impl Splitter {
                 // The record's newline is `buf[at + r - 1]`: for a quoted
                 // record, a `"` before it.
                 let close: &[u8] = match dropping {
-                    Dropping::Quoted(_) => b"\"",
+                    Dropping::Quoted => b"\"",
                     _ => b"",
                 };
                 self.drop_quoted(at..at + r - 1, close);
@@ -482,11 +467,13 @@ impl Splitter {
                 _ => {}
             }
             match self.scanner.quoted_held() {
-                // The record starts `held` bytes back, all in `buf`.
-                Some((held, first, _)) if held > self.max as u64 && first > self.max as u64 => {
+                // The record starts `held` bytes back, all in `buf`. Its
+                // first line is over the limit as the framer counts it,
+                // without its newline.
+                Some((held, first)) if held > self.max as u64 && first > self.max as u64 + 1 => {
                     self.drop_record(self.buf.len() - held as usize);
                 }
-                Some((held, first, quotes)) if held > self.max as u64 => {
+                Some((held, first)) if held > self.max as u64 => {
                     let start = self.buf.len() - held as usize;
                     let keep = start + first as usize;
                     self.drop_quoted(keep..self.buf.len(), &[]);
@@ -494,7 +481,7 @@ impl Splitter {
                     self.buf.resize(start + self.max + 1, b'a');
                     self.pending.made_up += made_up as u64;
                     self.scanned = self.buf.len();
-                    self.dropping = Some(Dropping::Quoted(quotes));
+                    self.dropping = Some(Dropping::Quoted);
                 }
                 _ => {}
             }
@@ -545,12 +532,11 @@ impl Splitter {
 
     /// End of the stream: what is left, as the last range (may be empty).
     pub fn rest(&mut self) -> Range {
-        if let Some(Dropping::Quoted(kept)) = self.dropping.take() {
-            // As many `"` bytes as the whole record had, to a parity.
-            if (self.scanner.quotes - kept) % 2 == 1 {
-                self.buf.push(b'"');
-                self.pending.made_up += 1;
-            }
+        if self.dropping.take() == Some(Dropping::Quoted) && self.scanner.state != State::Quoted {
+            // The whole record ended outside quotes: so does what is kept
+            // of it (its first line inside quotes, then `a`s).
+            self.buf.push(b'"');
+            self.pending.made_up += 1;
         }
         Range {
             bytes: std::mem::take(&mut self.buf),

@@ -257,6 +257,65 @@ pub(crate) fn decoder_cases() -> Vec<Case> {
             &b"\"x\n\"\"\"\"\"\"\"\"\"\"\n\",1\n2,x\n\"5\n\n\",4\n"[..],
         ),
         (
+            "csv_quote_inside_a_field_is_data_at_the_end",
+            Csv,
+            width(3),
+            &b"1,2\"3\n4,5\"6"[..],
+        ),
+        (
+            "csv_quote_after_a_closed_quote_is_data_at_the_end",
+            Csv,
+            width(2),
+            &b"\"1\"2\",3"[..],
+        ),
+        (
+            "csv_header_over_the_limit_at_the_end_is_skipped_whatever_its_quotes",
+            Csv,
+            DecodeOptions {
+                csv_header: true,
+                max_record_bytes: 2,
+                ..width(1)
+            },
+            &b"\xff\x00e\xbb\xbb].\"@"[..],
+        ),
+        (
+            "csv_header_over_the_limit_left_open_at_the_end_is_skipped",
+            Csv,
+            DecodeOptions {
+                csv_header: true,
+                max_record_bytes: 2,
+                ..width(1)
+            },
+            &b"\"abcdef"[..],
+        ),
+        (
+            "csv_first_line_at_the_limit_inside_quotes_unterminated",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 1,
+                ..opts()
+            },
+            &b"\"\nab"[..],
+        ),
+        (
+            "csv_first_line_at_the_limit_inside_quotes_then_records",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 2,
+                ..opts()
+            },
+            &b"\"a\nb\",1\n2\n"[..],
+        ),
+        (
+            "csv_quoted_path_record_at_the_limit",
+            Csv,
+            DecodeOptions {
+                max_record_bytes: 2,
+                ..opts()
+            },
+            &b"1\"\n2\n"[..],
+        ),
+        (
             "csv_header_over_the_limit_is_skipped",
             Csv,
             DecodeOptions {
