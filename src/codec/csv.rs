@@ -77,8 +77,8 @@ struct Quoted {
     raw: usize,
     /// Over the record limit: its bytes are being discarded.
     too_long: bool,
-    /// Its error is already in the batch (a first line over the limit):
-    /// nothing more is said of it.
+    /// Its first line was over the limit: its error is already in the
+    /// batch (the header's never is), and nothing more is said of it.
     reported: bool,
 }
 
@@ -382,7 +382,12 @@ impl RowParser {
             };
             let (res, nin, nout, nends) =
                 core.read_record(inp, &mut self.out[q.nout..], &mut self.ends[q.nends..]);
-            q.quoting = q.quoting.after(&inp[..nin]);
+            if !matches!(res, ReadRecordResult::Record | ReadRecordResult::End) {
+                // The record goes on past these bytes: its quoting counts
+                // if the input ends in it (a record that ended needs none,
+                // which keeps the usual whole quoted line free of it).
+                q.quoting = q.quoting.after(&inp[..nin]);
+            }
             q.raw += nin;
             consumed += nin;
             q.nout += nout;
