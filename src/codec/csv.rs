@@ -195,8 +195,11 @@ impl CsvDecoder {
 /// data, as Python's csv reads `1,2"3`). csv-core ends a record at the end
 /// of input whatever its state, so whether it ended inside quotes is
 /// followed here: counting `"` bytes would take `1,2"3` for unterminated.
+/// The one account of CSV quoting in the crate: the decoder steps through
+/// it here, and [`crate::parallel::Scanner`] jumps through it with memchr
+/// to find where a stream may be cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Quoting {
+pub(crate) enum Quoting {
     /// At a field's start.
     FieldStart,
     /// In an unquoted field, or past a quoted field's closing quote.
@@ -209,18 +212,31 @@ enum Quoting {
 }
 
 impl Quoting {
-    /// The quoting after `bytes`.
-    fn after(mut self, bytes: &[u8]) -> Quoting {
-        for &b in bytes {
-            self = match (self, b) {
-                (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
-                (Quoting::Quoted, _) => Quoting::Quoted,
-                (Quoting::FieldStart | Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
-                (_, b',' | b'\n') => Quoting::FieldStart,
-                _ => Quoting::Field,
-            };
+    /// The quoting after one more byte (a newline outside quotes ends the
+    /// record, and the next starts at a field's start).
+    #[inline]
+    pub(crate) fn step(self, b: u8) -> Quoting {
+        match (self, b) {
+            (Quoting::Quoted, b'"') => Quoting::QuoteInQuoted,
+            (Quoting::Quoted, _) => Quoting::Quoted,
+            (Quoting::FieldStart | Quoting::QuoteInQuoted, b'"') => Quoting::Quoted,
+            (_, b',' | b'\n') => Quoting::FieldStart,
+            _ => Quoting::Field,
         }
-        self
+    }
+
+    /// The quoting after `bytes`.
+    pub(crate) fn after(self, bytes: &[u8]) -> Quoting {
+        bytes.iter().fold(self, |q, &b| q.step(b))
+    }
+
+    /// The quoting after `bytes` that hold no `"`, from outside a quoted
+    /// field's text ([`Quoting::Quoted`] excepted): only their last byte
+    /// tells, so a scanner can jump over them.
+    #[inline]
+    pub(crate) fn after_unquoted(self, bytes: &[u8]) -> Quoting {
+        debug_assert!(self != Quoting::Quoted && memchr(b'"', bytes).is_none());
+        bytes.last().map_or(self, |&b| Quoting::Field.step(b))
     }
 }
 

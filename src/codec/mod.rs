@@ -16,6 +16,7 @@ mod lines;
 pub mod records;
 
 pub use self::csv::CsvDecoder;
+pub(crate) use self::csv::Quoting;
 pub use self::encode::Encoder;
 pub(crate) use self::field::field_error;
 pub use self::json::{JsonDecoder, JsonLinesDecoder};

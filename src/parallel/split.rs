@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use memchr::{memchr, memchr2, memchr_iter, memrchr};
 
 use super::{Spec, BOM, READ_BYTES};
+use crate::codec::Quoting;
 use crate::error::Position;
 use crate::input::read_some;
 use crate::media::Format;
@@ -18,9 +19,8 @@ use crate::media::Format;
 #[derive(Debug)]
 pub struct Scanner {
     csv: bool,
-    state: State,
-    /// The next byte starts a field (CSV).
-    field_start: bool,
+    /// Where the CSV record being scanned is in its quoting.
+    quoting: Quoting,
     /// Still in the current record's first line.
     first_line: bool,
     /// Bytes of the current record's first line with its newline, once it
@@ -32,25 +32,12 @@ pub struct Scanner {
     at: u64,
 }
 
-/// csv-core's states, as far as record ends depend on them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Outside quotes.
-    Unquoted,
-    /// Inside a quoted field.
-    Quoted,
-    /// Just after a quote inside a quoted field: a second quote is a
-    /// literal one, anything else ends the quoting.
-    QuoteInQuoted,
-}
-
 impl Scanner {
     /// A scanner for `format`.
     pub fn new(format: Format) -> Scanner {
         Scanner {
             csv: format == Format::Csv,
-            state: State::Unquoted,
-            field_start: true,
+            quoting: Quoting::FieldStart,
             first_line: true,
             first_line_len: 0,
             record_start: 0,
@@ -109,7 +96,8 @@ impl Scanner {
         let mut last = None;
         let mut i = 0;
         while i < bytes.len() {
-            if self.state == State::Unquoted && !first {
+            let outside = !matches!(self.quoting, Quoting::Quoted | Quoting::QuoteInQuoted);
+            if outside && !first {
                 // Up to the next `"`, every newline ends a record and only
                 // the last one counts: one memchr and one memrchr over the
                 // stretch, not a memchr2 stop per line, so the reading
@@ -123,62 +111,35 @@ impl Scanner {
             if i == bytes.len() {
                 break;
             }
-            match self.state {
-                State::Unquoted => match memchr2(b'"', b'\n', &bytes[i..]) {
-                    None => {
-                        self.field_start = bytes[bytes.len() - 1] == b',';
-                        i = bytes.len();
-                    }
-                    Some(k) => {
-                        let j = i + k;
-                        if k > 0 {
-                            self.field_start = bytes[j - 1] == b',';
-                        }
-                        if bytes[j] == b'\n' {
-                            last = Some(self.record_end(base, j));
-                        } else if self.field_start {
-                            self.state = State::Quoted;
-                            self.field_start = false;
-                        } else {
-                            // A quote inside an unquoted field is data.
-                            self.field_start = false;
-                        }
-                        i = j + 1;
-                    }
-                },
-                State::Quoted => {
-                    let rest = &bytes[i..];
-                    let found = if self.first_line {
-                        memchr2(b'"', b'\n', rest)
-                    } else {
-                        memchr(b'"', rest)
-                    };
-                    let Some(k) = found else {
-                        i = bytes.len();
-                        continue;
-                    };
-                    let j = i + k;
-                    if bytes[j] == b'"' {
-                        self.state = State::QuoteInQuoted;
-                    } else {
-                        self.first_line = false;
-                        self.first_line_len = base + j as u64 + 1 - self.record_start;
-                    }
-                    i = j + 1;
+            // Jump to the next byte that can change more than the field
+            // (`"`, and a newline outside quotes or on the first line),
+            // then step over it.
+            let rest = &bytes[i..];
+            let found = match self.quoting {
+                Quoting::QuoteInQuoted => Some(0),
+                Quoting::Quoted if !self.first_line => memchr(b'"', rest),
+                _ => memchr2(b'"', b'\n', rest),
+            };
+            let Some(k) = found else {
+                if self.quoting != Quoting::Quoted {
+                    self.quoting = self.quoting.after_unquoted(rest);
                 }
-                State::QuoteInQuoted => {
-                    match bytes[i] {
-                        b'"' => self.state = State::Quoted,
-                        b'\n' => last = Some(self.record_end(base, i)),
-                        b',' => {
-                            self.state = State::Unquoted;
-                            self.field_start = true;
-                        }
-                        _ => self.state = State::Unquoted,
-                    }
-                    i += 1;
-                }
+                break;
+            };
+            let j = i + k;
+            if self.quoting != Quoting::Quoted {
+                self.quoting = self.quoting.after_unquoted(&bytes[i..j]);
             }
+            match (self.quoting, bytes[j]) {
+                (Quoting::Quoted, b'\n') => {
+                    // The first line ends inside quotes.
+                    self.first_line = false;
+                    self.first_line_len = base + j as u64 + 1 - self.record_start;
+                }
+                (_, b'\n') => last = Some(self.record_end(base, j)),
+                (q, b) => self.quoting = q.step(b),
+            }
+            i = j + 1;
             if let Some(end) = last.filter(|_| first) {
                 self.at = base + end as u64;
                 return last;
@@ -190,8 +151,7 @@ impl Scanner {
 
     /// The newline at `bytes[j]` ends a record: the next one starts after it.
     fn record_end(&mut self, base: u64, j: usize) -> usize {
-        self.state = State::Unquoted;
-        self.field_start = true;
+        self.quoting = Quoting::FieldStart;
         self.first_line = true;
         self.record_start = base + j as u64 + 1;
         j + 1
@@ -532,7 +492,8 @@ impl Splitter {
 
     /// End of the stream: what is left, as the last range (may be empty).
     pub fn rest(&mut self) -> Range {
-        if self.dropping.take() == Some(Dropping::Quoted) && self.scanner.state != State::Quoted {
+        if self.dropping.take() == Some(Dropping::Quoted) && self.scanner.quoting != Quoting::Quoted
+        {
             // The whole record ended outside quotes: so does what is kept
             // of it (its first line inside quotes, then `a`s).
             self.buf.push(b'"');
