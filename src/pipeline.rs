@@ -96,6 +96,8 @@ pub struct Pipeline {
     model: SharedModel,
     policy: ErrorPolicy,
     on_placeholder: Option<fn(&Error)>,
+    /// Placeholders go unreported: see [`Pipeline::speculative`].
+    speculative: bool,
     batch: Batch,
     /// The model's numbers for the batch, `width` per record.
     preds: Vec<f64>,
@@ -145,6 +147,7 @@ impl Pipeline {
             model,
             policy: opts.policy,
             on_placeholder: None,
+            speculative: false,
             batch: Batch::with_capacity(initial, width),
             preds: Vec::with_capacity(initial * per_record),
             width: per_record,
@@ -159,6 +162,16 @@ impl Pipeline {
     /// not, so their work is not counted as server traffic.
     pub fn on_placeholder(mut self, sink: fn(&Error)) -> Pipeline {
         self.on_placeholder = Some(sink);
+        self
+    }
+
+    /// A run whose placeholders, if it writes any, are not reported (no
+    /// warning, no `sink`): a range scored before its place in the stream is
+    /// known, which is scored again with its exact positions when it holds a
+    /// bad record ([`crate::parallel`]). Reported there, each bad record
+    /// would be logged twice, first at a position that is not the input's.
+    pub fn speculative(mut self) -> Pipeline {
+        self.speculative = true;
         self
     }
 
@@ -295,9 +308,11 @@ impl Pipeline {
                     return Err(err);
                 }
                 let err = self.rebase(err);
-                tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
-                if let Some(sink) = self.on_placeholder {
-                    sink(&err);
+                if !self.speculative {
+                    tracing::warn!(error = %err, kind = err.code(), "bad record replaced by a placeholder");
+                    if let Some(sink) = self.on_placeholder {
+                        sink(&err);
+                    }
                 }
                 self.encoder.error(&err, out);
                 self.stats.placeholders += 1;

@@ -129,6 +129,15 @@ fn a_bad_record_deep_in_a_large_input_has_its_exact_position() {
     let args = ["--on-error", "placeholder"];
     for (way, (code, out, err)) in score_three_ways(&input, &args).into_iter().enumerate() {
         assert_eq!(code, Some(0), "way {way}: {err}");
+        // Each bad record is warned of once, at its own position.
+        let warned: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("replaced by a placeholder"))
+            .collect();
+        assert_eq!(warned.len(), bad.len(), "way {way}: {err}");
+        for (line, i) in warned.iter().zip(bad) {
+            assert!(line.contains(&message(i)), "way {way}: {line}");
+        }
         let lines: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
         assert_eq!(lines.len(), preds.len(), "way {way}");
         for (i, p) in preds.iter().enumerate() {

@@ -122,11 +122,28 @@ fn a_bad_record_deep_in_a_large_body_is_reported_as_the_sequential_path_does() {
     // positions.
     let policy = [("MMP_ON_ERROR", "placeholder")];
     let want = Server::start(&policy).post("text/csv", None, &csv);
-    let got = in_ranges("4096", &policy).post("text/csv", None, &csv);
+    let par = in_ranges("4096", &policy);
+    let got = par.post("text/csv", None, &csv);
     assert_eq!((want.status, want.complete), (200, true));
     assert!(want.text().contains(&at), "{at}");
     assert_eq!((got.status, got.complete), (200, true));
     assert!(got.body == want.body, "the placeholder answers differ");
+    // Each bad record is warned of once, at its own position. Lines come in
+    // the order they were written, so once the last one is in, so is any
+    // other about them.
+    let (line, byte) = starts[17_003];
+    let last = format!("record 17004 (line {line}, byte {byte})");
+    par.wait_log(&last, Duration::from_secs(10));
+    let warned: Vec<String> = par
+        .logs()
+        .into_iter()
+        .filter(|l| l.contains("replaced by a placeholder"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{warned:?}");
+    assert!(
+        warned[0].contains(&at) && warned[1].contains(&last),
+        "{warned:?}"
+    );
 }
 
 #[test]

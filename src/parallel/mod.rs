@@ -147,7 +147,8 @@ pub(crate) struct Scored {
 
 /// Score one range. `first`: it starts the stream. `base`: where it starts
 /// in the stream, when known (the second, exact run of a range with a bad
-/// record). `on_placeholder`: told of each placeholder written.
+/// record; a run without it is [`Pipeline::speculative`]). `on_placeholder`:
+/// told of each placeholder written.
 pub(crate) fn score_range(
     spec: &Spec<'_>,
     range: &[u8],
@@ -169,6 +170,11 @@ pub(crate) fn score_range(
         let mut p = Pipeline::new(spec.model.clone(), spec.input, spec.output, opts);
         if let Some(sink) = on_placeholder {
             p = p.on_placeholder(sink);
+        }
+        if base.is_none() {
+            // Not yet placed: a range with a bad record is scored again
+            // ([`Ordered::turn`]), and that run reports it.
+            p = p.speculative();
         }
         // A later range starting with what may be a BOM: a blank line first,
         // so the decoder takes it as data (see the module docs).
