@@ -10,7 +10,7 @@
 # stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use its -Z flags (sanitizers).
 # Memory is bounded by libFuzzer: -rss_limit_mb and -malloc_limit_mb make an
 # unbounded allocation a finding. A crash is saved under fuzz/artifacts/ and
-# fails the script; turn it into a regression test in src/codec/tests.rs.
+# fails the script; turn it into a regression test in src/codec/tests/ (the file of its format).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-60}"

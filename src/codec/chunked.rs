@@ -1,7 +1,7 @@
 //! The chunked-feeding harness: feed a body to a [`Decoder`] in given pieces
 //! and list what came out, record by record, so that feedings of one body in
 //! different pieces can be compared (they must agree). One file for both of
-//! its users: the decoder tests (`src/codec/tests.rs`) and the fuzz targets
+//! its users: the decoder tests (`src/codec/tests/`) and the fuzz targets
 //! (`fuzz/fuzz_targets/chunked.rs`), which include it by path.
 //!
 //! The parent module brings `Batch`, `DecodeOptions`, `Decoder` and `Format`

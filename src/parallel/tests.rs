@@ -121,7 +121,7 @@ pub(crate) fn each_spec(
 }
 
 /// Every CSV and JSON-lines case of the decoders' own tests
-/// (`src/codec/tests.rs`), and a few more on quotes, BOMs and headers
+/// (`src/codec/tests/`), and a few more on quotes, BOMs and headers
 /// at range starts.
 #[test]
 fn every_decoder_case_is_the_same_through_ranges() {
@@ -134,7 +134,7 @@ fn every_decoder_case_is_the_same_through_ranges() {
 pub(crate) type Case = (&'static str, Format, DecodeOptions, &'static [u8]);
 
 /// Every CSV and JSON-lines case of the decoders' own tests
-/// (`src/codec/tests.rs`), and a few more on quotes, BOMs and headers
+/// (`src/codec/tests/`), and a few more on quotes, BOMs and headers
 /// at range starts; `src/serve/stage.rs`'s tests run them too.
 pub(crate) fn decoder_cases() -> Vec<Case> {
     vec![
