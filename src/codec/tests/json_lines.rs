@@ -2,94 +2,96 @@
 
 use super::*;
 
-// ---- JSON lines ----------------------------------------------------------
+cases! {
+    // ---- JSON lines ----------------------------------------------------------
 
-decodes!(
-    jsonl_arrays_and_objects,
-    JsonLines,
-    width(2),
-    b"[1,2]\n{\"features\":[3,4],\"id\":\"x\"}\n{\"id\":[1,{}],\"features\":[5, 6.5]}",
-    ok(&[&[1., 2.], &[3., 4.], &[5., 6.5]])
-);
-decodes!(
-    jsonl_crlf_blank_lines_bom_and_spaces,
-    JsonLines,
-    width(2),
-    b"\xEF\xBB\xBF [1,2] \r\n\r\n\n\t[3,4]\r\n",
-    ok(&[&[1., 2.], &[3., 4.]])
-);
-decodes!(
-    jsonl_label,
-    JsonLines,
-    DecodeOptions {
-        label: true,
-        ..width(2)
-    },
-    b"{\"label\":1,\"features\":[1,2]}\n[0,3,4]\n{\"features\":[1,2]}\n",
-    vec![
-        Ok(vec![1., 2.]),
-        Ok(vec![3., 4.]),
-        err("record 3 (line 3, byte 37): not a row: a training record needs a \"label\"")
-    ]
-);
-decodes!(
-    jsonl_errors,
-    JsonLines,
-    width(2),
-    b"[1,\"a\"]\n{\"x\":1}\n[1,2\n[1]\n7\n[1,1e400]\n[1,2]\n",
-    vec![
-        err("record 1 (line 1, byte 0): not a row: invalid type: string \"a\", expected f64 at column 6"),
-        err("record 2 (line 2, byte 8): not a row: missing field `features` at column 7"),
-        err("record 3 (line 3, byte 16): invalid JSON: EOF while parsing a list at column 4"),
-        err("record 4 (line 4, byte 21): expected 2 fields, found 1"),
-        err("record 5 (line 5, byte 25): not a row: invalid type: integer `7`, expected an array of numbers or an object with a \"features\" array at column 1"),
-        err("record 6 (line 6, byte 27): field 2 is not a finite number: \"number out of range at column 8\""),
-        Ok(vec![1., 2.]),
-    ]
-);
-decodes!(
-    jsonl_invalid_utf8_even_in_an_ignored_field,
-    JsonLines,
-    width(2),
-    b"{\"id\":\"\xe9\",\"features\":[1,2]}\n[3,4]\n",
-    vec![
-        err("record 1 (line 1, byte 0): invalid JSON: not valid UTF-8 (bad byte at column 8)"),
-        Ok(vec![3., 4.]),
-    ]
-);
-decodes!(
-    json_invalid_utf8,
-    Json,
-    width(2),
-    b"{\"instances\": [[1,2]],\n \"note\": \"\xff\"}",
-    vec![
-        Ok(vec![1., 2.]),
-        err("fatal: invalid JSON document (line 2, column 11, byte 33): not valid UTF-8")
-    ]
-);
-decodes!(
-    jsonl_trailing_garbage_is_invalid,
-    JsonLines,
-    width(2),
-    b"[1,2] [3,4]\n",
-    vec![err(
-        "record 1 (line 1, byte 0): invalid JSON: trailing characters at column 7"
-    )]
-);
-decodes!(
-    jsonl_line_too_large,
-    JsonLines,
-    DecodeOptions {
-        max_record_bytes: 6,
-        ..width(2)
-    },
-    b"[1,2]\n[1.0000,2]\n[3,4]",
-    vec![
-        Ok(vec![1., 2.]),
-        err("record 2 (line 2, byte 6): record is larger than the 6-byte limit (max record size)"),
-        Ok(vec![3., 4.]),
-    ]
-);
+    decodes!(
+        jsonl_arrays_and_objects,
+        JsonLines,
+        width(2),
+        b"[1,2]\n{\"features\":[3,4],\"id\":\"x\"}\n{\"id\":[1,{}],\"features\":[5, 6.5]}",
+        ok(&[&[1., 2.], &[3., 4.], &[5., 6.5]])
+    );
+    decodes!(
+        jsonl_crlf_blank_lines_bom_and_spaces,
+        JsonLines,
+        width(2),
+        b"\xEF\xBB\xBF [1,2] \r\n\r\n\n\t[3,4]\r\n",
+        ok(&[&[1., 2.], &[3., 4.]])
+    );
+    decodes!(
+        jsonl_label,
+        JsonLines,
+        DecodeOptions {
+            label: true,
+            ..width(2)
+        },
+        b"{\"label\":1,\"features\":[1,2]}\n[0,3,4]\n{\"features\":[1,2]}\n",
+        vec![
+            Ok(vec![1., 2.]),
+            Ok(vec![3., 4.]),
+            err("record 3 (line 3, byte 37): not a row: a training record needs a \"label\"")
+        ]
+    );
+    decodes!(
+        jsonl_errors,
+        JsonLines,
+        width(2),
+        b"[1,\"a\"]\n{\"x\":1}\n[1,2\n[1]\n7\n[1,1e400]\n[1,2]\n",
+        vec![
+            err("record 1 (line 1, byte 0): not a row: invalid type: string \"a\", expected f64 at column 6"),
+            err("record 2 (line 2, byte 8): not a row: missing field `features` at column 7"),
+            err("record 3 (line 3, byte 16): invalid JSON: EOF while parsing a list at column 4"),
+            err("record 4 (line 4, byte 21): expected 2 fields, found 1"),
+            err("record 5 (line 5, byte 25): not a row: invalid type: integer `7`, expected an array of numbers or an object with a \"features\" array at column 1"),
+            err("record 6 (line 6, byte 27): field 2 is not a finite number: \"number out of range at column 8\""),
+            Ok(vec![1., 2.]),
+        ]
+    );
+    decodes!(
+        jsonl_invalid_utf8_even_in_an_ignored_field,
+        JsonLines,
+        width(2),
+        b"{\"id\":\"\xe9\",\"features\":[1,2]}\n[3,4]\n",
+        vec![
+            err("record 1 (line 1, byte 0): invalid JSON: not valid UTF-8 (bad byte at column 8)"),
+            Ok(vec![3., 4.]),
+        ]
+    );
+    decodes!(
+        json_invalid_utf8,
+        Json,
+        width(2),
+        b"{\"instances\": [[1,2]],\n \"note\": \"\xff\"}",
+        vec![
+            Ok(vec![1., 2.]),
+            err("fatal: invalid JSON document (line 2, column 11, byte 33): not valid UTF-8")
+        ]
+    );
+    decodes!(
+        jsonl_trailing_garbage_is_invalid,
+        JsonLines,
+        width(2),
+        b"[1,2] [3,4]\n",
+        vec![err(
+            "record 1 (line 1, byte 0): invalid JSON: trailing characters at column 7"
+        )]
+    );
+    decodes!(
+        jsonl_line_too_large,
+        JsonLines,
+        DecodeOptions {
+            max_record_bytes: 6,
+            ..width(2)
+        },
+        b"[1,2]\n[1.0000,2]\n[3,4]",
+        vec![
+            Ok(vec![1., 2.]),
+            err("record 2 (line 2, byte 6): record is larger than the 6-byte limit (max record size)"),
+            Ok(vec![3., 4.]),
+        ]
+    );
+}
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]

@@ -41,9 +41,8 @@ fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<S
     whole
 }
 
-/// Options that go on past a bad record, as `placeholder` does (also used
-/// by `src/parallel/tests.rs`, which runs these cases through ranges).
-pub(crate) fn opts() -> DecodeOptions {
+/// Options that go on past a bad record, as `placeholder` does.
+fn opts() -> DecodeOptions {
     DecodeOptions {
         stop_on_error: false,
         ..DecodeOptions::default()
@@ -62,14 +61,31 @@ fn ok(rows: &[&[f64]]) -> Vec<Slot> {
     rows.iter().map(|r| Ok(r.to_vec())).collect()
 }
 
-/// `decodes!(name, format, options, input, expected)`: one test per case.
-macro_rules! decodes {
-    ($name:ident, $format:expr, $opts:expr, $input:expr, $expected:expr) => {
-        #[test]
-        fn $name() {
-            let got = decode_every_way($format, &$opts, $input);
-            let expected: Vec<Slot> = $expected;
-            assert_eq!(got, expected);
+/// A case: its name, input format, decoder options and input.
+pub(crate) type Case = (&'static str, Format, DecodeOptions, &'static [u8]);
+
+/// `cases! { decodes!(name, format, options, input, expected); ... }`: one
+/// test per case, and `cases()`, the cases without their expected records,
+/// for the other paths that must read every input alike
+/// (`src/parallel/tests.rs` runs them through ranges). One list, so a case
+/// added here is run there too.
+macro_rules! cases {
+    ($(decodes!($name:ident, $format:expr, $opts:expr, $input:expr, $expected:expr $(,)?);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                let got = decode_every_way($format, &$opts, $input);
+                let expected: Vec<Slot> = $expected;
+                assert_eq!(got, expected);
+            }
+        )*
+
+        /// This file's cases.
+        pub(crate) fn cases() -> Vec<Case> {
+            vec![$((stringify!($name), $format, $opts, {
+                let input: &'static [u8] = $input;
+                input
+            })),*]
         }
     };
 }
@@ -80,11 +96,16 @@ fn err(msg: &str) -> Slot {
 
 use Format::{Csv, Json, JsonLines};
 
-// The cases, by input format (each file uses the helpers and `decodes!`
+// The cases, by input format (each file uses the helpers and `cases!`
 // above, so they are declared after them).
-mod csv;
-mod json;
-mod json_lines;
+pub(crate) mod csv;
+pub(crate) mod json;
+pub(crate) mod json_lines;
+
+/// Every case here and in the files by format.
+pub(crate) fn all_cases() -> Vec<Case> {
+    [cases(), csv::cases(), json_lines::cases(), json::cases()].concat()
+}
 
 // ---- a BOM prefix that turns out to be data ---------------------------------
 
@@ -94,8 +115,8 @@ mod json_lines;
 // 1-byte record limit the replay stopped after its first error and the two
 // bytes were never counted, so every later record came out 2 bytes early.
 // The records start at bytes 0, 6 and 12, whatever the feeding.
-/// The fuzz case's options (`src/parallel/tests.rs` runs it through ranges too).
-pub(crate) fn partial_bom_opts() -> DecodeOptions {
+/// The fuzz case's options.
+fn partial_bom_opts() -> DecodeOptions {
     DecodeOptions {
         label: true,
         csv_header: true,
@@ -106,35 +127,36 @@ pub(crate) fn partial_bom_opts() -> DecodeOptions {
 }
 
 /// The fuzz case's input.
-pub(crate) const PARTIAL_BOM: &[u8] =
-    b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb";
+const PARTIAL_BOM: &[u8] = b"\xef\xbb\x00\xfb\x09\x0a\x28\x0c\x22\xfb\x89\x0a\x0c\x2c\xfb";
 
-decodes!(
-    csv_partial_bom_keeps_positions,
-    Csv,
-    partial_bom_opts(),
-    PARTIAL_BOM,
-    // Line 1 is the header, skipped however long (see
-    // `csv_header_over_the_limit_is_skipped`).
-    vec![
-        err("record 1 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),
-        err("record 2 (line 3, byte 12): record is larger than the 1-byte limit (max record size)"),
-    ]
-);
-decodes!(
-    jsonl_partial_bom_keeps_positions,
-    JsonLines,
-    DecodeOptions {
-        max_record_bytes: 1,
-        stop_on_error: true,
-        ..width(2)
-    },
-    b"\xef\xbb[1,2]\n[3,4]\n",
-    vec![
-        err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
-        err("record 2 (line 2, byte 8): record is larger than the 1-byte limit (max record size)"),
-    ]
-);
+cases! {
+    decodes!(
+        csv_partial_bom_keeps_positions,
+        Csv,
+        partial_bom_opts(),
+        PARTIAL_BOM,
+        // Line 1 is the header, skipped however long (see
+        // `csv_header_over_the_limit_is_skipped`).
+        vec![
+            err("record 1 (line 2, byte 6): record is larger than the 1-byte limit (max record size)"),
+            err("record 2 (line 3, byte 12): record is larger than the 1-byte limit (max record size)"),
+        ]
+    );
+    decodes!(
+        jsonl_partial_bom_keeps_positions,
+        JsonLines,
+        DecodeOptions {
+            max_record_bytes: 1,
+            stop_on_error: true,
+            ..width(2)
+        },
+        b"\xef\xbb[1,2]\n[3,4]\n",
+        vec![
+            err("record 1 (line 1, byte 0): record is larger than the 1-byte limit (max record size)"),
+            err("record 2 (line 2, byte 8): record is larger than the 1-byte limit (max record size)"),
+        ]
+    );
+}
 
 // ---- the fail policy stops at the first bad record --------------------------
 
