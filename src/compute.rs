@@ -31,8 +31,7 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
-use crate::error::Error;
-use crate::model::model_error;
+use crate::error::{Error, ErrorKind};
 
 /// A job as the threads receive it.
 type Job = Box<dyn FnOnce() + Send>;
@@ -114,8 +113,14 @@ impl<T> Future for Task<T> {
     type Output = Result<T, Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Not the model's panic: the pipeline answers those itself
+        // ([`crate::model::model_panicked`]).
         Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.map_err(|_| model_error("the model panicked on the compute pool (see the log)"))
+            r.map_err(|_| {
+                Error::new(ErrorKind::Internal(
+                    "a job on the compute pool panicked (see the log)".into(),
+                ))
+            })
         })
     }
 }

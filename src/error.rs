@@ -579,7 +579,7 @@ impl Error {
             NotAcceptable { .. } => 406,
             NotReady | Overloaded { .. } => 503,
             Timeout { .. } => 408,
-            Model(_) | ModelLoad { .. } | Config(_) => 500,
+            Model(_) | ModelLoad { .. } | Config(_) | Internal(_) => 500,
             // Reading the request body failed: the client sent a broken body.
             Io { .. } => 400,
             // As nginx answers "client prematurely closed connection": the
@@ -625,7 +625,7 @@ impl Error {
                 // EX_UNAVAILABLE); a 4xx answer is bad data (65).
                 Unavailable { .. } | Connection(_) | InvocationTimeout { .. } => 69,
                 Status { status, .. } if *status >= 500 => 69,
-                Model(_) => 70,
+                Model(_) | Internal(_) => 70,
                 Io { .. } | ClientClosed { .. } | Spill { .. } => 74,
                 _ => 65,
             },

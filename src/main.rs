@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use mmp::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    mmp::logging::report_panics();
     let cli = Cli::parse_args();
     let result = match cli.command {
         Command::Serve(args) => {

@@ -234,3 +234,10 @@ pub fn load(dir: &Path) -> Result<SharedModel, Error> {
 pub fn model_error(msg: impl Into<String>) -> Error {
     Error::new(crate::error::ErrorKind::Model(msg.into()))
 }
+
+/// The error of a [`Model::predict`] that panicked: a model error like any
+/// other, the panic's message being in the log
+/// ([`crate::logging::report_panics`]).
+pub fn model_panicked() -> Error {
+    model_error("predict panicked (see the log)")
+}

@@ -9,12 +9,14 @@
 //! `transform` and `train` all run this same code, which is why their answers
 //! are byte-identical.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use bytes::BytesMut;
 
 use crate::codec::{DecodeOptions, Decoder, Encoder};
 use crate::error::{Error, ErrorKind, Position};
 use crate::media::Format;
-use crate::model::{model_error, SharedModel};
+use crate::model::{model_error, model_panicked, SharedModel};
 use crate::record::{Batch, Shape};
 
 /// What to do with a bad record.
@@ -248,7 +250,13 @@ impl Pipeline {
         self.stats.records += self.batch.len() as u64;
         let rows = self.batch.rows();
         self.preds.clear();
-        self.model.predict(rows, &mut self.preds)?;
+        // A model that panics fails its run as an `Err` would, wherever the
+        // pipeline runs (inline on the server's runtime, on the compute
+        // pool, in a range, in `mmp score`): the request gets its 500, the
+        // connection and the server go on. Free when nothing panics.
+        let preds = &mut self.preds;
+        catch_unwind(AssertUnwindSafe(|| self.model.predict(rows, preds)))
+            .unwrap_or_else(|_| Err(model_panicked()))?;
         if self.preds.len() != rows.len() * self.width {
             let msg = if self.width == 1 {
                 format!(

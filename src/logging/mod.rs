@@ -4,7 +4,9 @@
 //! line with the event's fields at the top level (what CloudWatch Logs
 //! Insights discovers by itself).
 
+use std::cell::Cell;
 use std::io::{BufWriter, IsTerminal, Stderr, Write};
+use std::panic::PanicHookInfo;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -208,9 +210,141 @@ pub fn init(default: &str) -> Result<(), String> {
     format.map(drop)
 }
 
+thread_local! {
+    /// Set while this thread runs [`unreported`] work.
+    static UNREPORTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with its panics unreported: work that, if it fails, is run
+/// again by a run that reports (a range scored before its place in the
+/// stream is known, `src/parallel/mod.rs`), so a panic is reported once.
+/// The panic is still caught and answered by the caller as before.
+pub fn unreported<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            UNREPORTED.set(self.0);
+        }
+    }
+    let _restore = Restore(UNREPORTED.replace(true));
+    f()
+}
+
+/// Whether a panic on this thread now would be reported.
+#[cfg(test)]
+pub(crate) fn reports_panics() -> bool {
+    !UNREPORTED.get()
+}
+
+/// Report panics (call once, first thing): as one error event of the log,
+/// in its format (a JSON log stays one object per line, and the event comes
+/// in order with the lines before it, which std's hook would overtake), once
+/// [`init`] has installed a log that lets it through; otherwise as std's
+/// default hook prints them. Never while [`unreported`] work runs.
+pub fn report_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if UNREPORTED.get() {
+            return;
+        }
+        if tracing::dispatcher::has_been_set()
+            && tracing::enabled!(target: "mmp::panic", Level::ERROR)
+        {
+            log_panic(info);
+        } else {
+            default(info);
+        }
+    }));
+}
+
+/// A panic as an event: what std's hook prints, with the thread, location
+/// and message as fields too. Why not tracing-panic's hook: its event drops
+/// the thread's name (`mmp-compute-N`: the compute pool, where a model's
+/// `predict` runs; `src/compute.rs`) and logs under its own target.
+fn log_panic(info: &PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("Box<dyn Any>");
+    let current = std::thread::current();
+    let thread = current.name().unwrap_or("<unnamed>");
+    let location = info.location().map(ToString::to_string).unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        tracing::error!(target: "mmp::panic", thread, location, %backtrace,
+            "thread '{thread}' panicked at {location}: {message}");
+    } else {
+        tracing::error!(target: "mmp::panic", thread, location,
+            "thread '{thread}' panicked at {location}: {message}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lines written to a buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_is_one_json_log_line_with_its_thread_place_and_message() {
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || sink.clone())
+            .finish();
+        // The hook is the process's: set only around this one panic (a
+        // panic elsewhere meanwhile is logged to no subscriber).
+        let std_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let line = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tracing::subscriber::with_default(subscriber, || panic!("model says {}", 7));
+        }));
+        std::panic::set_hook(std_hook);
+        assert!(line.is_err());
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let thread = std::thread::current().name().unwrap().to_string();
+        assert_eq!(v["level"], "ERROR");
+        assert_eq!(v["target"], "mmp::panic");
+        assert_eq!(v["thread"], thread.as_str());
+        let location = v["location"].as_str().unwrap();
+        assert!(location.starts_with("src/logging/mod.rs:"), "{location}");
+        assert_eq!(
+            v["message"],
+            format!("thread '{thread}' panicked at {location}: model says 7")
+        );
+    }
+
+    #[test]
+    fn unreported_work_restores_reporting_even_when_it_panics() {
+        assert!(reports_panics());
+        let inside = unreported(|| {
+            let nested = unreported(reports_panics);
+            (reports_panics(), nested, reports_panics())
+        });
+        assert_eq!(inside, (false, false, false));
+        assert!(reports_panics());
+        let _ = std::panic::catch_unwind(|| unreported(|| panic!("unreported")));
+        assert!(reports_panics());
+    }
 
     #[test]
     fn log_format_values() {

@@ -50,7 +50,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use bytes::BytesMut;
 
-use crate::error::{Error, Position};
+use crate::error::{Error, ErrorKind, Position};
 use crate::media::Format;
 use crate::model::{model_error, SharedModel};
 use crate::pipeline::{Pipeline, PipelineOptions, Stats};
@@ -199,12 +199,20 @@ pub(crate) fn score_range(
         })();
         (p.stats(), result)
     });
-    match catch_unwind(run) {
+    // A panic in a run that is not yet placed is reported by the exact run.
+    let caught = match base {
+        None => crate::logging::unreported(|| catch_unwind(run)),
+        Some(_) => catch_unwind(run),
+    };
+    match caught {
         Ok((stats, result)) => Scored { out, stats, result },
         Err(_) => Scored {
             out: BytesMut::new(),
             stats: Stats::default(),
-            result: Err(model_error("the model panicked")),
+            // Not the model's: the pipeline answers its panics itself.
+            result: Err(Error::new(ErrorKind::Internal(
+                "scoring a range panicked (see the log)".into(),
+            ))),
         },
     }
 }

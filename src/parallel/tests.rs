@@ -7,7 +7,7 @@ use std::io;
 use memchr::memchr_iter;
 
 use super::*;
-use crate::codec::tests::{all_cases, width, Case};
+use crate::codec::tests::{all_cases, opts, width, Case};
 use crate::codec::DecodeOptions;
 use crate::pipeline::ErrorPolicy;
 use crate::record::{Rows, Shape};
@@ -387,6 +387,70 @@ fn golden_fixtures_through_ranges_of_every_size() {
         }
     }
     assert!(seen >= 16, "the golden fixtures were found ({seen})");
+}
+
+/// A model that panics on a record whose first feature is negative, noting
+/// for each such panic whether it would be reported.
+struct PanicsOnNegative(Mutex<Vec<bool>>);
+
+impl crate::model::Model for PanicsOnNegative {
+    fn num_features(&self) -> Option<usize> {
+        None
+    }
+
+    fn predict(&self, rows: Rows<'_>, out: &mut Vec<f64>) -> Result<(), Error> {
+        for row in rows.iter() {
+            if row[0] < 0.0 {
+                self.0
+                    .lock()
+                    .unwrap()
+                    .push(crate::logging::reports_panics());
+                panic!("negative");
+            }
+            out.push(row[0]);
+        }
+        Ok(())
+    }
+}
+
+/// A range is first scored unplaced, then again, placed, if it failed: a
+/// model that panics in it panics twice, and the panic is reported once
+/// (it was logged twice, the first time from a run whose answer is
+/// dropped). The answer is an error after predictions of records before it.
+#[test]
+fn a_model_panic_in_a_range_is_reported_once() {
+    let input: String = (0..2000)
+        .map(|i| {
+            if i == 1500 {
+                "-1\n".to_string()
+            } else {
+                format!("{i}\n")
+            }
+        })
+        .collect();
+    let model = std::sync::Arc::new(PanicsOnNegative(Mutex::new(Vec::new())));
+    let shared: SharedModel = model.clone();
+    for policy in [ErrorPolicy::Fail, ErrorPolicy::Placeholder] {
+        let opts = PipelineOptions {
+            decode: opts(),
+            policy,
+            batch_records: 64,
+        };
+        let spec = Spec {
+            model: &shared,
+            opts: &opts,
+            input: Csv,
+            output: Csv,
+        };
+        model.0.lock().unwrap().clear();
+        let (out, error) = parallel(&spec, &Engine::with(2, 512), input.as_bytes(), 4096, false);
+        let panicked = crate::model::model_panicked().to_string();
+        assert_eq!(error, Some(panicked), "{policy:?}");
+        let before = &input[..input.find('-').unwrap()];
+        let (want, none) = sequential(&spec, before.as_bytes());
+        assert!(none.is_none() && !out.is_empty() && want.starts_with(&out));
+        assert_eq!(*model.0.lock().unwrap(), [false, true], "{policy:?}");
+    }
 }
 
 /// Run `f` on a spec for `format` in and out with a record limit of

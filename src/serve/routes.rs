@@ -299,13 +299,14 @@ mod tests {
         }
     }
 
-    /// A model that says it is expensive, so it runs on the compute pool:
-    /// failing as `Broken` does, or panicking.
-    struct Expensive {
+    /// A model failing as `Broken` does, or panicking; `offload`: it says it
+    /// is expensive, so it runs on the compute pool.
+    struct Failing {
         panics: bool,
+        offload: bool,
     }
 
-    impl Model for Expensive {
+    impl Model for Failing {
         fn num_features(&self) -> Option<usize> {
             Some(2)
         }
@@ -314,7 +315,7 @@ mod tests {
             Broken.predict(rows, out)
         }
         fn offload(&self) -> bool {
-            true
+            self.offload
         }
     }
 
@@ -352,22 +353,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn on_the_compute_pool_a_failing_or_panicking_model_is_a_500() {
+    async fn on_the_compute_pool_a_failing_model_is_a_500() {
         let inline = invoke(state(Some(Arc::new(Broken)))).await;
-        let s = state(Some(Arc::new(Expensive { panics: false })));
-        let pooled = invoke(s).await;
+        let failing = Failing {
+            panics: false,
+            offload: true,
+        };
+        let pooled = invoke(state(Some(Arc::new(failing)))).await;
         assert_eq!(pooled.status(), 500);
         assert_eq!(pooled.body(), inline.body());
-        let one_thread = [("MMP_COMPUTE_THREADS", "1")];
-        let s = state_with(&one_thread, Some(Arc::new(Expensive { panics: true })));
-        for _ in 0..2 {
-            // The pool's one thread survives the panic and runs the next.
-            let res = invoke(s.clone()).await;
-            assert_eq!(res.status(), 500);
-            let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
-            assert_eq!(v["error"], "model_error");
-            let msg = v["message"].as_str().unwrap();
-            assert!(msg.contains("panicked on the compute pool"), "{msg}");
+    }
+
+    /// A user's model that panics (a bug of theirs) answers a 500, inline on
+    /// the runtime as on the compute pool, and the next request is served:
+    /// inline, the panic used to unwind through the connection, which was
+    /// dropped without an answer.
+    #[tokio::test]
+    async fn a_panicking_model_is_a_500_and_the_server_goes_on() {
+        for offload in [false, true] {
+            let one_thread = [("MMP_COMPUTE_THREADS", "1")];
+            let panics = Failing {
+                panics: true,
+                offload,
+            };
+            let s = state_with(&one_thread, Some(Arc::new(panics)));
+            for _ in 0..2 {
+                let res = invoke(s.clone()).await;
+                assert_eq!(res.status(), 500, "offload {offload}");
+                let v: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+                assert_eq!(v["error"], "model_error");
+                assert_eq!(
+                    v["message"],
+                    "model failure: predict panicked (see the log)"
+                );
+            }
         }
     }
 

@@ -42,7 +42,7 @@ fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<S
 }
 
 /// Options that go on past a bad record, as `placeholder` does.
-fn opts() -> DecodeOptions {
+pub(crate) fn opts() -> DecodeOptions {
     DecodeOptions {
         stop_on_error: false,
         ..DecodeOptions::default()
