@@ -390,15 +390,16 @@ impl Visit for PlainVisitor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
     use super::*;
 
-    /// A writer into a shared buffer, for a subscriber in a test.
+    /// A writer into a shared buffer, for a subscriber in a test (also
+    /// `super::tests`'s).
     #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) std::sync::Arc<Mutex<Vec<u8>>>);
 
     impl Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
