@@ -8,6 +8,7 @@
 //! `predictor.py`'s part in AWS's sample) and make its `load` return your
 //! model.
 
+use std::panic::catch_unwind;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -227,7 +228,24 @@ pub type SharedModel = Arc<dyn Model>;
 
 /// Load the model from a model directory (`/opt/ml/model` in SageMaker).
 pub fn load(dir: &Path) -> Result<SharedModel, Error> {
-    crate::predictor::load_model(dir)
+    load_with(dir, crate::predictor::load_model)
+}
+
+/// [`load`] with `loader`: one that panics (a bug in the user's
+/// `load_model`) fails as one returning an error would, its message being in
+/// the log. So `mmp score` and `transform` exit 66 with a message instead of
+/// ending at 101 mid-panic, `serve` exits 66 too, and a multi-model endpoint
+/// answers that load request and goes on.
+fn load_with(
+    dir: &Path,
+    loader: fn(&Path) -> Result<SharedModel, Error>,
+) -> Result<SharedModel, Error> {
+    catch_unwind(|| loader(dir)).unwrap_or_else(|_| {
+        Err(Error::new(crate::error::ErrorKind::ModelLoad {
+            path: dir.display().to_string(),
+            reason: "load_model panicked (see the log)".into(),
+        }))
+    })
 }
 
 /// A model error, for implementations of [`Model::predict`].
@@ -240,4 +258,22 @@ pub fn model_error(msg: impl Into<String>) -> Error {
 /// ([`crate::logging::report_panics`]).
 pub fn model_panicked() -> Error {
     model_error("predict panicked (see the log)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_model_that_panics_is_a_model_load_error() {
+        let Err(e) = load_with(Path::new("/opt/ml/model"), |_| panic!("no weights")) else {
+            panic!("a panicking loader loaded");
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot load model from /opt/ml/model: load_model panicked (see the log)"
+        );
+        assert_eq!(e.exit_code(), 66);
+        assert_eq!(e.status(), 500);
+    }
 }
