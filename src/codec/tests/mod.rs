@@ -41,7 +41,8 @@ fn decode_every_way(format: Format, opts: &DecodeOptions, input: &[u8]) -> Vec<S
     whole
 }
 
-/// Options that go on past a bad record, as `placeholder` does.
+/// Options that go on past a bad record, as `placeholder` does (also used
+/// by `src/parallel/tests.rs`).
 pub(crate) fn opts() -> DecodeOptions {
     DecodeOptions {
         stop_on_error: false,
