@@ -273,12 +273,37 @@ fn log_panic(info: &PanicHookInfo<'_>) {
     let location = info.location().map(ToString::to_string).unwrap_or_default();
     let backtrace = std::backtrace::Backtrace::capture();
     if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
-        tracing::error!(target: "mmp::panic", thread, location, %backtrace,
+        let backtrace = short_lines(&backtrace.to_string());
+        tracing::error!(target: "mmp::panic", thread, location, backtrace,
             "thread '{thread}' panicked at {location}: {message}");
     } else {
         tracing::error!(target: "mmp::panic", thread, location,
             "thread '{thread}' panicked at {location}: {message}");
     }
+}
+
+/// Longest line of a logged backtrace, in bytes.
+const BACKTRACE_LINE: usize = 512;
+
+/// `text` with every line cut to [`BACKTRACE_LINE`] bytes (`…` marks a
+/// cut). A frame of a request's task names the future's whole type, the
+/// routes' filters nested, over 300 KB in one line: the backtrace is one
+/// field of one log line, which a log event must hold (PutLogEvents takes
+/// events of up to 1 MB; 256 KB before).
+fn short_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(64 << 10));
+    for line in text.lines() {
+        let mut cut = line.len().min(BACKTRACE_LINE);
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.push_str(&line[..cut]);
+        if cut < line.len() {
+            out.push('…');
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -318,6 +343,19 @@ mod tests {
             v["message"],
             format!("thread '{thread}' panicked at {location}: model says 7")
         );
+    }
+
+    #[test]
+    fn a_backtrace_keeps_every_frame_with_long_names_cut() {
+        let frame = format!("  29: poll<{}>", "é".repeat(1000));
+        let text = format!("   0: log_panic\n{frame}\n             at src/x.rs:1:2\n");
+        let short = short_lines(&text);
+        let lines: Vec<&str> = short.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], "   0: log_panic");
+        assert!(lines[1].starts_with("  29: poll<éé") && lines[1].ends_with('…'));
+        assert!(lines[1].len() <= BACKTRACE_LINE + '…'.len_utf8());
+        assert_eq!(lines[2], "             at src/x.rs:1:2");
     }
 
     #[test]
