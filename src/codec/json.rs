@@ -288,16 +288,17 @@ const EXACT_POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
-/// The JSON number at the start of `s` and its length, if it is one that
-/// serde_json converts exactly; `None` leaves it to serde_json.
+/// The JSON number at the start of `s`, correctly rounded, and its length;
+/// `None` (not JSON's grammar, or out of an f64's range) leaves it to
+/// serde_json, for its error.
 ///
 /// The number must follow JSON's grammar (RFC 8259 §6:
-/// `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`), have at most 15 digits (its
-/// significand is below 2^53) and a power of ten of at most 22 either way
-/// (exact in an f64). Then `significand × 10^exp` is one correctly rounded
-/// multiplication or division: what serde_json computes for it
-/// (`f64_from_parts`), so the values are serde_json's to the bit (the
-/// tests check it against serde_json).
+/// `-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?`). With at most 15 digits (a
+/// significand below 2^53) and a power of ten of at most 22 either way
+/// (exact in an f64), `significand × 10^exp` is one correctly rounded
+/// multiplication or division; any other is `fast_float2`'s. The tests
+/// check the values against Rust's own `str::parse` and serde_json (built
+/// with `float_roundtrip`: its default reading can be one step off).
 ///
 /// Why by hand and not `fast_float2::parse` after checking the grammar:
 /// reading the digits once, for the grammar and the value together, took
@@ -350,10 +351,17 @@ fn exact_number(s: &[u8]) -> Option<(f64, usize)> {
         }
         exp = exp.saturating_add(if sign == Some(b'-') { -e } else { e });
     }
-    if digits > 15 {
-        return None;
-    }
-    let pow = *EXACT_POW10.get(exp.unsigned_abs() as usize)?;
+    let Some(&pow) = EXACT_POW10
+        .get(exp.unsigned_abs() as usize)
+        .filter(|_| digits <= 15)
+    else {
+        // Past the one-operation case (Python's `repr` of a double often
+        // has 17 digits): the grammar is checked, so fast_float2 reads the
+        // text, correctly rounded. Out of an f64's range is serde_json's
+        // error to give.
+        let v = fast_float2::parse::<f64, _>(&s[..i]).ok()?;
+        return v.is_finite().then_some((v, i));
+    };
     let magnitude = match exp >= 0 {
         true => significand as f64 * pow,
         false => significand as f64 / pow,

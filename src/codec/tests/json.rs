@@ -14,6 +14,16 @@ cases! {
         ok(&[&[1., 2.], &[3., 4.]])
     );
     decodes!(
+        json_long_numbers_are_correctly_rounded,
+        Json,
+        width(2),
+        b"{\"instances\": [[373311.93139504205, 0], {\"features\": [26.87381356878416148, 0]}]}",
+        ok(&[
+            &["373311.93139504205".parse().unwrap(), 0.],
+            &["26.87381356878416148".parse().unwrap(), 0.],
+        ])
+    );
+    decodes!(
         json_array_of_rows,
         Json,
         width(2),

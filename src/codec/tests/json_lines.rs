@@ -12,6 +12,18 @@ cases! {
         b"[1,2]\n{\"features\":[3,4],\"id\":\"x\"}\n{\"id\":[1,{}],\"features\":[5, 6.5]}",
         ok(&[&[1., 2.], &[3., 4.], &[5., 6.5]])
     );
+    // Python's `repr` of a double has up to 17 digits: each is read as the
+    // double it names (Rust's `str::parse`), in a plain row and an object.
+    decodes!(
+        jsonl_long_numbers_are_correctly_rounded,
+        JsonLines,
+        width(2),
+        b"[373311.93139504205,26.87381356878416148]\n{\"features\":[0.30000000000000004,-1.7976931348623157e308]}\n",
+        ok(&[
+            &["373311.93139504205".parse().unwrap(), "26.87381356878416148".parse().unwrap()],
+            &["0.30000000000000004".parse().unwrap(), f64::MIN],
+        ])
+    );
     decodes!(
         jsonl_crlf_blank_lines_bom_and_spaces,
         JsonLines,
@@ -95,8 +107,9 @@ cases! {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
-    /// A JSON lines row of numbers is what serde_json reads it as, to the
-    /// bit, or a bad record where serde_json refuses it: numbers of every
+    /// A JSON lines row of numbers is each number's correctly rounded value
+    /// (Rust's `str::parse`), as serde_json reads it, or a bad record where
+    /// serde_json refuses it: numbers of every
     /// length and exponent, JSON's spellings and others it refuses (a
     /// leading zero, a bare `.` or `e`, a form feed between tokens).
     #[test]
@@ -111,11 +124,19 @@ proptest::proptest! {
         let got = decode_chunks(JsonLines, &opts(), &[line.as_bytes()]);
         let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
         match serde_json::from_str::<Vec<f64>>(&line) {
-            Ok(want) => proptest::prop_assert_eq!(
-                got.first().and_then(|s| s.as_ref().ok()).map(|v| bits(v)),
-                Some(bits(&want)),
-                "{}", line
-            ),
+            Ok(want) => {
+                // Correctly rounded: Rust's own reading of each number's text.
+                let exact: Vec<f64> = numbers
+                    .iter()
+                    .map(|n| n.trim_matches([' ', '\t', '\x0c']).parse().unwrap())
+                    .collect();
+                proptest::prop_assert_eq!(bits(&want), bits(&exact), "{}", line);
+                proptest::prop_assert_eq!(
+                    got.first().and_then(|s| s.as_ref().ok()).map(|v| bits(v)),
+                    Some(bits(&want)),
+                    "{}", line
+                )
+            }
             Err(_) => proptest::prop_assert!(matches!(got.as_slice(), [Err(_)]), "{}: {:?}", line, got),
         }
     }
