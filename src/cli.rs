@@ -97,6 +97,10 @@ pub struct TrainArgs {
     /// 1 MiB read).
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     pub progress_interval: f64,
+    /// Seconds to wait for a Pipe mode FIFO to appear (SageMaker makes
+    /// each epoch's when the one before is read).
+    #[arg(long, env = "MMP_FIFO_WAIT_SECONDS", default_value_t = 120.0, value_parser = parse_seconds)]
+    pub fifo_wait: f64,
 }
 
 impl TrainArgs {
@@ -105,6 +109,7 @@ impl TrainArgs {
         crate::train::TrainOptions {
             opt_ml: self.opt_ml.clone(),
             progress_interval: std::time::Duration::from_secs_f64(self.progress_interval),
+            fifo_wait: std::time::Duration::from_secs_f64(self.fifo_wait),
         }
     }
 }

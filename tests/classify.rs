@@ -163,6 +163,28 @@ fn multiclass_iris_matches_scikit_learn() {
     }
 }
 
+/// Features far from zero (iris shifted by 1.7e9, a Unix timestamp's size)
+/// fit as well as iris itself: the fit standardises them. Raw, the Hessian
+/// spans 18 orders of magnitude and was taken for singular.
+#[test]
+fn features_far_from_zero_match_scikit_learn() {
+    let l2 = 0.5;
+    let dir = tempfile::tempdir().unwrap();
+    let want = reference("iris_offset", l2, dir.path());
+    train(
+        dir.path(),
+        &format!(r#"{{"predictor_type": "multiclass_classifier", "l2": "{l2}"}}"#),
+    );
+    let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
+        .into_iter()
+        .map(|r| {
+            let p = r[1..].iter().map(|p| p.parse().unwrap()).collect();
+            (r[0].clone(), p)
+        })
+        .collect();
+    agree(&got, &want);
+}
+
 /// scikit-learn's training CSV (label first) as JSON lines: objects
 /// `{"label": "setosa", "features": [...]}` and label-first arrays
 /// (`["setosa", 5.1, ...]`) alternately, the two row shapes the JSON lines
@@ -463,7 +485,7 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         file_model
     );
 
-    // Too few epochs: the pass that has no FIFO says so.
+    // A pass whose FIFO never appears says which.
     let short = tree(&[
         ("input/config/hyperparameters.json", hp),
         (
@@ -473,12 +495,41 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         ("input/data/training_0", &data),
         ("input/data/training_1", &data),
     ]);
-    let (ok, _, failure) = run(short.path());
-    assert!(!ok);
+    let o = mmp()
+        .args(["train", "--opt-ml"])
+        .arg(short.path())
+        .env("MMP_FIFO_WAIT_SECONDS", "0")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let failure = std::fs::read_to_string(short.path().join("output/failure")).unwrap();
     assert!(
         failure.contains("no FIFO")
-            && failure.contains("training_2")
-            && failure.contains("more epochs"),
+            && failure.contains("training_2 for pass 3 of the classifier's fit"),
+        "{failure}"
+    );
+
+    // A pass that reads fewer records than the first (an epoch cut short)
+    // fails saying so, instead of comparing losses over other records.
+    let half: String = data
+        .lines()
+        .take(data.lines().count() / 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let cut = tree(&[
+        ("input/config/hyperparameters.json", hp),
+        (
+            "input/config/inputdataconfig.json",
+            r#"{"training": {"TrainingInputMode": "Pipe"}}"#,
+        ),
+        ("input/data/training_0", &data),
+        ("input/data/training_1", &data),
+        ("input/data/training_2", &half),
+    ]);
+    let (ok, _, failure) = run(cut.path());
+    assert!(!ok);
+    assert!(
+        failure.contains("pass 3 over it read") && failure.contains("but the first read"),
         "{failure}"
     );
 }

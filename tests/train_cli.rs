@@ -915,10 +915,50 @@ fn pipe_mode_reads_the_fifos_to_their_end() {
 #[test]
 fn pipe_mode_without_its_fifo_fails() {
     let tree = pipe_tree();
-    tree.expect_failure(&[
+    let run = Run::from(
+        tree.command()
+            .env("MMP_FIFO_WAIT_SECONDS", "0")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.status.code(), Some(255), "{}", run.stderr);
+    let failure = tree.failure();
+    for piece in [
         "channel \"training\": Pipe mode, but there is no FIFO",
-        "input/data/training_0",
-    ]);
+        "input/data/training_0: none appeared in 0 s",
+    ] {
+        assert!(failure.contains(piece), "{failure}");
+    }
+}
+
+/// SageMaker makes an epoch's FIFO when the algorithm gets to it, so it
+/// may appear after the run starts ("may need retry until it appears",
+/// docs/contract.md §4): the run waits for it.
+#[test]
+fn pipe_mode_waits_for_a_fifo_that_appears_late() {
+    let want = true_model();
+    let data = generate(&want, 2_000, 0.0, 14);
+    let tree = Tree::new(
+        "{}",
+        r#"{"training": {"TrainingInputMode": "Pipe", "ContentType": "text/csv"}}"#,
+    );
+    fs::create_dir_all(tree.path("input/data")).unwrap();
+    let (child, lines) = spawn(&mut tree.command());
+    let fifo = tree.path("input/data/training_0");
+    wait_for_line(
+        &lines,
+        &format!("waiting up to 120 s for the FIFO {}", fifo.display()),
+    );
+    mkfifo(&fifo);
+    let writer = open_writer(&fifo);
+    let mut w = writer
+        .recv_timeout(LIMIT)
+        .expect("mmp never opened training_0");
+    w.write_all(&data.csv()).unwrap();
+    drop(w);
+    let status = wait_exit(child, LIMIT);
+    assert!(status.success(), "{status:?}");
+    assert_close(&tree.model(), &want, 1e-6);
 }
 
 /// SIGTERM, then: the stop exit code promptly, the failure file, no model.
@@ -1446,6 +1486,63 @@ fn issue_13_statistics_from_mismatched_runs_are_a_load_error_naming_the_files() 
         ),
         1e-8,
     );
+}
+
+/// A sharded validation channel with fewer objects than hosts leaves some
+/// host none, as the training channel may: that host has no validation
+/// metric, and succeeds.
+#[test]
+fn an_empty_validation_shard_is_no_failure() {
+    let data = generate(&true_model(), 300, 0.5, 62);
+    let channels = r#"{"training": {"S3DistributionType": "ShardedByS3Key"},
+        "validation": {"S3DistributionType": "ShardedByS3Key"}}"#;
+    let tree = host_tree("{}", channels, 2, 2);
+    tree.write("input/data/training/a.csv", &data.csv());
+    tree.write("input/data/validation/.keep", b"");
+    let run = tree.train().ok();
+    assert!(
+        run.stdout
+            .contains("channel validation: this host's shard is empty"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("train_shard:rmse="), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("validation_shard:rmse="),
+        "{}",
+        run.stdout
+    );
+}
+
+/// The validation channel is read after the fit; its configuration is
+/// checked before any data is read, so a bad one costs no pass.
+#[test]
+fn a_bad_validation_channel_fails_before_training_is_read() {
+    let tree = Tree::new(
+        "{}",
+        r#"{"training": {"TrainingInputMode": "Pipe"},
+            "validation": {"ContentType": "image/png"}}"#,
+    );
+    // No FIFO for training: reading it would wait; the check comes first.
+    fs::create_dir_all(tree.path("input/data")).unwrap();
+    tree.expect_failure(&["channel \"validation\"", "image/png"]);
+}
+
+/// A fit whose sums cannot fit in memory fails with the failure file, not
+/// an abort: one record of 300,000 features needs over 1 TB of sums.
+#[test]
+fn too_many_features_for_memory_fail_with_the_failure_file() {
+    let tree = Tree::new("{}", r#"{"training": {}}"#);
+    let mut row = b"1".to_vec();
+    for _ in 0..300_000 {
+        row.extend_from_slice(b",1");
+    }
+    row.push(b'\n');
+    tree.write("input/data/training/wide.csv", &row);
+    tree.expect_failure(&[
+        "channel \"training\": the first training record",
+        "has 300000 features: least squares over them needs 1080.0 GB of memory, more than this machine allows",
+    ]);
 }
 
 #[test]

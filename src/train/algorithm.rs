@@ -102,16 +102,21 @@ impl Trainer for Regressor {
         let validation = match job.validation() {
             None => None,
             Some(cfg) => {
-                if cfg.s3_distribution_type == Distribution::ShardedByS3Key
-                    && job.role != &Role::Single
-                {
+                let sharded = cfg.s3_distribution_type == Distribution::ShardedByS3Key
+                    && job.role != &Role::Single;
+                if sharded {
                     println!("mmp train: channel {VALIDATION} is ShardedByS3Key: its RMSE is over this host's shard of it");
                 }
                 let channel = Channel::new(VALIDATION, cfg)?;
                 let mut v = Sums::fixed(moments.features(), &sums.origin);
-                job.read(&channel, &mut v, false, 0)?;
+                // A host's shard may be empty, as the training channel's.
+                job.read(&channel, &mut v, sharded, 0)?;
                 match v.moments.as_ref() {
                     Some(m) if m.count() > 0 => Some((m.rmse(&model), m.count())),
+                    _ if sharded => {
+                        println!("mmp train: channel {VALIDATION}: this host's shard is empty (more instances than objects): no validation metric here");
+                        None
+                    }
                     _ => return Err(Error::channel(VALIDATION, "has no records")),
                 }
             }
@@ -158,6 +163,7 @@ impl Trainer for Classifier {
         let training = job.training;
         let mut scan = Scan::default();
         job.read(training, &mut scan, false, 0)?;
+        let scaling = scan.scaling();
         let (labels, features, _, n) = scan.labels()?;
         let d = features.unwrap_or(0);
         let k = labels.len();
@@ -185,15 +191,33 @@ impl Trainer for Classifier {
                 format!("has {k} distinct labels ({}), expected {expected}", names()),
             ));
         }
+        // Each pass holds the dense Hessian: P² numbers, P = outputs·(D + 1).
+        let p = logistic::outputs(k) as u128 * (d as u128 + 1);
+        super::check_room(p * p, || {
+            format!("{k} classes of {d} features: the classifier's Hessian ({p}² numbers)")
+        })?;
         println!(
             "mmp train: {n} training records, {d} features, {k} classes: {}",
             names()
         );
         let mut epoch = 1;
-        let fitted = logistic::fit(&labels, d, hp.l2, kind, |theta| {
-            let mut pass = Pass::new(&labels, d, theta, true);
+        let fitted = logistic::fit(&labels, d, hp.l2, kind, &scaling, |theta| {
+            let mut pass = Pass::new(&labels, d, theta, &scaling, true);
             job.read(training, &mut pass, false, epoch)?;
             epoch += 1;
+            // Every pass must see the records the label scan saw: a Pipe
+            // epoch cut short would make a lower loss that no later full
+            // pass can match.
+            if pass.records() != n {
+                return Err(Error::channel(
+                    TRAINING,
+                    format!(
+                        "pass {epoch} over it read {} records, but the first read {n}: each \
+                         pass (in Pipe mode, each epoch's FIFO) must give the same records",
+                        pass.records()
+                    ),
+                ));
+            }
             Ok((
                 pass.loss,
                 pass.correct,
@@ -222,7 +246,8 @@ impl Trainer for Classifier {
                 .zip(&a.bias)
                 .flat_map(|(w, b)| w.iter().copied().chain(std::iter::once(*b)))
                 .collect();
-            let mut pass = Pass::new(&labels, d, &theta, false);
+            let identity = logistic::Scaling::identity(d);
+            let mut pass = Pass::new(&labels, d, &theta, &identity, false);
             job.read(&channel, &mut pass, false, 0)?;
             let n = pass.records() as f64;
             metrics.push((VALIDATION, "log_loss", pass.loss / n));

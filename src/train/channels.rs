@@ -22,6 +22,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use flate2::bufread::MultiGzDecoder;
 
@@ -168,6 +169,38 @@ fn walk(dir: &Path, out: &mut Sources) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Wait up to `limit` for `path` to exist: true once it does. SageMaker
+/// creates epoch N + 1's FIFO once epoch N's is read ("may need retry until
+/// it appears", docs/contract.md §4); AWS's own Pipe mode reader waits 120 s
+/// for it (sagemaker-tensorflow-extensions, `RecordReader::WaitForFile`).
+/// Says so once if it has to wait. Polls at growing intervals, up to 1 s:
+/// a FIFO's creation sends no event a plain file system call could wait on
+/// (inotify would, for 10 lines more than this loop and a new dependency).
+pub fn wait_for(path: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(5);
+    let mut said = false;
+    loop {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return true;
+        }
+        let waited = start.elapsed();
+        if waited >= limit {
+            return false;
+        }
+        if !said {
+            println!(
+                "mmp train: waiting up to {} s for the FIFO {}",
+                limit.as_secs_f64(),
+                path.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(pause.min(limit - waited));
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Open a file or FIFO for reading, decompressing it if it is gzip.

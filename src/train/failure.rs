@@ -10,7 +10,15 @@
 
 use std::path::Path;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
+
+/// What SageMaker keeps of the failure file as `FailureReason`.
+pub const FAILURE_REASON_CHARS: usize = 1024;
+
+/// Characters of a long file name kept at its start and end in the failure
+/// file: the end names the object, the start its channel's folder.
+const NAME_HEAD: usize = 48;
+const NAME_TAIL: usize = 160;
 
 /// The failure file's text: the message as one paragraph.
 pub fn paragraph(err: &Error) -> String {
@@ -25,14 +33,35 @@ pub fn paragraph(err: &Error) -> String {
     one
 }
 
+/// The failure file's text: the paragraph, with a bad record's file name
+/// cut in the middle when the whole would be longer than SageMaker keeps,
+/// so the record's position and the reason, which follow the name, stay in
+/// `FailureReason` (an S3 key may be 1024 bytes long).
+pub fn reason(err: &Error) -> String {
+    let text = paragraph(err);
+    let (ErrorKind::TrainingRecord { file, .. }, true) =
+        (err.kind(), text.chars().count() > FAILURE_REASON_CHARS)
+    else {
+        return text;
+    };
+    let chars: Vec<char> = file.chars().collect();
+    if chars.len() <= NAME_HEAD + NAME_TAIL {
+        return text;
+    }
+    let head: String = chars[..NAME_HEAD].iter().collect();
+    let tail: String = chars[chars.len() - NAME_TAIL..].iter().collect();
+    text.replacen(file.as_str(), &format!("{head}…{tail}"), 1)
+}
+
 /// Report a failure the way SageMaker reads it: write `output/failure`
-/// (creating `output/`), and print the reason to stderr. A failure to write
+/// (creating `output/`), and print the reason to stderr (in full). A failure to write
 /// the file is printed too; the exit code is non-zero either way.
 pub fn report(output_dir: &Path, err: &Error) {
     let text = paragraph(err);
     eprint!("mmp train: error: {text}");
     let path = output_dir.join("failure");
-    let written = std::fs::create_dir_all(output_dir).and_then(|()| std::fs::write(&path, &text));
+    let written =
+        std::fs::create_dir_all(output_dir).and_then(|()| std::fs::write(&path, reason(err)));
     if let Err(e) = written {
         eprintln!("mmp train: could not write {}: {e}", path.display());
     }
@@ -65,6 +94,32 @@ mod tests {
         assert_eq!((exit_code(&io), io.exit_code()), (255, 74));
         let config = Error::config("bad");
         assert_eq!((exit_code(&config), config.exit_code()), (255, 64));
+    }
+
+    #[test]
+    fn a_long_file_name_leaves_the_position_and_reason_in_failure_reason() {
+        let file = format!("/opt/ml/input/data/training/{}/part.csv", "k".repeat(1000));
+        let e = Error::new(ErrorKind::TrainingRecord {
+            channel: "training".into(),
+            file: file.clone(),
+            source: Error::new(ErrorKind::EmptyField {
+                pos: crate::error::Position {
+                    record: 2,
+                    line: 2,
+                    byte: 4,
+                },
+                field: 2,
+            }),
+            hint: String::new(),
+        });
+        assert!(paragraph(&e).contains(&file));
+        let kept: String = reason(&e).chars().take(FAILURE_REASON_CHARS).collect();
+        assert!(kept.starts_with("bad record in training file /opt/ml/input/data/training/"));
+        assert!(
+            kept.contains("/part.csv: record 2 (line 2, byte 4): "),
+            "{kept}"
+        );
+        assert!(kept.ends_with('\n'), "{kept}");
     }
 
     #[test]

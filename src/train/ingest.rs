@@ -35,8 +35,9 @@ pub trait Accumulate {
     /// Where D came from: "the first training record (FILE, line L) has D
     /// features", quoted when a later record has another width.
     fn origin(&self) -> &str;
-    /// Fix D from the first record.
-    fn fix(&mut self, features: usize, origin: String);
+    /// Fix D from the first record; an error if a fit of D features cannot
+    /// be held in memory.
+    fn fix(&mut self, features: usize, origin: String) -> Result<(), Error>;
     /// Add the good records of `batch`, all of D features.
     fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error>;
     /// Records added so far.
@@ -76,9 +77,14 @@ impl Accumulate for Sums {
         &self.origin
     }
 
-    fn fix(&mut self, features: usize, origin: String) {
+    fn fix(&mut self, features: usize, origin: String) -> Result<(), Error> {
+        // The co-moments' triangle, then the solve's D × D factor.
+        let k = features as u128 + 1;
+        let numbers = k * (k + 1) / 2 + (k - 1) * (k - 1);
+        super::check_room(numbers, || format!("{origin}: least squares over them"))?;
         self.origin = origin;
         self.moments = Some(Moments::new(features));
+        Ok(())
     }
 
     fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
@@ -234,7 +240,7 @@ fn add_batch(
                 pos.line,
                 first.len()
             );
-            sums.fix(first.len(), origin);
+            sums.fix(first.len(), origin)?;
             first.len()
         }
     };

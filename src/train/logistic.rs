@@ -20,8 +20,17 @@
 //! (one more pass). The fit stops when the Newton step's largest component
 //! is below [`TOLERANCE`] `· (1 + max |θ|)`: Newton converges
 //! quadratically, so the parameters are then within about that of the
-//! optimum. The first pass only collects the label set, sorted as
-//! scikit-learn's `classes_`.
+//! optimum. The first pass collects the label set, sorted as
+//! scikit-learn's `classes_`, and each feature's mean and spread.
+//!
+//! The Newton passes work on standardised features, `(x − mean) / std`
+//! ([`Scaling`]), and the result is mapped back to the records' own units.
+//! It is the same objective (the penalty is taken on the weights in the
+//! records' units), so the same optimum; but a feature far from zero (a Unix
+//! timestamp, 1.7e9 give or take a year) makes the raw Hessian's entries
+//! span 18 orders of magnitude, past what a Cholesky factor in `f64` can
+//! tell from singular, while the standardised one stays near 1. The
+//! regressor's centred sums ([`super::fit`]) answer the same problem.
 //!
 //! Each pass re-reads the channel: File mode reads the files again, Pipe
 //! mode opens the next epoch's FIFO (`training_1`, `training_2`, ...), as
@@ -99,9 +108,32 @@ pub struct Scan {
     /// The first number and the first text label seen, for a message.
     first_number: Option<(f64, Position)>,
     first_text: Option<(String, Position)>,
+    /// Each feature's running mean and sum of squared deviations
+    /// (Welford's update).
+    mean: Vec<f64>,
+    m2: Vec<f64>,
 }
 
 impl Scan {
+    /// Each feature's mean and standard deviation, for the Newton passes
+    /// (a constant feature keeps scale 1: its Hessian row is then zero and
+    /// reported as singular, or taken by the penalty).
+    pub fn scaling(&self) -> Scaling {
+        let n = self.count.max(1) as f64;
+        let scale = self
+            .m2
+            .iter()
+            .map(|m2| match (m2 / n).sqrt() {
+                s if s > 0.0 && s.is_finite() => s,
+                _ => 1.0,
+            })
+            .collect();
+        Scaling {
+            center: self.mean.clone(),
+            scale,
+        }
+    }
+
     /// The label set, or why the labels cannot be classes.
     pub fn labels(self) -> Result<(LabelSet, Option<usize>, String, u64), Error> {
         let set = match (self.first_number, self.first_text) {
@@ -135,12 +167,23 @@ impl Accumulate for Scan {
         &self.origin
     }
 
-    fn fix(&mut self, features: usize, origin: String) {
+    fn fix(&mut self, features: usize, origin: String) -> Result<(), Error> {
         self.features = Some(features);
         self.origin = origin;
+        self.mean = vec![0.0; features];
+        self.m2 = vec![0.0; features];
+        Ok(())
     }
 
     fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
+        for (i, x) in batch.rows().iter().enumerate() {
+            let n = (self.count + i as u64 + 1) as f64;
+            for ((m, m2), &v) in self.mean.iter_mut().zip(&mut self.m2).zip(x) {
+                let delta = v - *m;
+                *m += delta / n;
+                *m2 += delta * (v - *m);
+            }
+        }
         for (i, pos) in batch.positions().iter().enumerate() {
             match batch.label(i) {
                 Label::Number(y) => {
@@ -182,6 +225,40 @@ impl Accumulate for Scan {
     }
 }
 
+/// Where the Newton passes put each feature: `x' = (x − center) / scale`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scaling {
+    /// Subtracted from each feature.
+    pub center: Vec<f64>,
+    /// Then each feature is divided by this (never 0).
+    pub scale: Vec<f64>,
+}
+
+impl Scaling {
+    /// The records as they are.
+    pub fn identity(d: usize) -> Scaling {
+        Scaling {
+            center: vec![0.0; d],
+            scale: vec![1.0; d],
+        }
+    }
+
+    /// θ fitted on scaled features (row-major: output k's D weights then
+    /// its intercept) as the same model over the records' own features:
+    /// `w = w' / scale`, `b = b' − Σ w' · center / scale`.
+    pub fn unscale(&self, theta: &[f64]) -> Vec<f64> {
+        let d = self.center.len();
+        theta
+            .chunks_exact(d + 1)
+            .flat_map(|row| {
+                let w = row[..d].iter().zip(&self.scale).map(|(w, s)| w / s);
+                let shift: f64 = w.clone().zip(&self.center).map(|(w, c)| w * c).sum();
+                w.chain(std::iter::once(row[d] - shift))
+            })
+            .collect()
+    }
+}
+
 /// One evaluation pass at parameters θ: the loss, the correct count, and
 /// (for training) the gradient and the Hessian's upper triangle.
 #[derive(Debug)]
@@ -191,6 +268,7 @@ pub struct Pass<'a> {
     m: usize,
     d: usize,
     theta: &'a [f64],
+    scaling: &'a Scaling,
     /// Accumulate gradient and Hessian (training) or only loss and accuracy.
     derivatives: bool,
     /// Σ logloss.
@@ -207,13 +285,21 @@ pub struct Pass<'a> {
     pub hess: Vec<f64>,
     z: Vec<f64>,
     r: Vec<f64>,
+    /// The record being added, scaled.
+    x: Vec<f64>,
     origin: String,
 }
 
 impl<'a> Pass<'a> {
     /// A pass at `theta` (row-major: output k's D weights then its
-    /// intercept).
-    pub fn new(labels: &'a LabelSet, d: usize, theta: &'a [f64], derivatives: bool) -> Pass<'a> {
+    /// intercept) over the features as `scaling` puts them.
+    pub fn new(
+        labels: &'a LabelSet,
+        d: usize,
+        theta: &'a [f64],
+        scaling: &'a Scaling,
+        derivatives: bool,
+    ) -> Pass<'a> {
         let m = outputs(labels.len());
         let p = m * (d + 1);
         Pass {
@@ -221,6 +307,7 @@ impl<'a> Pass<'a> {
             m,
             d,
             theta,
+            scaling,
             derivatives,
             loss: 0.0,
             correct: 0,
@@ -238,11 +325,12 @@ impl<'a> Pass<'a> {
             },
             z: vec![0.0; m],
             r: vec![0.0; m],
+            x: vec![0.0; d],
             origin: String::new(),
         }
     }
 
-    /// Add one record of class `c`.
+    /// Add one record of class `c`, its features already scaled.
     #[inline]
     fn push(&mut self, x: &[f64], c: usize) {
         let (m, d) = (self.m, self.d);
@@ -339,16 +427,24 @@ impl Accumulate for Pass<'_> {
         &self.origin
     }
 
-    fn fix(&mut self, _: usize, _: String) {}
+    fn fix(&mut self, _: usize, _: String) -> Result<(), Error> {
+        Ok(())
+    }
 
     fn add(&mut self, batch: &Batch, stream: &Stream<'_>) -> Result<(), Error> {
+        let mut scaled = std::mem::take(&mut self.x);
+        let (center, scale) = (&self.scaling.center, &self.scaling.scale);
         for (i, (x, pos)) in batch.rows().iter().zip(batch.positions()).enumerate() {
             let label = batch.label(i);
             let Some(c) = self.labels.index(label) else {
                 return Err(unknown_label(stream, *pos, label, self.labels));
             };
-            self.push(x, c);
+            for (((to, v), c), s) in scaled.iter_mut().zip(x).zip(center).zip(scale) {
+                *to = (v - c) / s;
+            }
+            self.push(&scaled, c);
         }
+        self.x = scaled;
         Ok(())
     }
 
@@ -403,12 +499,14 @@ pub struct Fitted {
 }
 
 /// Fit by Newton's method. `pass(θ)` reads the training channel once and
-/// returns the evaluation at θ (with derivatives).
+/// returns the evaluation at θ (with derivatives), θ over the features as
+/// `scaling` puts them; the artifact is over the records' own.
 pub fn fit(
     labels: &LabelSet,
     d: usize,
     l2: f64,
     kind: ClassifierType,
+    scaling: &Scaling,
     mut pass: impl FnMut(&[f64]) -> Result<(f64, u64, u64, u64, Vec<f64>, Vec<f64>), Error>,
 ) -> Result<Fitted, Error> {
     let k = labels.len();
@@ -422,7 +520,12 @@ pub fn fit(
     for _ in 0..MAX_STEPS {
         let (loss, correct, strict, n, mut grad, mut hess) = pass(&theta)?;
         passes += 1;
-        let penalty: f64 = weights(&theta, m, d).map(|w| w * w).sum::<f64>() * l2;
+        // The penalty is on the weights in the records' units, w' / scale.
+        let per_unit = |a: usize| scaling.scale[a % (d + 1)].powi(-2);
+        let penalty: f64 = weight_indexes(m, d)
+            .map(|a| theta[a] * theta[a] * per_unit(a))
+            .sum::<f64>()
+            * l2;
         let f = loss + penalty;
         if let Some((base, f0, step)) = &accepted {
             if f > *f0 + 1e-12 * f0.abs() {
@@ -442,13 +545,10 @@ pub fn fit(
                  the hyperparameter l2 > 0"
             )));
         }
-        // Penalty's derivatives: 2·l2 on each weight, none on intercepts.
-        for kk in 0..m {
-            for j in 0..d {
-                let a = kk * (d + 1) + j;
-                grad[a] += 2.0 * l2 * theta[a];
-                hess[a * p + a] += 2.0 * l2;
-            }
+        // Penalty's derivatives: on each weight, none on intercepts.
+        for a in weight_indexes(m, d) {
+            grad[a] += 2.0 * l2 * theta[a] * per_unit(a);
+            hess[a * p + a] += 2.0 * l2 * per_unit(a);
         }
         // Multiclass: the data do not see a common shift of every class's
         // weight j (or intercept); adding u·uᵀ for each such direction u
@@ -477,7 +577,7 @@ pub fn fit(
         let big = step.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         if big <= TOLERANCE * scale {
             let n = n.max(1) as f64;
-            let (bias, w) = split(&theta, m, d);
+            let (bias, w) = split(&scaling.unscale(&theta), m, d);
             return Ok(Fitted {
                 artifact: LogisticArtifact {
                     predictor_type: kind,
@@ -504,9 +604,9 @@ fn not_converging(l2: f64, passes: usize) -> Error {
     ))
 }
 
-/// The weights of θ (not the intercepts).
-fn weights(theta: &[f64], m: usize, d: usize) -> impl Iterator<Item = f64> + '_ {
-    (0..m).flat_map(move |k| theta[k * (d + 1)..k * (d + 1) + d].iter().copied())
+/// Where θ holds weights (not the intercepts).
+fn weight_indexes(m: usize, d: usize) -> impl Iterator<Item = usize> {
+    (0..m).flat_map(move |k| k * (d + 1)..k * (d + 1) + d)
 }
 
 /// θ as the artifact's intercepts and weight rows.

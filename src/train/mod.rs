@@ -125,6 +125,8 @@ pub struct TrainOptions {
     pub opt_ml: PathBuf,
     /// Time between progress lines while reading.
     pub progress_interval: Duration,
+    /// How long a Pipe mode FIFO may take to appear.
+    pub fifo_wait: Duration,
 }
 
 /// Run `mmp train` and return the process exit code: 0 on success, 255 on
@@ -132,6 +134,7 @@ pub struct TrainOptions {
 pub fn main(opts: &TrainOptions) -> ExitCode {
     let layout = Layout::new(&opts.opt_ml);
     let every = opts.progress_interval;
+    let fifo_wait = opts.fifo_wait;
     let failure_file = layout.output.join("failure");
     if std::fs::remove_file(&failure_file).is_ok() {
         println!(
@@ -151,7 +154,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
     role.remove_stale(&layout.model);
     let work_layout = layout.clone();
     let work_role = role.clone();
-    let work = move || train(&work_layout, &work_role, &channels, every);
+    let work = move || train(&work_layout, &work_role, &channels, every, fifo_wait);
     let result = match stop::run_until_signal(work) {
         Ok(Ended::Done(result)) => result,
         Ok(Ended::Signal(name)) => Err(Error::new(ErrorKind::Stopped(name))),
@@ -294,6 +297,7 @@ pub struct Job<'a> {
     layout: &'a Layout,
     ingest: &'a mut Ingest,
     progress: &'a mut Progress,
+    fifo_wait: Duration,
 }
 
 impl Job<'_> {
@@ -318,15 +322,7 @@ impl Job<'_> {
         allow_empty: bool,
         epoch: usize,
     ) -> Result<(), Error> {
-        read_channel(
-            channel,
-            self.layout,
-            acc,
-            allow_empty,
-            self.ingest,
-            self.progress,
-            epoch,
-        )
+        read_channel(self, channel, acc, allow_empty, epoch)
     }
 }
 
@@ -336,6 +332,7 @@ pub fn train(
     role: &Role,
     channels: &BTreeMap<String, ChannelConfig>,
     every: Duration,
+    fifo_wait: Duration,
 ) -> Result<(Trained, Progress), Error> {
     let hp = Hyperparameters::read(&layout.config.join("hyperparameters.json"))?;
     match hp.predictor_type {
@@ -360,6 +357,12 @@ pub fn train(
     let mut progress = Progress::lines("mmp train: progress", every);
     let mut ingest = Ingest::new();
     let training = Channel::new(TRAINING, train_cfg)?;
+    // The validation channel is read after the fit: a bad configuration
+    // of it (its content type, its record wrapping) fails the job now, not
+    // after a pass over the training data.
+    if let Some(cfg) = channels.get(VALIDATION) {
+        Channel::new(VALIDATION, cfg)?;
+    }
     let mut job = Job {
         hp: &hp,
         role,
@@ -368,9 +371,34 @@ pub fn train(
         layout,
         ingest: &mut ingest,
         progress: &mut progress,
+        fifo_wait,
     };
     let trained = algorithm::trainer(&hp).train(&mut job)?;
     Ok((trained, progress))
+}
+
+/// Fail before a fit allocates `numbers` f64s (its O(D²) matrices) that
+/// this machine or container cannot hold: an allocation that fails aborts
+/// the process, and one the kernel overcommits is killed on use, both
+/// without a failure file. `what` says what needs them.
+pub fn check_room(numbers: u128, what: impl FnOnce() -> String) -> Result<(), Error> {
+    let cgroup = Path::new("/sys/fs/cgroup");
+    let Some((limit, source)) = crate::serve::mme::memory_limit(cgroup, Path::new("/proc/meminfo"))
+    else {
+        return Ok(());
+    };
+    let bytes = numbers.saturating_mul(8);
+    if bytes <= u128::from(limit) {
+        return Ok(());
+    }
+    Err(Error::channel(
+        TRAINING,
+        format!(
+            "{} needs {:.1} GB of memory, more than this machine allows ({source}): use fewer features",
+            what(),
+            bytes as f64 / 1e9
+        ),
+    ))
 }
 
 /// The metric lines' name for the training channel (`train:rmse=`).
@@ -413,14 +441,13 @@ fn missing_training(channels: &BTreeMap<String, ChannelConfig>) -> Error {
 /// Read every source of a channel into `sums`. No source, or no record,
 /// is an error unless `allow_empty`.
 fn read_channel(
+    job: &mut Job<'_>,
     channel: &Channel,
-    layout: &Layout,
     sums: &mut dyn Accumulate,
     allow_empty: bool,
-    ingest: &mut Ingest,
-    progress: &mut Progress,
     epoch: usize,
 ) -> Result<(), Error> {
+    let (layout, fifo_wait) = (job.layout, job.fifo_wait);
     let sources = channel.sources_of_epoch(&layout.data, allow_empty, epoch)?;
     let mode = match channel.mode {
         InputMode::File => "File",
@@ -456,27 +483,23 @@ fn read_channel(
     }
     for path in &sources.files {
         let file = path.display().to_string();
-        let mut reader = channels::open(path).map_err(|e| match e.kind() {
-            ErrorKind::Io { source, .. }
-                if channel.mode == InputMode::Pipe
-                    && source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Error::channel(
-                    &channel.name,
-                    if epoch == 0 {
-                        format!("Pipe mode, but there is no FIFO {file}")
-                    } else {
-                        // A classifier reads the channel once per pass.
-                        format!(
-                            "Pipe mode, but there is no FIFO {file} for pass {} of the \
-                             classifier's fit (one FIFO per epoch): give the job more epochs",
-                            epoch + 1
-                        )
-                    },
-                )
-            }
-            _ => e,
-        })?;
+        if channel.mode == InputMode::Pipe && !channels::wait_for(path, fifo_wait) {
+            let pass = match epoch {
+                0 => String::new(),
+                // A classifier reads the channel once per pass.
+                n => format!(" for pass {} of the classifier's fit", n + 1),
+            };
+            return Err(Error::channel(
+                &channel.name,
+                format!(
+                    "Pipe mode, but there is no FIFO {file}{pass}: none appeared in {} s \
+                     (SageMaker makes each epoch's FIFO once the one before is read; \
+                     --fifo-wait, MMP_FIFO_WAIT_SECONDS)",
+                    fifo_wait.as_secs_f64()
+                ),
+            ));
+        }
+        let mut reader = channels::open(path)?;
         let (format, csv_header) = channel.format_of(path);
         let stream = Stream {
             channel: &channel.name,
@@ -484,7 +507,7 @@ fn read_channel(
             format,
             csv_header,
         };
-        ingest.read(&mut reader, &stream, sums, progress)?;
+        job.ingest.read(&mut reader, &stream, sums, job.progress)?;
     }
     if sums.count() == 0 && !allow_empty {
         return Err(Error::channel(
