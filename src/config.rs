@@ -303,6 +303,9 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default largest request head: InvokeEndpoint's headers are each at most
 /// 1 KiB, so 64 KiB is generous and still cheap to hold per connection.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// The least `MMP_MAX_HEADER_BYTES` taken: a request line and SageMaker's
+/// headers need about that much, so less would refuse every request.
+pub const MIN_MAX_HEADER_BYTES: usize = 1024;
 /// Default of `MMP_PARALLEL_FROM` ([`ServeConfig::parallel_from`]). Where
 /// the hop to the pool starts to pay, measured on the 2-core development
 /// machine under load (2026-12-02, median per request of a keep-alive
@@ -488,9 +491,11 @@ impl ServeConfig {
             header_read_timeout: r
                 .positive_opt("MMP_HEADER_READ_TIMEOUT_SECONDS")?
                 .map_or(DEFAULT_HEADER_READ_TIMEOUT, |s| seconds(s as u64)),
-            max_header_bytes: r
-                .positive_or("MMP_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)?
-                .max(1024),
+            max_header_bytes: r.at_least(
+                "MMP_MAX_HEADER_BYTES",
+                MIN_MAX_HEADER_BYTES,
+                DEFAULT_MAX_HEADER_BYTES,
+            )?,
             parallel_from: r.positive_or("MMP_PARALLEL_FROM", DEFAULT_PARALLEL_FROM)? as u64,
             range_bytes: r.positive_or("MMP_RANGE_BYTES", DEFAULT_RANGE_BYTES)?,
             response_framing,
@@ -569,6 +574,17 @@ impl<E: Env> Reader<'_, E> {
     /// `key` as a number ≥ 1, if set.
     fn positive_opt(&self, key: &str) -> Result<Option<usize>, Error> {
         self.get(key).map(|v| self.positive(key, &v)).transpose()
+    }
+
+    /// `key` as a number ≥ `min`, or `default` when unset.
+    fn at_least(&self, key: &str, min: usize, default: usize) -> Result<usize, Error> {
+        match self.positive_opt(key)? {
+            Some(n) if n < min => {
+                let v = n.to_string();
+                Err(self.invalid(key, &v, &format!("must be at least {min}")))
+            }
+            n => Ok(n.unwrap_or(default)),
+        }
     }
 
     fn positive(&self, key: &str, v: &str) -> Result<usize, Error> {
@@ -669,6 +685,18 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(7));
         assert_eq!(c.model_dir, PathBuf::from("/models/m"));
         assert_eq!(c.pipeline.policy, ErrorPolicy::Placeholder);
+    }
+
+    /// README, Configuration: a header limit below what any request needs
+    /// is refused (exit 64) and named, not quietly raised to 1024.
+    #[test]
+    fn a_header_limit_below_the_minimum_is_refused() {
+        let e = cfg(&[("MMP_MAX_HEADER_BYTES", "10")]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(e.to_string().contains("MMP_MAX_HEADER_BYTES=\"10\""), "{e}");
+        assert!(e.to_string().contains("at least 1024"), "{e}");
+        let c = cfg(&[("MMP_MAX_HEADER_BYTES", "1024")]).unwrap();
+        assert_eq!(c.max_header_bytes, 1024);
     }
 
     #[test]

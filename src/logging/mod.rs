@@ -27,31 +27,46 @@ pub fn millis(d: Duration) -> f64 {
 }
 
 /// The filter from `RUST_LOG`, else `SAGEMAKER_CONTAINER_LOG_LEVEL`, else
-/// `default`.
-pub fn filter(settings: &LogSettings, default: &str) -> EnvFilter {
-    if let Some(f) = settings
-        .rust_log
-        .as_deref()
-        .and_then(|v| EnvFilter::try_new(v).ok())
-    {
-        return f;
+/// `default`; a value that is set (not blank) and not valid is an error
+/// naming the variable (README, Configuration: a bad value ends
+/// `mmp serve` with exit code 64).
+pub fn filter(settings: &LogSettings, default: &str) -> Result<EnvFilter, String> {
+    let set = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    if let Some(v) = set(&settings.rust_log) {
+        return EnvFilter::try_new(&v).map_err(|e| {
+            format!("invalid configuration: RUST_LOG={v:?} is not a valid log filter: {e}")
+        });
     }
-    let level = settings
-        .container_log_level
-        .as_deref()
-        .and_then(sagemaker_level)
-        .unwrap_or(default);
-    EnvFilter::new(level)
+    match set(&settings.container_log_level) {
+        None => Ok(EnvFilter::new(default)),
+        Some(v) => sagemaker_level(&v).map(EnvFilter::new).ok_or_else(|| {
+            format!(
+                "invalid configuration: SAGEMAKER_CONTAINER_LOG_LEVEL={v:?} is not valid: use a \
+                 Python logging level (10, 20, 30, 40, 50) or name (debug, info, warning, error, \
+                 critical)"
+            )
+        }),
+    }
 }
 
-/// Python logging levels (`10`..`50`, `DEBUG`..`CRITICAL`) as tracing's.
+/// Python logging levels (`10`..`50`, any number by the level it reaches,
+/// `DEBUG`..`CRITICAL`) as tracing's.
 fn sagemaker_level(v: &str) -> Option<&'static str> {
     let v = v.trim().to_ascii_lowercase();
+    if let Ok(n) = v.parse::<u32>() {
+        return Some(match n {
+            0..=10 => "debug",
+            11..=20 => "info",
+            21..=30 => "warn",
+            _ => "error",
+        });
+    }
     Some(match v.as_str() {
-        "10" | "debug" => "debug",
-        "20" | "info" => "info",
-        "30" | "warn" | "warning" => "warn",
-        "40" | "50" | "error" | "critical" => "error",
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "error" | "critical" | "fatal" => "error",
         _ => return None,
     })
 }
@@ -190,8 +205,13 @@ pub fn init(default: &str) -> Result<(), String> {
             .map_err(|e| format!("cannot start the log flusher: {e}"))?;
         Sink::Buffered
     };
+    // A bad level still logs at `default` until the caller exits on it.
+    let (env_filter, bad_filter) = match filter(&settings, default) {
+        Ok(f) => (f, None),
+        Err(e) => (EnvFilter::new(default), Some(e)),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(&settings, default))
+        .with_env_filter(env_filter)
         .with_writer(writer)
         .with_timer(CachedTime);
     if format == Ok(LogFormat::Json) {
@@ -207,7 +227,8 @@ pub fn init(default: &str) -> Result<(), String> {
             .event_format(PlainFormat::new(CachedTime))
             .try_init();
     }
-    format.map(drop)
+    format?;
+    bad_filter.map_or(Ok(()), Err)
 }
 
 thread_local! {
@@ -387,5 +408,25 @@ mod tests {
         assert_eq!(sagemaker_level("WARNING"), Some("warn"));
         assert_eq!(sagemaker_level("40"), Some("error"));
         assert_eq!(sagemaker_level("loud"), None);
+        assert_eq!(sagemaker_level("25"), Some("warn"));
+        assert_eq!(sagemaker_level("Critical"), Some("error"));
+    }
+
+    /// README, Configuration: a bad value is refused, naming the variable;
+    /// it used to be ignored, leaving the default level unannounced.
+    #[test]
+    fn a_bad_log_level_or_filter_is_refused_with_the_variable_named() {
+        let with = |rust_log: Option<&str>, level: Option<&str>| LogSettings {
+            rust_log: rust_log.map(str::to_owned),
+            container_log_level: level.map(str::to_owned),
+            format: None,
+        };
+        let e = filter(&with(None, Some("abc")), "info").unwrap_err();
+        assert!(e.contains("SAGEMAKER_CONTAINER_LOG_LEVEL=\"abc\""), "{e}");
+        let e = filter(&with(Some("x=["), None), "info").unwrap_err();
+        assert!(e.contains("RUST_LOG=\"x=[\""), "{e}");
+        assert!(filter(&with(Some("mmp=debug"), Some("abc")), "info").is_ok());
+        assert!(filter(&with(None, Some("20")), "info").is_ok());
+        assert!(filter(&with(Some(" "), Some("")), "info").is_ok());
     }
 }
