@@ -201,6 +201,13 @@ pub enum ErrorKind {
         /// The timeout in seconds.
         secs: u64,
     },
+    /// The client read none of a started response for the configured time
+    /// (its request is ended, freeing its slot; the status had gone out).
+    #[error("the client read none of the response for {secs} s (MODEL_SERVER_TIMEOUT)")]
+    ClientNotReading {
+        /// The timeout in seconds.
+        secs: u64,
+    },
     /// Too many requests in progress (the server answers 503).
     #[error("the server is at its limit of {limit} requests in progress; retry shortly")]
     Overloaded {
@@ -535,6 +542,7 @@ impl Error {
             NotReady => "loading",
             Overloaded { .. } => "overloaded",
             Timeout { .. } => "timeout",
+            ClientNotReading { .. } => "client_not_reading",
             BadRequest(_) => "bad_request",
             Model(_) => "model_error",
             ModelLoad { .. } => "model_load",
@@ -578,7 +586,7 @@ impl Error {
             UnsupportedMediaType { .. } => 415,
             NotAcceptable { .. } => 406,
             NotReady | Overloaded { .. } => 503,
-            Timeout { .. } => 408,
+            Timeout { .. } | ClientNotReading { .. } => 408,
             Model(_) | ModelLoad { .. } | Config(_) | Internal(_) => 500,
             // Reading the request body failed: the client sent a broken body.
             Io { .. } => 400,

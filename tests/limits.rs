@@ -177,3 +177,68 @@ fn a_quoted_field_of_many_lines_is_refused_in_bounded_memory() {
     let (peak, _) = s.memory_kib();
     assert!(peak < 64 * 1024, "server peak RSS {peak} KiB");
 }
+
+/// A connection whose receive buffer is a few KiB, as a client that reads
+/// nothing holds: the server's writes stall as soon as its own send buffer
+/// is full.
+fn connect_small_window(s: &Server) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let conn = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(s.addr).await.unwrap().into_std().unwrap()
+    });
+    conn.set_nonblocking(false).unwrap();
+    conn
+}
+
+/// A client that sends a large request and never reads the answer holds
+/// its `/invocations` slot only for `MODEL_SERVER_TIMEOUT` (README,
+/// Security and limits: no progress on a request ends it), in either
+/// framing; then the request is logged and counted as `client_not_reading`
+/// and the next one is served. It used to hold the slot for as long as the
+/// client kept the connection open: the timer lived in the response body,
+/// which hyper polls only when the socket takes bytes.
+#[test]
+fn a_client_that_reads_none_of_its_answer_frees_its_slot_after_the_timeout() {
+    // About 12 MB of answer: far more than the socket buffers hold (the
+    // server's stalls at about 5 MB).
+    let body = post_request("text/csv", None, &csv_rows(0, 2_000_000));
+    for framing in ["chunked", "content-length"] {
+        let s = Server::start(&[
+            ("MODEL_SERVER_TIMEOUT", "1"),
+            ("MMP_MAX_IN_FLIGHT", "1"),
+            ("MMP_RESPONSE_FRAMING", framing),
+        ]);
+        let conn = connect_small_window(&s);
+        let mut writer = conn.try_clone().unwrap();
+        let body = body.clone();
+        // Blocks once the server stops reading; fails once it hangs up.
+        let sender = std::thread::spawn(move || {
+            let _ = writer.write_all(&body);
+        });
+        eventually("the request holds the slot", || {
+            s.metric("mmp_invocations_in_flight") == 1.0
+        });
+        let mut refused = 0;
+        eventually("the slot is free again", || {
+            let r = s.post("text/csv", None, b"1,2,3\n");
+            refused += usize::from(r.status == 503);
+            r.status == 200
+        });
+        assert!(refused > 0, "{framing}: the slot was never held");
+        let line = s.wait_log("client_not_reading", Duration::from_secs(5));
+        assert!(line.contains("read none of the response for 1 s"), "{line}");
+        assert_eq!(
+            s.metric("mmp_errors_total{kind=\"client_not_reading\"}"),
+            1.0,
+            "{framing}"
+        );
+        assert_eq!(s.metric("mmp_invocations_aborted_total"), 1.0);
+        sender.join().unwrap();
+        drop(conn);
+    }
+}

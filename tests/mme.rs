@@ -789,3 +789,28 @@ fn ten_thousand_models() {
         .collect();
     assert!(names.contains("m00000") && names.contains("m00999"));
 }
+
+/// The 404 and 405 hints of a multi-model endpoint name its routes, not
+/// `/invocations` (a 404 there), and a 405 carries `Allow` (RFC 9110
+/// §15.5.6).
+#[test]
+fn route_hints_name_the_model_routes() {
+    let root = tempfile::tempdir().unwrap();
+    let s = mme_server(root.path(), &[]);
+    let r = call(&s, "PUT", "/models", &[], b"");
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
+    let r405 = call(&s, "POST", "/models/alpha", &[], b"");
+    assert_eq!(r405.status, 405, "{}", r405.text());
+    assert_eq!(r405.header("allow"), Some("GET, HEAD, DELETE"));
+    let r404 = call(&s, "GET", "/model", &[], b"");
+    assert_eq!(r404.status, 404);
+    for r in [&r405, &r404] {
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            message.contains("POST /models/{model_name}/invoke"),
+            "{message}"
+        );
+        assert!(!message.contains("/invocations"), "{message}");
+    }
+}

@@ -486,3 +486,147 @@ fn a_request_that_makes_no_progress_is_ended_with_408() {
     // Others are unaffected.
     assert_eq!(s.post("text/csv", None, b"1,2,3\n").text(), "-1.75\n");
 }
+
+/// Send `raw` on `conn` and read one response from `reader`.
+fn exchange(conn: &mut std::net::TcpStream, reader: &mut impl BufRead, raw: &[u8]) -> Response {
+    conn.write_all(raw).unwrap();
+    read_response(reader).unwrap()
+}
+
+/// A keep-alive client (python's http.client, urllib3) sends a small body
+/// with its headers and reuses the connection unless told it closes. An
+/// answer given before the body was read (415, 406, 503 overloaded) used to
+/// close the connection without `Connection: close`, so the client's next
+/// request on it was lost (RFC 9110 §10.1.1). Now a small body on its way
+/// is read and the connection serves the next request; a body that does
+/// not come gets `Connection: close`.
+#[test]
+fn answers_before_the_body_keep_the_connection_or_say_close() {
+    let s = Server::start(&[("MMP_MAX_IN_FLIGHT", "1")]);
+    let ping: &[u8] = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n";
+    let refused = [
+        (415, post_request("image/png", None, b"1,2,3\n")),
+        (406, post_request("text/csv", Some("image/png"), b"1,2,3\n")),
+    ];
+    let mut conn = s.connect();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    for (status, raw) in &refused {
+        let r = exchange(&mut conn, &mut reader, raw);
+        assert_eq!(r.status, *status, "{}", r.text());
+        assert_eq!(r.header("connection"), None, "{status}");
+        assert_eq!(exchange(&mut conn, &mut reader, ping).status, 200);
+    }
+    // The only slot taken by an upload still open: 503, same connection.
+    let mut hold = s.connect();
+    let mut raw = chunked_head("text/csv", None);
+    raw.extend(chunk(b"1,2,3\n"));
+    hold.write_all(&raw).unwrap();
+    let mut status = [0u8; 12];
+    hold.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let r = exchange(
+        &mut conn,
+        &mut reader,
+        &post_request("text/csv", None, b"1,2,3\n"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("connection"), None);
+    assert_eq!(exchange(&mut conn, &mut reader, ping).status, 200);
+    // Headers alone, the body held back (the slot still taken): the
+    // answer says it closes, and the server does close.
+    let r = exchange(
+        &mut conn,
+        &mut reader,
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\n",
+    );
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    drop(hold);
+}
+
+/// RFC 9110 §15.5.9: a 408 SHOULD say the server closes.
+#[test]
+fn a_408_says_connection_close() {
+    let s = Server::start(&[("MODEL_SERVER_TIMEOUT", "1")]);
+    let r = s.request(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n1,2");
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+}
+
+/// A WebSocket handshake the server cannot take is the client's error
+/// (RFC 6455 §4.2.1: 400; §4.2.2: a version it does not speak, 426 with
+/// the one it does); it used to be a 500 `internal` and an ERROR line.
+#[test]
+fn bad_websocket_handshakes_are_400_or_426_not_500() {
+    let s = Server::start(&[]);
+    let path = "/invocations-bidirectional-stream";
+    let head = |extra: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n").into_bytes();
+    let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\n";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases = [
+        (head(""), 400, "connection"),
+        (head("Connection: keep-alive\r\n"), 400, "upgrade"),
+        (
+            head(&format!("{upgrade}{key}Sec-WebSocket-Version: 8\r\n")),
+            426,
+            "Sec-WebSocket-Version 13",
+        ),
+        (
+            head(&format!("{upgrade}Sec-WebSocket-Version: 13\r\n")),
+            400,
+            "sec-websocket-key",
+        ),
+    ];
+    for (raw, status, needle) in cases {
+        let r = s.request(&raw);
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(r.json()["error"], "bad_request");
+        let message = r.json()["message"].as_str().unwrap().to_string();
+        assert!(message.contains(needle), "{message}");
+        if status == 426 {
+            assert_eq!(r.header("sec-websocket-version"), Some("13"));
+        }
+    }
+    assert_eq!(
+        s.metric("mmp_http_requests_total{route=\"other\",status=\"500\"}"),
+        0.0
+    );
+    assert!(!s.logs().iter().any(|l| l.contains("unhandled rejection")));
+}
+
+/// RFC 9110: a 405 carries `Allow` (§15.5.6); a resource that answers GET
+/// answers HEAD (§9.1); `Accept` sent as two lines is one list (§5.3).
+#[test]
+fn allow_head_and_accept_over_several_lines() {
+    let s = Server::start(&[]);
+    for (raw, allow) in [
+        (&b"GET /invocations HTTP/1.1\r\nHost: x\r\n\r\n"[..], "POST"),
+        (
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+            "GET, HEAD",
+        ),
+        (b"DELETE /ping HTTP/1.1\r\nHost: x\r\n\r\n", "GET, HEAD"),
+    ] {
+        let r = s.request(raw);
+        assert_eq!(r.status, 405, "{}", r.text());
+        assert_eq!(r.header("allow"), Some(allow));
+    }
+    for path in ["/metrics", "/execution-parameters", "/ping"] {
+        let mut conn = s.connect();
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        conn.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{path}: {status}");
+    }
+    let r = s.request(
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nAccept: text/plain\r\n\
+          Accept: application/json\r\nContent-Length: 6\r\n\r\n1,2,3\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}

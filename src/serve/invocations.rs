@@ -42,6 +42,7 @@ use tokio::time::Sleep;
 use warp::reply::Response;
 use warp::Reply;
 
+use super::listener::WriteWatch;
 use super::reply::{error_response, CUSTOM_ATTRIBUTES};
 use super::spill::{Answer, Spill};
 use super::stage::{Scoring, Stage};
@@ -86,27 +87,32 @@ pub async fn invoke<S: Body>(
     state: Arc<State>,
     headers: HeaderMap,
     body: S,
+    watch: Option<WriteWatch>,
 ) -> Result<Response, std::convert::Infallible> {
     let model = state.model.get().cloned();
     let log = RequestLog::new(&headers, "POST", "/invocations");
-    invoke_model(state, model, log, headers, body).await
+    invoke_model(state, model, log, headers, body, watch).await
 }
 
 /// Run a request on `model` (`None`: not loaded yet, 503), logging it with
 /// `log`: `/invocations` and a multi-model endpoint's
-/// `/models/{model_name}/invoke` share everything from here on.
+/// `/models/{model_name}/invoke` share everything from here on. `watch`:
+/// the connection's, which ends a response the client does not read
+/// (`None` off a real socket, as in `warp::test`).
 pub(crate) async fn invoke_model<S: Body>(
     state: Arc<State>,
     model: Option<SharedModel>,
     log: RequestLog,
     headers: HeaderMap,
     body: S,
+    watch: Option<WriteWatch>,
 ) -> Result<Response, std::convert::Infallible> {
     let wanted = Wanted::of(&headers);
     let request_id = HeaderValue::from_str(&log.request_id).ok();
     let attributes = wanted.custom_attributes.cloned();
     let mut log = Some(log);
-    let mut response = match start(&state, model, &wanted, body, &mut log).await {
+    let mut body = Some(body);
+    let mut response = match start(&state, model, &wanted, &mut body, &mut log, watch).await {
         Ok(r) => r,
         Err((e, stats, bytes_in)) => {
             // Not committed: the stream did not log it; log it with the
@@ -115,7 +121,12 @@ pub(crate) async fn invoke_model<S: Body>(
                 log.framing = Some(Framing::ContentLength);
                 log.finish(e.status(), &stats, bytes_in, 0, Some(&e));
             }
-            error_response(&e)
+            let mut res = error_response(&e);
+            if let Some(body) = body {
+                // Refused before a body byte was read (415, 406, 503).
+                settle_unread(&headers, body, &mut res).await;
+            }
+            res
         }
     };
     if let Some(v) = attributes {
@@ -125,6 +136,52 @@ pub(crate) async fn invoke_model<S: Body>(
         response.headers_mut().insert(REQUEST_ID, id);
     }
     Ok(response)
+}
+
+/// The most of a refused request's body read to keep its connection.
+const DRAIN_BYTES: usize = 64 * 1024;
+/// How long a refused request's body may take to arrive for that.
+const DRAIN_TIME: Duration = Duration::from_millis(100);
+
+/// A request answered before its body was read (415, 406, 503, a
+/// multi-model endpoint's 404): read and drop the rest of a small body
+/// that is already on its way, so the connection stays open for the next
+/// request; else say `Connection: close` on the answer, as the server
+/// closes then. Without it, a keep-alive client reused a connection the
+/// server closed after answering, and lost its next request (RFC 9110
+/// §10.1.1: a server answering before it has read the whole content
+/// SHOULD say whether it closes). A client waiting for `100 Continue` is
+/// not invited to send a body that would be refused.
+pub(crate) async fn settle_unread<S: Body>(headers: &HeaderMap, body: S, response: &mut Response) {
+    let expects = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let small = content_length(headers.get(http::header::CONTENT_LENGTH))
+        .is_none_or(|n| n <= DRAIN_BYTES as u64);
+    let drained = !expects && small && {
+        let drain = async {
+            let mut body = std::pin::pin!(body);
+            let mut read = 0;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(chunk) => read += chunk.remaining(),
+                    Err(_) => return false,
+                }
+                if read > DRAIN_BYTES {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout(DRAIN_TIME, drain)
+            .await
+            .unwrap_or(false)
+    };
+    if !drained {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
 }
 
 /// The response header carrying the id of the request's log line.
@@ -143,12 +200,18 @@ struct Wanted<'a> {
     inference_id: Option<&'a HeaderValue>,
     variant: Option<&'a HeaderValue>,
     target_model: Option<&'a HeaderValue>,
+    /// More than one `Accept` line: they are one list (read from `all`).
+    accept_lines: bool,
+    all: Option<&'a HeaderMap>,
 }
 
 impl<'a> Wanted<'a> {
     fn of(headers: &'a HeaderMap) -> Wanted<'a> {
         use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-        let mut w = Wanted::default();
+        let mut w = Wanted {
+            all: Some(headers),
+            ..Wanted::default()
+        };
         for (name, value) in headers {
             let slot = match name {
                 n if n == CONTENT_TYPE => &mut w.content_type,
@@ -161,6 +224,9 @@ impl<'a> Wanted<'a> {
                 _ => continue,
             };
             // The first of its values, as `HeaderMap::get` gives.
+            if slot.is_some() && name == ACCEPT {
+                w.accept_lines = true;
+            }
             slot.get_or_insert(value);
         }
         w
@@ -196,8 +262,9 @@ async fn start<S: Body>(
     state: &Arc<State>,
     model: Option<SharedModel>,
     headers: &Wanted<'_>,
-    body: S,
+    body: &mut Option<S>,
     log: &mut Option<RequestLog>,
+    watch: Option<WriteWatch>,
 ) -> Result<Response, Refused> {
     let fail = |e: Error| (e, Stats::default(), 0);
     let started = log.as_ref().map_or_else(Instant::now, |l| l.started);
@@ -221,7 +288,20 @@ async fn start<S: Body>(
             },
         };
     let default = cfg.default_accept.unwrap_or(content_type.format);
-    let accept = header_str(headers.accept, http::header::ACCEPT).map_err(fail)?;
+    let joined;
+    let accept = match headers.all.filter(|_| headers.accept_lines) {
+        // RFC 9110 §5.3: field lines of one name are one comma-separated
+        // list; a client may send `Accept` as several.
+        Some(all) => {
+            let mut lines = Vec::new();
+            for v in all.get_all(http::header::ACCEPT) {
+                lines.extend(header_str(Some(v), http::header::ACCEPT).map_err(fail)?);
+            }
+            joined = lines.join(", ");
+            Some(joined.as_str())
+        }
+        None => header_str(headers.accept, http::header::ACCEPT).map_err(fail)?,
+    };
     let output = negotiate(accept, default).map_err(fail)?;
     if let (Some(limit), Some(len)) = (cfg.max_body_bytes, content_length(headers.content_length)) {
         if len > limit {
@@ -278,7 +358,8 @@ async fn start<S: Body>(
         }
     };
     let mut inv = Invocation {
-        body: Some(Box::pin(body)),
+        // Taken only now: a refusal above leaves it to the caller, unread.
+        body: body.take().map(Box::pin),
         pipeline: stage,
         out: BytesMut::new(),
         committed: false,
@@ -294,6 +375,7 @@ async fn start<S: Body>(
         bytes_out: 0,
         log: log.take(),
         permit: Some(permit),
+        watch,
     };
     if cfg.response_framing == ResponseFraming::ContentLength {
         return hold(inv, log, output, started, &cfg.spill_dir).await;
@@ -324,6 +406,12 @@ async fn start<S: Body>(
         http::Response::new(first).into_response()
     } else {
         inv.bytes_out += first.len() as u64;
+        // From here on the answer waits on the client reading it: one
+        // that reads nothing for the timeout is cut (README, Security
+        // and limits: no progress on a request for MODEL_SERVER_TIMEOUT).
+        if let Some(w) = &inv.watch {
+            w.arm();
+        }
         let rest = futures::stream::iter(Some(Ok::<_, Error>(first))).chain(inv);
         warp::reply::stream(rest).into_response()
     };
@@ -409,6 +497,10 @@ async fn hold<S: Body>(
         }
         http::Response::new(Bytes::new()).into_response()
     } else {
+        let watch = inv.watch.take();
+        if let Some(w) = &watch {
+            w.arm();
+        }
         let delivery = Delivery {
             answer,
             len,
@@ -417,6 +509,8 @@ async fn hold<S: Body>(
             bytes_in: inv.bytes_in,
             log,
             _permit: inv.permit.take(),
+            watch,
+            timeout: inv.timeout,
         };
         warp::reply::stream(delivery).into_response()
     };
@@ -443,6 +537,9 @@ struct Delivery {
     /// The request's place among `max_in_flight`, held until the answer is
     /// sent: it also bounds the temporary files open at once.
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The connection's watch, armed while the answer is sent.
+    watch: Option<WriteWatch>,
+    timeout: Duration,
 }
 
 impl Stream for Delivery {
@@ -485,11 +582,28 @@ impl Stream for Delivery {
 
 impl Drop for Delivery {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away, or shutdown cut it.
+        let stalled = stalled(self.watch.as_ref(), self.timeout);
+        // Dropped before its end: the client went away, read nothing for
+        // the timeout, or shutdown cut it.
         if let Some(log) = self.log.take() {
-            log.aborted(true, &self.stats, self.bytes_in, self.sent);
+            match stalled {
+                Some(e) => log.finish(200, &self.stats, self.bytes_in, self.sent, Some(&e)),
+                None => log.aborted(true, &self.stats, self.bytes_in, self.sent),
+            }
         }
     }
+}
+
+/// Disarm the connection's watch, as a response body ends; the error to
+/// log if it had cut the connection because the client read nothing.
+fn stalled(watch: Option<&WriteWatch>, timeout: Duration) -> Option<Error> {
+    let watch = watch?;
+    watch.disarm();
+    watch.tripped().then(|| {
+        Error::new(ErrorKind::ClientNotReading {
+            secs: timeout.as_secs(),
+        })
+    })
 }
 
 /// A header as text; a non-ASCII value is a client error.
@@ -570,6 +684,9 @@ struct Invocation<S> {
     /// This request's place among `max_in_flight`, released when it ends
     /// (or handed to the [`Delivery`] of a `content-length` answer).
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The connection's watch on its writes, armed once the status went
+    /// out (or handed to the [`Delivery`]).
+    watch: Option<WriteWatch>,
 }
 
 impl<S: Body> Invocation<S> {
@@ -726,13 +843,18 @@ impl<S: Body> Stream for Invocation<S> {
 
 impl<S> Drop for Invocation<S> {
     fn drop(&mut self) {
-        // Dropped before its end: the client went away, or shutdown cut it.
+        let stalled = stalled(self.watch.as_ref(), self.timeout);
+        // Dropped before its end: the client went away, read nothing for
+        // the timeout, or shutdown cut it.
         if let Some(mut log) = self.log.take() {
             if self.committed {
                 log.framing = Some(Framing::Chunked);
             }
             let stats = self.pipeline.stats();
-            log.aborted(self.committed, &stats, self.bytes_in, self.bytes_out);
+            match stalled {
+                Some(e) => log.finish(200, &stats, self.bytes_in, self.bytes_out, Some(&e)),
+                None => log.aborted(self.committed, &stats, self.bytes_in, self.bytes_out),
+            }
         }
     }
 }

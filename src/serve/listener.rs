@@ -7,6 +7,11 @@
 //! as a tower service.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -27,6 +32,166 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time in-flight requests get after the shutdown signal.
     pub grace: Duration,
+    /// Time a watched response may wait on a client that reads none of it
+    /// (`MODEL_SERVER_TIMEOUT`, [`WriteWatch`]).
+    pub write_timeout: Duration,
+}
+
+/// A connection's watch on its response writes, handed to each request in
+/// its extensions. A response body that waits on the client arms it while
+/// it is being sent (`/invocations`); then a write the socket does not
+/// take for the timeout ends the connection, and with it the request and
+/// its slot. hyper polls a response body only when it can write, so a
+/// timer inside the body never fires while the client reads nothing: the
+/// watch has to sit under hyper, on the socket.
+#[derive(Clone, Debug, Default)]
+pub struct WriteWatch(Arc<WatchState>);
+
+#[derive(Debug, Default)]
+struct WatchState {
+    armed: AtomicBool,
+    tripped: AtomicBool,
+}
+
+impl WriteWatch {
+    /// Watch the writes from now on (a response body is being sent).
+    pub fn arm(&self) {
+        self.0.armed.store(true, Ordering::Relaxed);
+    }
+
+    /// Stop watching (the body has ended or was dropped).
+    pub fn disarm(&self) {
+        self.0.armed.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the connection was ended because the client read nothing
+    /// for the timeout.
+    pub fn tripped(&self) -> bool {
+        self.0.tripped.load(Ordering::Relaxed)
+    }
+
+    fn armed(&self) -> bool {
+        self.0.armed.load(Ordering::Relaxed)
+    }
+}
+
+/// The socket, with writes bounded in time while its [`WriteWatch`] is
+/// armed: the timer starts when a write finds the socket full and is reset
+/// by any write it takes, so a slow reader is fine and only one that reads
+/// nothing at all is cut. Reads and the unarmed path are the socket's own.
+struct Watched<T> {
+    io: T,
+    watch: WriteWatch,
+    timeout: Duration,
+    /// Armed at the first write the socket did not take.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> Watched<T> {
+    /// A write is pending: start or poll the timer; `Err` once it fired.
+    fn pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if !self.watch.armed() {
+            self.stalled = None;
+            return Poll::Pending;
+        }
+        let timeout = self.timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.watch.0.tripped.store(true, Ordering::Relaxed);
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the client read none of the response for {} s (MODEL_SERVER_TIMEOUT)",
+                timeout.as_secs()
+            ),
+        )))
+    }
+
+    fn wrote(
+        &mut self,
+        r: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match r {
+            Poll::Pending => self.pending(cx),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(r, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(r, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// `S` with the connection's [`WriteWatch`] put in each request's
+/// extensions.
+#[derive(Clone)]
+struct WithWatch<S> {
+    inner: S,
+    watch: WriteWatch,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithWatch<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> S::Future {
+        req.extensions_mut().insert(self.watch.clone());
+        self.inner.call(req)
+    }
 }
 
 /// The body a connection over the limit gets before it is closed.
@@ -113,12 +278,20 @@ where
             // default hyper takes that EOF for a vanished client and drops
             // the answer; an EOF inside a body is still an error.
             .half_close(true);
+        let watch = WriteWatch::default();
+        let io = Watched {
+            io: stream,
+            watch: watch.clone(),
+            timeout: limits.write_timeout,
+            stalled: None,
+        };
+        let service = WithWatch {
+            inner: service.clone(),
+            watch,
+        };
         // With upgrades, for the WebSocket endpoint.
         let conn = http
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(service.clone()),
-            )
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
             .with_upgrades();
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {

@@ -129,6 +129,7 @@ pub async fn run(
         max_header_bytes: state.cfg.max_header_bytes,
         max_connections: state.cfg.max_connections,
         grace: state.cfg.shutdown_grace,
+        write_timeout: state.cfg.timeout,
     };
     // The signal also tells WebSocket sessions to close.
     let signal = {

@@ -11,6 +11,7 @@ use warp::{Filter, Reply};
 use std::collections::HashMap;
 
 use super::invocations;
+use super::listener::WriteWatch;
 use super::mme::{self, Registry};
 use super::reply::{handle_rejection, json_error};
 use super::State;
@@ -22,7 +23,8 @@ use crate::metrics::metrics;
 /// of its own). Which rejection wins when none matches (405 over 404) does
 /// not depend on the order.
 pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    invocations(state.clone())
+    let mme = state.mme.is_some();
+    let routes = invocations(state.clone())
         .or(ping(state.clone()))
         .unify()
         .or(execution_parameters(state.clone()))
@@ -33,8 +35,39 @@ pub fn routes(state: Arc<State>) -> impl Filter<Extract = (Response,), Error = I
         .unify()
         .or(models(state))
         .unify()
-        .recover(handle_rejection)
-        .unify()
+        .recover(move |err| handle_rejection(err, mme))
+        .unify();
+    warp::path::full()
+        .and(routes)
+        .map(|path: warp::path::FullPath, mut res: Response| {
+            if res.status() == StatusCode::METHOD_NOT_ALLOWED {
+                if let Some(allow) = allowed(path.as_str()) {
+                    res.headers_mut()
+                        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                }
+            }
+            res
+        })
+}
+
+/// The methods a path answers, for a 405's `Allow` (RFC 9110 §15.5.6: a
+/// 405 MUST carry it). HEAD wherever GET is (RFC 9110 §9.1).
+fn allowed(path: &str) -> Option<&'static str> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    Some(match path {
+        "/ping" | "/execution-parameters" | "/metrics" => "GET, HEAD",
+        "/invocations" => "POST",
+        p if p.strip_prefix('/') == Some(super::bidi::PATH) => "GET",
+        "/models" => "GET, HEAD, POST",
+        _ => {
+            let model = path.strip_prefix("/models/")?;
+            match model.split_once('/') {
+                None => "GET, HEAD, DELETE",
+                Some((_, "invoke")) => "POST",
+                Some(_) => return None,
+            }
+        }
+    })
 }
 
 fn with_state(
@@ -72,7 +105,7 @@ pub fn execution_parameters(
     state: Arc<State>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("execution-parameters")
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
         .and(with_state(state))
         .map(|state: Arc<State>| {
             let cfg = &state.cfg;
@@ -91,7 +124,8 @@ pub fn execution_parameters(
 
 /// `GET /metrics`: the Prometheus exposition text.
 pub fn metrics_route() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("metrics").and(warp::get()).map(|| {
+    let get = warp::get().or(warp::head()).unify();
+    warp::path!("metrics").and(get).map(|| {
         let m = metrics();
         // Count this scrape before rendering, so it sees itself.
         m.request("/metrics", 200);
@@ -122,6 +156,7 @@ pub fn invocations(
         .and(with_state(state))
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
+        .and(warp::ext::optional::<WriteWatch>())
         .and_then(invoke)
 }
 
@@ -131,19 +166,21 @@ async fn invoke<S: invocations::Body>(
     state: Arc<State>,
     headers: http::HeaderMap,
     body: S,
+    watch: Option<WriteWatch>,
 ) -> Result<Response, Infallible> {
     if state.mme.is_some() {
         // SageMaker sends a multi-model endpoint's requests to
         // /models/{model_name}/invoke; there is no default model.
-        let res = json_error(
+        let mut res = json_error(
             StatusCode::NOT_FOUND,
             "multi_model",
             "this is a multi-model endpoint: invoke a loaded model with POST /models/{model_name}/invoke".into(),
         );
+        invocations::settle_unread(&headers, body, &mut res).await;
         metrics().request("/invocations", 404);
         return Ok(res);
     }
-    invocations::invoke(state, headers, body).await
+    invocations::invoke(state, headers, body, watch).await
 }
 
 /// The server's service: `POST /invocations` goes straight to its handler
@@ -196,9 +233,10 @@ where
         use futures::future::{Either, FutureExt};
         // The path warp's `path!("invocations")` matches exactly.
         if req.method() == http::Method::POST && req.uri().path() == "/invocations" {
-            let (parts, body) = req.into_parts();
+            let (mut parts, body) = req.into_parts();
             let body = http_body_util::BodyDataStream::new(body);
-            Either::Left(invoke(self.state.clone(), parts.headers, body).boxed())
+            let watch = parts.extensions.remove::<WriteWatch>();
+            Either::Left(invoke(self.state.clone(), parts.headers, body, watch).boxed())
         } else {
             Either::Right(self.routes.call(req))
         }
@@ -221,7 +259,7 @@ pub fn models(
     state: Arc<State>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let list = warp::path!("models")
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
         .and(with_registry(state.clone()))
         .and(warp::query::<HashMap<String, String>>())
         .map(|reg: Arc<Registry>, q: HashMap<String, String>| mme::list(&reg, &q));
@@ -231,7 +269,7 @@ pub fn models(
         .and(warp::body::stream())
         .and_then(mme::load);
     let describe = warp::path!("models" / String)
-        .and(warp::get())
+        .and(warp::get().or(warp::head()).unify())
         .and(with_registry(state.clone()))
         .map(|name: String, reg: Arc<Registry>| mme::describe(&reg, &name));
     let unload = warp::path!("models" / String)
@@ -244,7 +282,10 @@ pub fn models(
         .and(with_registry(state.clone()))
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and_then(|name, state, reg, headers, body| mme::invoke(state, reg, name, headers, body));
+        .and(warp::ext::optional::<WriteWatch>())
+        .and_then(|name, state, reg, headers, body, watch| {
+            mme::invoke(state, reg, name, headers, body, watch)
+        });
     // Off a multi-model endpoint every /models request is a plain 404 (not
     // a 405 from a branch whose path matched).
     let enabled = warp::any()

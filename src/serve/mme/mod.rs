@@ -455,6 +455,7 @@ pub async fn invoke<S: Body>(
     segment: String,
     headers: HeaderMap,
     body: S,
+    watch: Option<crate::serve::listener::WriteWatch>,
 ) -> Result<Response, std::convert::Infallible> {
     let started = Instant::now();
     let found = name_from_path(&segment).and_then(|name| match reg.get(&name) {
@@ -464,10 +465,11 @@ pub async fn invoke<S: Body>(
     match found {
         Ok((name, model)) => {
             let log = RequestLog::new(&headers, "POST", ROUTE_INVOKE).with_model(name);
-            invoke_model(state, Some(model), log, headers, body).await
+            invoke_model(state, Some(model), log, headers, body, watch).await
         }
         Err(e) => {
-            let res = e.response();
+            let mut res = e.response();
+            super::invocations::settle_unread(&headers, body, &mut res).await;
             let target = headers
                 .get("x-amzn-sagemaker-target-model")
                 .and_then(|v| v.to_str().ok());
