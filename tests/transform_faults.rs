@@ -539,3 +539,80 @@ fn a_streamed_request_is_retried_from_the_start_and_joined() {
         .collect();
     assert_eq!(run.read("a.jsonl.out").unwrap(), want);
 }
+
+/// `transform`, killed if it has not ended within `limit` (a hang is a
+/// failure, not a test that never ends).
+fn transform_within(url: &str, input: &Path, args: &[&str], limit: Duration) -> Run {
+    let out = tempfile::tempdir().unwrap().keep();
+    let child = Command::new(env!("CARGO_BIN_EXE_mmp"))
+        .args(["transform", "--endpoint", url, "--input"])
+        .arg(input)
+        .arg("--output")
+        .arg(&out)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let o = match rx.recv_timeout(limit) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("mmp transform {args:?} still running after {limit:?}");
+        }
+    };
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        out,
+    }
+}
+
+/// A streamed request (MaxPayloadInMB=0) to a container that stops
+/// reading its body fails like any other request, and is retried: when no
+/// answer comes within `--timeout`, or when an error answer came at once
+/// (a 413 from a proxy's body limit, the connection left open). The file is
+/// far larger than the socket buffers, so the body's sender is left waiting
+/// on a container that never reads.
+#[test]
+fn a_streamed_body_the_container_stops_reading_still_fails_in_time() {
+    let row = "1.000000,2.000000,3.000000,4.000000\n";
+    let input = tree(&[("big.csv", &row.repeat(24 << 20 >> 5))]);
+    let cases = [
+        (
+            Reply::Hang,
+            69,
+            "no complete response within 0.5 s (--timeout, InvocationsTimeoutInSeconds)",
+        ),
+        (
+            Reply::Status(413, b"too large".to_vec()),
+            65,
+            "HTTP 413 from the container: too large",
+        ),
+    ];
+    for (reply, code, last) in cases {
+        let fake = Fake::not_reading(move |_, _| reply.clone());
+        let args = [
+            "--split-type",
+            "Line",
+            "--max-payload-mb",
+            "0",
+            "--timeout",
+            "0.5",
+            "--max-retries",
+            "1",
+        ];
+        let run = transform_within(&fake.url(), input.path(), &args, Duration::from_secs(30));
+        assert_eq!(run.code, code, "{}", run.stderr);
+        let want = format!(
+            "failed big.csv: failed after 2 attempts (1 + --max-retries 1); last error: {last}"
+        );
+        assert!(run.stderr.contains(&want), "{want}\n{}", run.stderr);
+        assert_eq!(fake.invocations().len(), 2);
+        assert!(run.files().is_empty(), "{:?}", run.files());
+    }
+}

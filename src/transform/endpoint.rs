@@ -8,6 +8,8 @@
 //! the answer while a streamed (chunked) body is still being sent, so a
 //! container that answers as it reads never deadlocks against us, and a
 //! chunked answer cut before its last chunk is an error, not a short body.
+//! A streamed request has a connection of its own, closed when its attempt
+//! ends, so a container that stops reading the body cannot hold it.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,7 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
+use tower_service::Service;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -47,6 +50,8 @@ fn full(bytes: Bytes) -> Body {
 #[derive(Debug)]
 pub struct Endpoint {
     client: Client<HttpConnector, Body>,
+    /// For a streamed request's own connection.
+    connector: HttpConnector,
     /// `http://host:port/prefix` as given, without a trailing `/`.
     pub base: String,
     authority: String,
@@ -77,7 +82,8 @@ impl Endpoint {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Ok(Endpoint {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(connector.clone()),
+            connector,
             base,
             authority,
             content_type: None,
@@ -116,6 +122,23 @@ impl Endpoint {
         conn(&format!("{e}: {detail}"))
     }
 
+    /// The request `method path` with the job's headers.
+    fn request(&self, method: http::Method, path: &str, body: Body) -> Result<Request<Body>> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if path == "/invocations" {
+            if let Some(ct) = &self.content_type {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            if let Some(a) = &self.accept {
+                req = req.header(header::ACCEPT, a);
+            }
+        }
+        req.body(body)
+            .map_err(|e| Error::config(format!("bad request header: {e}")))
+    }
+
     /// Send one request within `limit`; a 2xx answer's body goes to `sink`
     /// piece by piece, any other is an [`ErrorKind::Status`].
     async fn send(
@@ -127,56 +150,16 @@ impl Endpoint {
         sink: &mut dyn FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
         let exchange = async {
-            let mut req = Request::builder()
-                .method(method)
-                .uri(format!("{}{path}", self.base));
-            if path == "/invocations" {
-                if let Some(ct) = &self.content_type {
-                    req = req.header(header::CONTENT_TYPE, ct);
-                }
-                if let Some(a) = &self.accept {
-                    req = req.header(header::ACCEPT, a);
-                }
-            }
-            let req = req
-                .body(body)
-                .map_err(|e| Error::config(format!("bad request header: {e}")))?;
+            let req = self.request(method, path, body)?;
             let resp = self
                 .client
                 .request(req)
                 .await
                 .map_err(|e| self.connection(&e))?;
-            let ok = resp.status().is_success();
-            let status = resp.status().as_u16();
-            let mut body = resp.into_body();
-            let mut error_body = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|_| {
-                    conn("the connection closed before the response was complete (cut response)")
-                })?;
-                let Some(piece) = frame.data_ref() else {
-                    continue;
-                };
-                if ok {
-                    sink(piece)?;
-                } else if error_body.len() < 4 * ERROR_BODY_CHARS {
-                    error_body.extend_from_slice(piece);
-                }
-            }
-            if !ok {
-                let text = String::from_utf8_lossy(&error_body);
-                let body = text.trim().chars().take(ERROR_BODY_CHARS).collect();
-                return Err(Error::new(ErrorKind::Status { status, body }));
-            }
-            Ok(())
+            answer(resp, sink).await
         };
-        tokio::time::timeout(limit, exchange).await.map_err(|_| {
-            Error::new(ErrorKind::InvocationTimeout {
-                secs: limit.as_secs_f64(),
-            })
-        })?
+        within(limit, exchange).await
     }
-
     /// Wait until `GET /ping` answers 200, at most `within`.
     pub async fn wait_ready(&self, within: Duration) -> Result<()> {
         let start = Instant::now();
@@ -258,6 +241,13 @@ impl Endpoint {
     }
 
     /// One streamed request: its answer goes to `sink` as it arrives.
+    ///
+    /// It has a connection of its own, closed when the attempt ends: the
+    /// connection's task holds the body, and while it lives a container
+    /// that stopped reading (one that hangs, or answered an error without
+    /// reading on) leaves the body's sender blocked for ever. Closing it
+    /// drops the body's receiver, so the reader of the file stops too. A
+    /// 2xx answer waits, within the same timeout, for the body to be sent.
     pub async fn invoke_streamed(
         &self,
         body: mpsc::Receiver<std::io::Result<Bytes>>,
@@ -267,8 +257,106 @@ impl Endpoint {
             rx.recv().await.map(|r| (r.map(Frame::data), rx))
         });
         let body = StreamBody::new(frames).boxed_unsync();
-        self.send(http::Method::POST, "/invocations", body, self.timeout, sink)
-            .await
+        let mut req = self.request(http::Method::POST, "/invocations", body)?;
+        // On a connection of our own the target is in origin form, with
+        // `Host` (RFC 9112 §3.2), as the pooled client writes it.
+        let uri = std::mem::replace(req.uri_mut(), Uri::from_static("/"));
+        if let Some(target) = uri.path_and_query() {
+            *req.uri_mut() = Uri::from(target.clone());
+        }
+        let host = http::HeaderValue::from_str(&self.authority)
+            .map_err(|e| Error::config(format!("bad Host header: {e}")))?;
+        req.headers_mut().insert(header::HOST, host);
+        let exchange = async {
+            let io = self
+                .connector
+                .clone()
+                .call(uri)
+                .await
+                .map_err(|e| conn(&format!("connecting to {}: {e}", self.authority)))?;
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            // Dropped, it ends the connection whatever became of the request.
+            let mut task = AbortOnDrop(tokio::spawn(connection));
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| hyper_error(&e))?;
+            answer(resp, sink).await?;
+            // The body ends after the answer only if the container answered
+            // before reading all of it.
+            drop(sender);
+            match (&mut task.0).await {
+                Ok(Err(e)) => Err(hyper_error(&e)),
+                _ => Ok(()),
+            }
+        };
+        within(self.timeout, exchange).await
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run `exchange` within `limit` (`InvocationsTimeoutInSeconds`).
+async fn within(
+    limit: Duration,
+    exchange: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    tokio::time::timeout(limit, exchange).await.map_err(|_| {
+        Error::new(ErrorKind::InvocationTimeout {
+            secs: limit.as_secs_f64(),
+        })
+    })?
+}
+
+/// Read an answer: a 2xx answer's body goes to `sink` piece by piece, any
+/// other is an [`ErrorKind::Status`] with the start of its body.
+async fn answer(
+    resp: http::Response<hyper::body::Incoming>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let ok = resp.status().is_success();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut error_body = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| {
+            conn("the connection closed before the response was complete (cut response)")
+        })?;
+        let Some(piece) = frame.data_ref() else {
+            continue;
+        };
+        if ok {
+            sink(piece)?;
+        } else if error_body.len() < 4 * ERROR_BODY_CHARS {
+            error_body.extend_from_slice(piece);
+        }
+    }
+    if !ok {
+        let text = String::from_utf8_lossy(&error_body);
+        let body = text.trim().chars().take(ERROR_BODY_CHARS).collect();
+        return Err(Error::new(ErrorKind::Status { status, body }));
+    }
+    Ok(())
+}
+
+/// A failed exchange on a connection of our own.
+fn hyper_error(e: &hyper::Error) -> Error {
+    use std::error::Error as _;
+    if e.is_incomplete_message() {
+        return conn("the connection closed before the response was complete");
+    }
+    match e.source() {
+        Some(cause) => conn(&format!("{e}: {cause}")),
+        None => conn(&e.to_string()),
     }
 }
 

@@ -73,6 +73,9 @@ struct Shared {
     released: Mutex<bool>,
     cv: Condvar,
     in_flight: Mutex<(usize, usize)>,
+    /// Whether `/invocations` bodies are read (else only the head is, and
+    /// the connection is held open, unread, after the reply).
+    read_bodies: bool,
 }
 
 /// The server; dropping it releases hung requests.
@@ -97,6 +100,22 @@ impl Fake {
         params: Option<&str>,
         handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
     ) -> Fake {
+        Fake::serve(ping_failures, params, true, handler)
+    }
+
+    /// A container that never reads an `/invocations` body: it reads the
+    /// head, replies by `handler` (its `Seen` has no body), and then holds
+    /// the connection open without reading more, until dropped.
+    pub fn not_reading(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Fake {
+        Fake::serve(0, None, false, handler)
+    }
+
+    fn serve(
+        ping_failures: usize,
+        params: Option<&str>,
+        read_bodies: bool,
+        handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
+    ) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -105,6 +124,7 @@ impl Fake {
             released: Mutex::new(false),
             cv: Condvar::new(),
             in_flight: Mutex::new((0, 0)),
+            read_bodies,
         });
         let handler: Arc<Handler> = Arc::new(handler);
         let params = params.map(str::to_string);
@@ -163,7 +183,7 @@ fn connection(stream: TcpStream, sh: &Shared, handler: &Handler, params: Option<
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut w = stream;
     loop {
-        let Some(req) = read_request(&mut reader) else {
+        let Some(req) = read_request(&mut reader, sh.read_bodies) else {
             return;
         };
         let n = {
@@ -230,20 +250,29 @@ fn connection(stream: TcpStream, sh: &Shared, handler: &Handler, params: Option<
             }
             Reply::Drop => return,
             Reply::Hang => {
-                let mut released = sh.released.lock().unwrap();
-                while !*released {
-                    released = sh.cv.wait(released).unwrap();
-                }
+                hold(sh);
                 return;
             }
         };
         if ok.is_err() || w.flush().is_err() {
             return;
         }
+        if req.path == "/invocations" && !sh.read_bodies {
+            hold(sh);
+            return;
+        }
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
+/// Hold the connection open, reading nothing, until the server is dropped.
+fn hold(sh: &Shared) {
+    let mut released = sh.released.lock().unwrap();
+    while !*released {
+        released = sh.cv.wait(released).unwrap();
+    }
+}
+
+fn read_request(r: &mut BufReader<TcpStream>, read_bodies: bool) -> Option<Seen> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
         return None;
@@ -270,7 +299,9 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Seen> {
     };
     let chunked = get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
     let mut body = Vec::new();
-    if chunked {
+    if !read_bodies && path == "/invocations" {
+        // The body is left unread.
+    } else if chunked {
         loop {
             line.clear();
             r.read_line(&mut line).ok()?;
