@@ -616,3 +616,36 @@ fn a_streamed_body_the_container_stops_reading_still_fails_in_time() {
         assert!(run.files().is_empty(), "{:?}", run.files());
     }
 }
+
+/// A blank line inside a mini-batch is not a record: when joining it is
+/// not sent, so a container answering one line per line it gets pairs
+/// each answer with its record.
+#[test]
+fn a_blank_line_inside_a_batch_does_not_shift_a_join() {
+    // In mini-batches, and streamed whole.
+    for mb in ["6", "0"] {
+        let fake = Fake::start(None, |req, _| Reply::Ok(req.body.clone()));
+        let input = tree(&[("blank.csv", "1,2\n\n3,4\n")]);
+        let run = transform(
+            &fake.url(),
+            input.path(),
+            &[
+                "--content-type",
+                "text/csv",
+                "--split-type",
+                "Line",
+                "--assemble-with",
+                "Line",
+                "--join-source",
+                "Input",
+                "--max-retries",
+                "0",
+                "--max-payload-mb",
+                mb,
+            ],
+        );
+        assert_eq!(run.code, 0, "{mb}: {}", run.stderr);
+        assert_eq!(fake.invocations()[0].body, b"1,2\n3,4\n", "{mb}");
+        assert_eq!(run.read("blank.csv.out").unwrap(), "1,2,1,2\n3,4,3,4\n");
+    }
+}

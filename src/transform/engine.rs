@@ -460,6 +460,7 @@ fn produce(
         mb: 0,
         blank: job.plan.blank(),
         keep_originals: false,
+        drop_blank: job.plan.joins(),
     };
     let mut splitter = Splitter::new(reader, opts, dp);
     let mut records = 0;

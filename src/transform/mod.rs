@@ -245,6 +245,7 @@ fn batches(plan: &Plan, target: u64, max_record: Option<u64>) -> Mode {
         mb: plan.max_payload_mb,
         blank: plan.blank(),
         keep_originals: plan.joins(),
+        drop_blank: plan.joins(),
     })
 }
 

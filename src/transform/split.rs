@@ -6,7 +6,9 @@
 //! embedded newlines is unsupported there, so a quoted newline ends a record
 //! here too). Blank lines are not records:
 //! never sent alone and never counted; inside a mini-batch they travel with
-//! their neighbours, so a mini-batch is one contiguous span of the file.
+//! their neighbours, so a mini-batch is one contiguous span of the file,
+//! except when joining: then, as with an `InputFilter`, a body holds its
+//! records alone, so that the container's answer lines pair with them.
 //!
 //! `MultiRecord` packs as many *whole* records as fit in `MaxPayloadInMB` by
 //! exact byte count of the body sent (after any `InputFilter`); a record too
@@ -50,6 +52,9 @@ pub struct SplitOptions {
     /// Also return each batch's original span when the body is filtered
     /// (needed to join).
     pub keep_originals: bool,
+    /// Leave blank lines out of a body (as an `InputFilter` does): when
+    /// joining, each line the container answers pairs with a record.
+    pub drop_blank: bool,
 }
 
 /// One mini-batch (or in-process range).
@@ -185,6 +190,9 @@ impl<'d, R: Read> Splitter<'d, R> {
         let (mut end, mut end_lines, mut records) = (0, 0u64, 0u64);
         let mut body = self.filter.map(|_| Vec::new());
         let limit = self.opts.max_record.filter(|_| self.filter.is_none());
+        // Blank lines inside the batch left out of its body, and their bytes.
+        let drop_blank = self.opts.drop_blank && self.filter.is_none();
+        let (mut blanks, mut dropped) = (Vec::new(), 0);
         loop {
             let pos = Position {
                 record: self.next.record + records + 1,
@@ -202,6 +210,10 @@ impl<'d, R: Read> Splitter<'d, R> {
                     self.next.byte += frame.len as u64;
                     self.next.line += frame_lines;
                 } else {
+                    if drop_blank {
+                        blanks.push(cursor..cursor + frame.len);
+                        dropped += frame.len;
+                    }
                     cursor += frame.len;
                     lines += frame_lines;
                 }
@@ -215,7 +227,7 @@ impl<'d, R: Read> Splitter<'d, R> {
                     f.filter_input(content, pos, b)?;
                     ((b.len() - before) as u64, b.len() as u64)
                 }
-                _ => (frame.len as u64, (cursor + frame.len) as u64),
+                _ => (frame.len as u64, (cursor + frame.len - dropped) as u64),
             };
             if self.opts.max_record.is_some_and(|max| size > max) {
                 return Err(self.too_large(pos));
@@ -239,6 +251,16 @@ impl<'d, R: Read> Splitter<'d, R> {
         }
         let single_binary = self.opts.single && self.opts.framing.is_binary();
         let payload = single_binary.then(|| payload(self.opts.framing, &self.buf[..end]));
+        blanks.retain(|b| b.end <= end);
+        if !blanks.is_empty() {
+            let mut kept = Vec::with_capacity(end);
+            let mut from = 0;
+            for b in blanks.iter().chain([&(end..end)]) {
+                kept.extend_from_slice(&self.buf[from..b.start]);
+                from = b.end;
+            }
+            body = Some(kept);
+        }
         let mut batch = self.take(end, records, end_lines, body.map(Bytes::from));
         match payload {
             Some(Payload::Range(r)) => batch.body = batch.body.slice(r),
@@ -346,6 +368,7 @@ mod tests {
             mb: 0,
             blank: Blank::Empty,
             keep_originals: false,
+            drop_blank: false,
         }
     }
 
@@ -388,6 +411,23 @@ mod tests {
         assert_eq!(bodies(&v), [&b"a\n\nb\r\n"[..]]);
         assert_eq!(v[0].records, 2);
         assert!(split(b"\n\n", opts(9, false, None)).unwrap().is_empty());
+    }
+
+    /// When joining, a body holds its records alone, counted as sent, and
+    /// the original span is kept to join with.
+    #[test]
+    fn joining_leaves_blank_lines_out_of_the_body() {
+        let input = b"\n1,2\n\n\r\n3,4\n\n5,6\n";
+        let o = SplitOptions {
+            drop_blank: true,
+            keep_originals: true,
+            ..opts(8, false, Some(8))
+        };
+        let v = split(input, o).unwrap();
+        assert_eq!(bodies(&v), [&b"1,2\n3,4\n"[..], b"5,6\n"]);
+        assert_eq!(v[0].records, 2);
+        assert_eq!(&v[0].original_span()[..], b"1,2\n\n\r\n3,4\n");
+        assert_eq!(v[1].start.line, 7);
     }
 
     #[test]
