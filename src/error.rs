@@ -335,6 +335,17 @@ pub enum ErrorKind {
         /// What is wrong.
         reason: String,
     },
+    /// `mmp transform`: a `CompressionType=Gzip` input that is not gzip,
+    /// is corrupt, or is cut short.
+    #[error("{path}: bad gzip data, {offset} bytes into the compressed file: {reason}")]
+    BadGzip {
+        /// The input file.
+        path: String,
+        /// Compressed bytes read when the error was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// `mmp transform`: a record could not be filtered or joined
     /// (DataProcessing).
     #[error("{pos}: {what}: {reason}")]
@@ -432,12 +443,17 @@ impl Error {
         Error(Box::new(kind))
     }
 
-    /// An I/O error with what was being done.
+    /// An I/O error with what was being done; an error of ours carried
+    /// through `io::Read` (bad input data, as a corrupt gzip stream) stays
+    /// itself.
     pub fn io(context: impl Into<String>, source: io::Error) -> Error {
-        Error::new(ErrorKind::Io {
-            context: context.into(),
-            source,
-        })
+        match source.downcast::<Error>() {
+            Ok(ours) => ours,
+            Err(source) => Error::new(ErrorKind::Io {
+                context: context.into(),
+                source,
+            }),
+        }
     }
 
     /// A configuration error.
@@ -560,6 +576,7 @@ impl Error {
             PayloadTooLarge { .. } => "payload_too_large",
             FileTooLarge { .. } => "file_too_large",
             BadFrame { .. } => "bad_frame",
+            BadGzip { .. } => "bad_gzip",
             DataProcessing { .. } => "data_processing",
             OutputParse { .. } => "output_parse",
             GaveUp { .. } => "gave_up",

@@ -250,7 +250,55 @@ fn gzip_is_decompressed_before_splitting_and_manifests_name_the_inputs() {
     .unwrap();
     let fake = mirror();
     let run = transform(&fake.url(), &["--manifest", &manifest], &args[..2]);
-    assert_eq!(run.code, 74, "{}", run.stderr);
+    assert_eq!(run.code, 65, "{}", run.stderr);
     assert_eq!(bodies(&fake), [text.as_bytes().to_vec()]);
-    assert!(run.stderr.contains("failed plain.csv: "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("failed plain.csv: ")
+            && run
+                .stderr
+                .contains("plain.csv: bad gzip data, 10 bytes into the compressed file"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A gzip input cut short or failing its checksum is bad input data (65),
+/// named with how far into the compressed file the fault was found; the
+/// other files go on.
+#[test]
+fn a_corrupt_gzip_input_fails_its_file_as_bad_data_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..3000).map(|i| format!("{i},{}\n", i * 7)).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let cut = &gz[..gz.len() / 2];
+    let mut crc = gz.clone();
+    let at = gz.len() - 8; // the trailer's CRC32 (RFC 1952 §2.3)
+    crc[at] ^= 0xff;
+    write(dir.path(), "in/a-cut.csv.gz", cut);
+    write(dir.path(), "in/b-crc.csv.gz", &crc);
+    write(dir.path(), "in/c-good.csv.gz", &gz);
+    let fake = mirror();
+    let input = dir.path().join("in");
+    let args = ["--compression-type", "Gzip", "--split-type", "Line"];
+    let run = transform(&fake.url(), &["--input", input.to_str().unwrap()], &args);
+    assert_eq!(run.code, 65, "{}", run.stderr);
+    for want in [
+        format!(
+            "a-cut.csv.gz: bad gzip data, {} bytes into the compressed file: the stream is cut short",
+            cut.len()
+        ),
+        format!(
+            "b-crc.csv.gz: bad gzip data, {} bytes into the compressed file: ",
+            gz.len()
+        ),
+    ] {
+        assert!(run.stderr.contains(&want), "{want}\n{}", run.stderr);
+    }
+    let outs: Vec<_> = std::fs::read_dir(&run.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outs, ["c-good.csv.gz.out"]);
 }

@@ -175,8 +175,70 @@ pub fn open(file: &InputFile, plan: &Plan) -> Result<Box<dyn Read + Send>> {
         .map_err(|e| Error::io(format!("cannot open {}", file.path.display()), e))?;
     Ok(match plan.compression {
         CompressionType::None => Box::new(f),
-        CompressionType::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(f))),
+        CompressionType::Gzip => Box::new(Gunzip {
+            decoder: flate2::bufread::MultiGzDecoder::new(Counted {
+                inner: BufReader::new(f),
+                consumed: 0,
+            }),
+            path: file.path.display().to_string(),
+        }),
     })
+}
+
+/// A gzip input decompressed as it is read; data that is not gzip, corrupt
+/// or cut short is bad input ([`ErrorKind::BadGzip`], with the file and how
+/// far into it), not an I/O error.
+struct Gunzip {
+    decoder: flate2::bufread::MultiGzDecoder<Counted<BufReader<File>>>,
+    path: String,
+}
+
+impl Read for Gunzip {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.decoder.read(buf).map_err(|e| {
+            // The file's own errors come from the OS; flate2's are the data's.
+            if e.raw_os_error().is_some() {
+                return e;
+            }
+            let reason = match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "the stream is cut short".to_string(),
+                _ => e.to_string(),
+            };
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                Error::new(ErrorKind::BadGzip {
+                    path: self.path.clone(),
+                    offset: self.decoder.get_ref().consumed,
+                    reason,
+                }),
+            )
+        })
+    }
+}
+
+/// A buffered reader counting the bytes taken from it.
+struct Counted<R> {
+    inner: R,
+    consumed: u64,
+}
+
+impl<R: std::io::BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.consumed += n as u64;
+        self.inner.consume(n);
+    }
 }
 
 /// What the reader sends, in file order.
