@@ -649,3 +649,30 @@ fn a_blank_line_inside_a_batch_does_not_shift_a_join() {
         assert_eq!(run.read("blank.csv.out").unwrap(), "1,2,1,2\n3,4,3,4\n");
     }
 }
+
+/// `MaxConcurrentTransforms × MaxPayloadInMB ≤ 100` holds for the settled
+/// values, the container's included: such a job is refused as a bad
+/// setting before any request.
+#[test]
+fn the_concurrency_payload_product_is_checked_wherever_the_values_come_from() {
+    let input = tree(&[("a.csv", "1\n2\n")]);
+    let params = r#"{"MaxConcurrentTransforms": 8, "MaxPayloadInMB": 20}"#;
+    for (args, want) in [
+        (
+            &[][..],
+            "MaxConcurrentTransforms (8, container) × MaxPayloadInMB (20, container) must not exceed 100 MB",
+        ),
+        (
+            &["--max-payload-mb", "50"][..],
+            "MaxConcurrentTransforms (8, container) × MaxPayloadInMB (50, command line) must not exceed 100 MB",
+        ),
+    ] {
+        let fake = Fake::start(Some(params), |req, _| echo(req));
+        let mut all = vec!["--split-type", "Line"];
+        all.extend_from_slice(args);
+        let run = transform(&fake.url(), input.path(), &all);
+        assert_eq!(run.code, 64, "{}", run.stderr);
+        assert!(run.stderr.contains(want), "{want}\n{}", run.stderr);
+        assert!(fake.invocations().is_empty());
+    }
+}

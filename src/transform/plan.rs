@@ -164,6 +164,23 @@ impl Plan {
             n,
             why
         );
+        // The service validates the product of the job's values, wherever
+        // they come from (docs/contract.md §3, "Limits"); in-process, one
+        // request per core is ours, not a SageMaker parameter.
+        if (args.max_concurrent.is_some() || c.max_concurrent.is_some())
+            && mb as u64 * n as u64 > MAX_PAYLOAD_MB as u64
+        {
+            let from = |cli: bool| if cli { "command line" } else { "container" };
+            let mb_from = match (args.max_payload_mb, c.max_payload_mb) {
+                (Some(_), _) => "command line",
+                (None, Some(_)) => "container",
+                (None, None) => "default",
+            };
+            return Err(Error::config(format!(
+                "MaxConcurrentTransforms ({n}, {}) × MaxPayloadInMB ({mb}, {mb_from}) must not exceed 100 MB",
+                from(args.max_concurrent.is_some())
+            )));
+        }
         let assemble = pick!("AssembleWith", args.assemble_with, None, AssembleWith::None);
         let content_type = args.content_type.as_deref().map(media_type_option);
         let accept = args.accept.as_deref().map(media_type_option);
