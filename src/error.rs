@@ -186,6 +186,26 @@ pub enum ErrorKind {
         /// The header as given.
         given: String,
     },
+    /// The bidirectional-stream route's `content_type` (415) or `accept`
+    /// (406) query parameter names a type a session cannot stream.
+    #[error("cannot stream {param}={given:?}: a WebSocket session reads and writes text/csv or application/jsonlines (csv, jsonl); application/json is one document (POST /invocations)")]
+    NotStreamable {
+        /// `content_type` or `accept`.
+        param: &'static str,
+        /// The value as given.
+        given: String,
+    },
+    /// A WebSocket session ended by the WebSocket layer rather than by a
+    /// record: a protocol violation, a text message that is not UTF-8, a
+    /// message over the size limit, or a client that stopped reading.
+    #[error("{message}")]
+    WebSocket {
+        /// The `error` kind: `websocket_protocol`, `invalid_text`,
+        /// `message_too_large` or `client_stalled`.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
     /// The request body is larger than the configured body cap.
     #[error("request body is larger than the {limit}-byte limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)")]
     BodyTooLarge {
@@ -554,6 +574,11 @@ impl Error {
             NonFinitePrediction { .. } => "non_finite_prediction",
             UnsupportedMediaType { .. } => "unsupported_media_type",
             NotAcceptable { .. } => "not_acceptable",
+            NotStreamable {
+                param: "accept", ..
+            } => "not_acceptable",
+            NotStreamable { .. } => "unsupported_media_type",
+            WebSocket { code, .. } => code,
             BodyTooLarge { .. } => "body_too_large",
             NotReady => "loading",
             Overloaded { .. } => "overloaded",
@@ -601,7 +626,15 @@ impl Error {
         match *self.0 {
             RecordTooLarge { .. } | DocumentTooLarge { .. } | BodyTooLarge { .. } => 413,
             UnsupportedMediaType { .. } => 415,
-            NotAcceptable { .. } => 406,
+            NotAcceptable { .. }
+            | NotStreamable {
+                param: "accept", ..
+            } => 406,
+            NotStreamable { .. } => 415,
+            WebSocket {
+                code: "message_too_large",
+                ..
+            } => 413,
             NotReady | Overloaded { .. } => 503,
             Timeout { .. } | ClientNotReading { .. } => 408,
             Model(_) | ModelLoad { .. } | Config(_) | Internal(_) => 500,

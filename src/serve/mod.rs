@@ -42,6 +42,9 @@ pub struct State {
     pub sessions: tokio_util::task::TaskTracker,
     /// Turns true when shutdown starts: sessions close with 1001.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// When shutdown started (the signal came): the grace period runs from
+    /// here, for requests and sessions alike.
+    pub shutdown_at: OnceLock<tokio::time::Instant>,
     /// A multi-model endpoint's models (`None`: single-model serving).
     pub mme: Option<Arc<mme::Registry>>,
     /// Where an expensive model's requests run (`None`:
@@ -62,6 +65,7 @@ impl State {
             in_flight: Arc::new(tokio::sync::Semaphore::new(cfg.max_in_flight)),
             sessions: tokio_util::task::TaskTracker::new(),
             shutdown: tokio::sync::watch::channel(false).0,
+            shutdown_at: OnceLock::new(),
             mme: cfg.multi_model.then(|| {
                 let budget = mme::budget(cfg.mme_memory_budget, mme::resident_bytes());
                 Arc::new(mme::Registry::new(budget, cfg.mme_model_root.clone()))
@@ -69,6 +73,12 @@ impl State {
             cfg,
             model: OnceLock::new(),
         })
+    }
+
+    /// Shutdown starts now: note when, and tell sessions to close.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_at.set(tokio::time::Instant::now());
+        self.shutdown.send_replace(true);
     }
 }
 
@@ -136,7 +146,7 @@ pub async fn run(
         let state = state.clone();
         async move {
             shutdown.await;
-            state.shutdown.send_replace(true);
+            state.begin_shutdown();
         }
     };
     let server = tokio::spawn(listener::serve(listener, service, limits, signal));
@@ -174,20 +184,23 @@ pub async fn run(
 }
 
 /// Wait for the server to stop, then give WebSocket sessions what is left of
-/// the grace period.
+/// the grace period, which runs from the signal (the server's requests had
+/// it from there too, [`listener::serve`]).
 async fn drain(state: &State, server: tokio::task::JoinHandle<bool>) -> Result<(), Error> {
-    let drain_started = Instant::now();
     server
         .await
         .map_err(|e| Error::config(format!("the server task failed: {e}")))?;
     // Sessions were told to close when the signal came; give them what is
-    // left of the grace period.
+    // left of the grace period. (No signal noted: the server stopped by
+    // itself; the whole period, from now.)
     state.sessions.close();
-    let left = state
-        .cfg
-        .shutdown_grace
-        .saturating_sub(drain_started.elapsed());
-    if tokio::time::timeout(left, state.sessions.wait())
+    let from = state
+        .shutdown_at
+        .get()
+        .copied()
+        .unwrap_or_else(tokio::time::Instant::now);
+    let deadline = from + state.cfg.shutdown_grace;
+    if tokio::time::timeout_at(deadline, state.sessions.wait())
         .await
         .is_err()
     {
@@ -219,4 +232,79 @@ fn log_config(cfg: &ServeConfig, addr: std::net::SocketAddr) {
         shutdown_grace_s = cfg.shutdown_grace.as_secs(),
         "listening"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::time::{sleep, Instant};
+
+    fn state(grace_s: &str) -> Arc<State> {
+        let env: HashMap<&str, &str> = [("MMP_SHUTDOWN_GRACE_SECONDS", grace_s)].into();
+        let cfg = ServeConfig::from_env(&env, &Overrides::default()).unwrap();
+        Arc::new(State::new(cfg).unwrap())
+    }
+
+    /// A session that takes `closing` to close once shutdown starts, and
+    /// whether it did.
+    fn session(state: &State, closing: Duration) -> Arc<AtomicBool> {
+        let closed = Arc::new(AtomicBool::new(false));
+        let mut down = state.shutdown.subscribe();
+        let done = closed.clone();
+        state.sessions.spawn(async move {
+            let _ = down.wait_for(|d| *d).await;
+            sleep(closing).await;
+            done.store(true, Ordering::SeqCst);
+        });
+        closed
+    }
+
+    /// A server up for `uptime` before the signal, whose requests then
+    /// take `draining` to finish.
+    fn server(
+        state: &Arc<State>,
+        uptime: Duration,
+        draining: Duration,
+    ) -> tokio::task::JoinHandle<bool> {
+        let state = state.clone();
+        tokio::spawn(async move {
+            sleep(uptime).await;
+            state.begin_shutdown();
+            sleep(draining).await;
+            true
+        })
+    }
+
+    /// The grace period runs from the signal, not from when the server
+    /// started: a server up a minute, longer than its 10 s grace, still
+    /// gives a session the 4 s it takes to close (paused time: no waiting).
+    #[tokio::test(start_paused = true)]
+    async fn sessions_get_the_grace_period_from_the_signal() {
+        let state = state("10");
+        let closed = session(&state, Duration::from_secs(4));
+        let t0 = Instant::now();
+        drain(
+            &state,
+            server(&state, Duration::from_secs(60), Duration::ZERO),
+        )
+        .await
+        .unwrap();
+        assert!(closed.load(Ordering::SeqCst), "the session was cut");
+        assert_eq!(t0.elapsed(), Duration::from_secs(64));
+    }
+
+    /// What the requests' drain took is part of the period: a session that
+    /// needs longer than what is left is cut at the signal + grace.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_are_cut_at_the_signal_plus_the_grace_period() {
+        let state = state("10");
+        let closed = session(&state, Duration::from_secs(15));
+        let t0 = Instant::now();
+        let server = server(&state, Duration::from_secs(60), Duration::from_secs(3));
+        drain(&state, server).await.unwrap();
+        assert!(!closed.load(Ordering::SeqCst));
+        assert_eq!(t0.elapsed(), Duration::from_secs(70));
+    }
 }

@@ -130,6 +130,18 @@ impl Stage {
         self
     }
 
+    /// Run a one-pipeline stage's next steps on `pool` (`None`: inline),
+    /// chosen step by step (a WebSocket session's large messages on the
+    /// pool, its small ones inline). Between steps only; a watched or
+    /// ranged stage keeps its own.
+    pub(crate) fn run_on(&mut self, pool: Option<Arc<Pool>>) {
+        if let Stage::One(one) = self {
+            if one.away.is_none() && one.watch.is_none() {
+                one.pool = pool;
+            }
+        }
+    }
+
     /// Counters so far (while a step is away: before it).
     #[inline]
     pub(crate) fn stats(&self) -> Stats {
