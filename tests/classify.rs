@@ -485,16 +485,24 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         file_model
     );
 
+    // Regular files in the FIFOs' places, one per pass, with these records.
+    let epochs = |passes: &[&str]| {
+        let names: Vec<String> = (0..passes.len())
+            .map(|e| format!("input/data/training_{e}"))
+            .collect();
+        let mut files = vec![
+            ("input/config/hyperparameters.json", hp),
+            (
+                "input/config/inputdataconfig.json",
+                r#"{"training": {"TrainingInputMode": "Pipe"}}"#,
+            ),
+        ];
+        files.extend(names.iter().map(String::as_str).zip(passes.iter().copied()));
+        tree(&files)
+    };
+
     // A pass whose FIFO never appears says which.
-    let short = tree(&[
-        ("input/config/hyperparameters.json", hp),
-        (
-            "input/config/inputdataconfig.json",
-            r#"{"training": {"TrainingInputMode": "Pipe"}}"#,
-        ),
-        ("input/data/training_0", &data),
-        ("input/data/training_1", &data),
-    ]);
+    let short = epochs(&[&data, &data]);
     let o = mmp()
         .args(["train", "--opt-ml"])
         .arg(short.path())
@@ -516,16 +524,7 @@ fn pipe_mode_opens_one_fifo_per_pass_and_fits_as_file_mode() {
         .take(data.lines().count() / 2)
         .map(|l| format!("{l}\n"))
         .collect();
-    let cut = tree(&[
-        ("input/config/hyperparameters.json", hp),
-        (
-            "input/config/inputdataconfig.json",
-            r#"{"training": {"TrainingInputMode": "Pipe"}}"#,
-        ),
-        ("input/data/training_0", &data),
-        ("input/data/training_1", &data),
-        ("input/data/training_2", &half),
-    ]);
+    let cut = epochs(&[&data, &data, &half]);
     let (ok, _, failure) = run(cut.path());
     assert!(!ok);
     assert!(
