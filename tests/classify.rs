@@ -92,6 +92,18 @@ fn score(dir: &Path, accept: &str) -> Vec<u8> {
     o.stdout
 }
 
+/// `mmp score`'s CSV answers for the features file: the label, then one
+/// probability per class.
+fn csv_answers(dir: &Path) -> Vec<(String, Vec<f64>)> {
+    csv_records(&score(dir, "text/csv"))
+        .into_iter()
+        .map(|r| {
+            let p = r[1..].iter().map(|p| p.parse().unwrap()).collect();
+            (r[0].clone(), p)
+        })
+        .collect()
+}
+
 fn csv_records(text: &[u8]) -> Vec<Vec<String>> {
     csv::ReaderBuilder::new()
         .has_headers(false)
@@ -142,15 +154,7 @@ fn multiclass_iris_matches_scikit_learn() {
             .unwrap_or("");
         // CSV: the species name, then one probability per class in the
         // order of scikit-learn's classes_.
-        let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
-            .into_iter()
-            .map(|r| {
-                (
-                    r[0].clone(),
-                    r[1..].iter().map(|p| p.parse().unwrap()).collect(),
-                )
-            })
-            .collect();
+        let got = csv_answers(dir.path());
         let worst = agree(&got, &want);
         eprintln!("iris, l2 = {l2}: largest |p - p_sklearn| = {worst:.2e}; {passes}");
         let model: serde_json::Value =
@@ -175,13 +179,7 @@ fn features_far_from_zero_match_scikit_learn() {
         dir.path(),
         &format!(r#"{{"predictor_type": "multiclass_classifier", "l2": "{l2}"}}"#),
     );
-    let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
-        .into_iter()
-        .map(|r| {
-            let p = r[1..].iter().map(|p| p.parse().unwrap()).collect();
-            (r[0].clone(), p)
-        })
-        .collect();
+    let got = csv_answers(dir.path());
     agree(&got, &want);
 }
 
@@ -230,13 +228,7 @@ fn json_lines_with_species_labels_match_scikit_learn() {
             .unwrap();
     // The sorted label set, as scikit-learn's classes_.
     assert_eq!(model["classes"], serde_json::json!(want.classes));
-    let got: Vec<(String, Vec<f64>)> = csv_records(&score(dir.path(), "text/csv"))
-        .into_iter()
-        .map(|r| {
-            let p = r[1..].iter().map(|p| p.parse().unwrap()).collect();
-            (r[0].clone(), p)
-        })
-        .collect();
+    let got = csv_answers(dir.path());
     let worst = agree(&got, &want);
     eprintln!("iris as JSON lines, l2 = {l2}: largest |p - p_sklearn| = {worst:.2e}");
 }
