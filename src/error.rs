@@ -55,7 +55,8 @@ pub enum Exits {
     /// `mmp score`, `serve` and `transform`: BSD `sysexits` values by kind:
     /// 64 bad usage or configuration, 65 bad input data, 66 model not
     /// loadable (or no input), 69 the container is unavailable, 70 model
-    /// failure, 74 I/O.
+    /// failure, 74 I/O; 128 + the signal's number when stopped by SIGTERM
+    /// or SIGINT.
     Sysexits,
     /// `mmp train`: 255 for any failure, 128 + the signal's number when
     /// stopped by SIGTERM or SIGINT.
@@ -444,6 +445,10 @@ pub enum ErrorKind {
     /// finished; the signal's name (`SIGTERM`, `SIGINT`).
     #[error("training stopped by {0} before it finished (StopTrainingJob, or MaxRuntimeInSeconds reached); no model was written")]
     Stopped(&'static str),
+    /// `mmp score` or `mmp transform` was stopped by a signal (its name)
+    /// before it finished; the outputs it was writing were removed.
+    #[error("stopped by {0} before the end")]
+    Interrupted(&'static str),
     /// A bug: a thread panicked, or a loop made no progress.
     #[error("internal error: {0}")]
     Internal(String),
@@ -612,6 +617,7 @@ impl Error {
             SaveModel(_) => "save_model",
             Singular(_) => "singular",
             Stopped(_) => "stopped",
+            Interrupted(_) => "interrupted",
             Internal(_) => "internal",
             Context { .. } => "context",
         }
@@ -669,8 +675,8 @@ impl Error {
         use ErrorKind::*;
         match (exits, &*self.0) {
             // Stopped by a signal: 128 + its number, the shell's convention.
-            (_, Stopped("SIGINT")) => 128 + 2,
-            (_, Stopped(_)) => 128 + 15,
+            (_, Stopped("SIGINT") | Interrupted("SIGINT")) => 128 + 2,
+            (_, Stopped(_) | Interrupted(_)) => 128 + 15,
             // What AWS's `scikit_bring_your_own` sample's `train` script
             // exits with on an exception; SageMaker marks the job `Failed`
             // on any non-zero exit and reads the reason from the failure

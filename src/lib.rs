@@ -43,6 +43,8 @@
 //! - [`progress`]: what a long run shows: the progress bar of `mmp score`
 //!   and `mmp transform` on a terminal, `mmp train`'s progress lines.
 //! - [`score`]: `mmp score`, the offline file/stdin scorer.
+//! - [`stop`]: the work of `score`, `train` and `transform` on a thread of
+//!   its own, so SIGTERM and SIGINT are answered at once, even mid-read.
 //! - [`train`]: `mmp train`, SageMaker's training contract: the regressor's
 //!   least squares and the classifiers' Newton passes, on one host or
 //!   several (per-host statistics when the data is sharded, combined when
@@ -77,6 +79,7 @@ pub mod record;
 pub mod score;
 pub mod serve;
 pub mod shutdown;
+pub mod stop;
 pub mod train;
 pub mod transform;
 

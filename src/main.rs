@@ -21,7 +21,8 @@ fn main() -> ExitCode {
         }
         Command::Score(args) => {
             let _ = mmp::logging::init("warn");
-            mmp::score::run(&args.options())
+            let opts = args.options();
+            mmp::stop::run_command("mmp-score", move || mmp::score::run(&opts))
         }
         Command::Train(args) => return mmp::train::main(&args.options()),
         Command::Transform(args) => return mmp::transform::main(&args.options()),

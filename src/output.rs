@@ -17,21 +17,88 @@
 //!   pipe with a regular file (run as root, as in a container, nothing
 //!   stops that). Such an output cannot be taken back, so a failed run
 //!   leaves what it had written.
+//!
+//! A temporary file is also removed when a stop signal ends the command
+//! ([`remove_unfinished`], called by [`crate::stop`]): `NamedTempFile`
+//! removes its file when dropped, and a process that exits on a signal
+//! drops nothing, so Ctrl-C would leave a hidden `.NAME.XXXXXX.tmp` beside
+//! every output in progress.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use tempfile::NamedTempFile;
 
 /// Links followed before giving up, as Linux's own limit (`ELOOP`).
 const MAX_LINKS: usize = 40;
 
+/// The temporary files being written, for [`remove_unfinished`].
+#[derive(Default)]
+struct Unfinished {
+    /// Set by [`remove_unfinished`]: a file made after it is removed at once.
+    closed: bool,
+    paths: std::collections::BTreeSet<PathBuf>,
+}
+
+static UNFINISHED: Mutex<Unfinished> = Mutex::new(Unfinished {
+    closed: false,
+    paths: std::collections::BTreeSet::new(),
+});
+
+fn unfinished() -> MutexGuard<'static, Unfinished> {
+    // A panic elsewhere leaves the set as consistent as it was.
+    UNFINISHED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A temporary file's entry in the set of unfinished ones, taken out when
+/// the file is renamed into place or removed (dropped after the file).
+#[derive(Debug)]
+struct Tracked(PathBuf);
+
+impl Tracked {
+    fn new(path: &Path) -> Tracked {
+        let mut set = unfinished();
+        if set.closed {
+            // The command is stopping: this file will never be finished.
+            let _ = fs::remove_file(path);
+        } else {
+            set.paths.insert(path.to_path_buf());
+        }
+        Tracked(path.to_path_buf())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        unfinished().paths.remove(&self.0);
+    }
+}
+
+/// Remove every temporary file not yet renamed into place, and any made
+/// from now on: the command is being stopped by a signal and exits next.
+/// Returns how many were removed. Targets already committed stay.
+pub fn remove_unfinished() -> usize {
+    let mut set = unfinished();
+    set.closed = true;
+    set.paths
+        .iter()
+        .filter(|p| fs::remove_file(p).is_ok())
+        .count()
+}
+
 /// Where the bytes go.
 #[derive(Debug)]
 enum Sink {
-    /// A temporary file, renamed over the target on commit.
-    Atomic { tmp: NamedTempFile, target: PathBuf },
+    /// A temporary file, renamed over the target on commit. `tracked` is
+    /// dropped after `tmp` (fields drop in order), so the file is gone
+    /// before its entry.
+    Atomic {
+        tmp: NamedTempFile,
+        target: PathBuf,
+        tracked: Tracked,
+    },
     /// The target itself, opened for writing.
     Direct(File),
 }
@@ -73,7 +140,12 @@ impl Output {
                 if let Some(meta) = existing {
                     tmp.as_file().set_permissions(meta.permissions())?;
                 }
-                Sink::Atomic { tmp, target }
+                let tracked = Tracked::new(tmp.path());
+                Sink::Atomic {
+                    tmp,
+                    target,
+                    tracked,
+                }
             }
             // Appending: a device or FIFO ignores the mode, and a file
             // behind `/dev/stdout` (which the shell truncated for `>`, or
@@ -131,11 +203,16 @@ impl Output {
 
     fn finish(self, sync: bool) -> io::Result<()> {
         match self.sink {
-            Sink::Atomic { tmp, target } => {
+            Sink::Atomic {
+                tmp,
+                target,
+                tracked,
+            } => {
                 if sync {
                     tmp.as_file().sync_all()?;
                 }
                 tmp.persist(&target).map_err(|e| e.error)?;
+                drop(tracked);
                 Ok(())
             }
             Sink::Direct(mut f) => f.flush(),

@@ -511,3 +511,64 @@ fn progress_bar_on_a_terminal_for_a_file_and_nothing_on_a_pipe() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM while `mmp score -o FILE` is still reading:
+/// exit 128 + the signal's number, and FILE is as it was, with no hidden
+/// temporary file left beside it.
+#[test]
+fn a_signal_mid_run_leaves_the_output_as_it_was() {
+    for (signal, code, name) in [
+        (libc::SIGINT, 130, "SIGINT"),
+        (libc::SIGTERM, 143, "SIGTERM"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.csv");
+        std::fs::write(&target, "an earlier run\n").unwrap();
+        let mut child = mmp()
+            .args(["score", "--model-dir"])
+            .arg(model_dir())
+            .arg("-o")
+            .arg(&target)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Rows in, stdin left open: mmp is mid-run, waiting for more.
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&csv_rows(0, 1000)).unwrap();
+        let listing = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        eventually("the temporary output beside out.csv", || {
+            let names = listing();
+            names.len() == 2 && names[0].starts_with(".out.csv.") && names[0].ends_with(".tmp")
+        });
+        let pid = child.id() as libc::pid_t;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, signal) };
+        let Ok(o) = rx.recv_timeout(std::time::Duration::from_secs(10)) else {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("mmp score still running 10 s after {name}");
+        };
+        let o = o.unwrap();
+        drop(stdin);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{stderr}");
+        let want = format!("mmp: stopped by {name} before the end");
+        assert!(stderr.contains(&want), "{want}\n{stderr}");
+        assert_eq!(listing(), ["out.csv"]);
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "an earlier run\n"
+        );
+    }
+}

@@ -676,3 +676,75 @@ fn the_concurrency_payload_product_is_checked_wherever_the_values_come_from() {
         assert!(fake.invocations().is_empty());
     }
 }
+
+/// Ctrl-C (SIGINT) or SIGTERM in the middle of a job: the files already
+/// done stay, the one in progress leaves nothing behind (no `.out`, no
+/// hidden temporary file), and the exit code is 128 + the signal's number,
+/// promptly, though a request is still waiting on the container.
+#[test]
+fn a_signal_mid_job_keeps_the_finished_files_and_removes_the_rest() {
+    let input = tree(&[("a.csv", GOOD), ("b.csv", GOOD)]);
+    for (signal, code, name) in [
+        (libc::SIGINT, 130, "SIGINT"),
+        (libc::SIGTERM, 143, "SIGTERM"),
+    ] {
+        // b.csv's request never gets an answer.
+        let fake = Fake::start(None, |req, n| if n == 0 { echo(req) } else { Reply::Hang });
+        let out = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mmp"))
+            .args(["transform", "--endpoint", &fake.url(), "--input"])
+            .arg(input.path())
+            .arg("--output")
+            .arg(out.path())
+            .args(["--split-type", "Line", "--max-concurrent", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let listing = || {
+            let mut v: Vec<String> = std::fs::read_dir(out.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        crate::util::eventually("b.csv's request reaches the container", || {
+            fake.invocations().len() == 2
+        });
+        // a.csv committed, b.csv's output under its temporary name.
+        crate::util::eventually("a.csv.out and b.csv.out's temporary file", || {
+            let names = listing();
+            names.len() == 2
+                && names[0].starts_with(".b.csv.out.")
+                && names[0].ends_with(".tmp")
+                && names[1] == "a.csv.out"
+        });
+        let pid = child.id() as libc::pid_t;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let sent = Instant::now();
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, signal) };
+        let Ok(o) = rx.recv_timeout(Duration::from_secs(10)) else {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("mmp transform still running 10 s after {name}");
+        };
+        let o = o.unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            sent.elapsed()
+        );
+        assert_eq!(o.status.code(), Some(code), "{stderr}");
+        let want = format!("mmp transform: stopped by {name} before the end");
+        assert!(stderr.contains(&want), "{want}\n{stderr}");
+        assert_eq!(listing(), ["a.csv.out"]);
+        assert_eq!(
+            std::fs::read_to_string(out.path().join("a.csv.out")).unwrap(),
+            GOOD
+        );
+    }
+}

@@ -32,7 +32,6 @@
 //!   model when a model directory is loaded.
 //! - [`failure`]: the failure file, from the crate's one error type (whose
 //!   exit-code table has training's column).
-//! - [`stop`]: running the work so that SIGTERM is answered at once.
 
 pub mod algorithm;
 pub mod channels;
@@ -43,7 +42,6 @@ pub mod hosts;
 pub mod ingest;
 pub mod logistic;
 pub mod stats;
-pub mod stop;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,11 +52,11 @@ use self::channels::Channel;
 use self::config::{ChannelConfig, Distribution, Hyperparameters, InputMode, PredictorType};
 use self::hosts::Role;
 use self::ingest::{Accumulate, Ingest, Stream};
-use self::stop::Ended;
 use crate::error::{Error, ErrorKind, Exits};
 use crate::model::Artifact;
 use crate::predictor::MODEL_FILE;
 use crate::progress::Progress;
+use crate::stop::{self, Ended};
 
 /// The channel the fit reads (required).
 pub const TRAINING: &str = "training";
@@ -155,7 +153,7 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
     let work_layout = layout.clone();
     let work_role = role.clone();
     let work = move || train(&work_layout, &work_role, &channels, every, fifo_wait);
-    let result = match stop::run_until_signal(work) {
+    let result = match stop::run_until_signal("mmp-train", work) {
         Ok(Ended::Done(result)) => result,
         Ok(Ended::Signal(name)) => Err(Error::new(ErrorKind::Stopped(name))),
         Ok(Ended::Panicked) => Err(Error::new(ErrorKind::Internal(

@@ -131,7 +131,8 @@ impl TransformOutcome {
 /// Run `mmp transform` and print its summary; the exit code.
 pub fn main(args: &TransformOptions) -> ExitCode {
     let tty = !args.no_progress && std::io::stderr().is_terminal();
-    match run(args, tty) {
+    let owned = args.clone();
+    match crate::stop::run_command("mmp-transform", move || run(&owned, tty)) {
         Ok(outcome) => {
             eprintln!("{}", outcome.summary);
             ExitCode::from(outcome.exit_code())
