@@ -508,6 +508,21 @@ fn usage_errors_exit_64() {
     assert_eq!(run.code, 66, "{}", run.stderr);
     let run = transform(input.path(), &["--model-dir", "/nonexistent"]);
     assert_eq!(run.code, 66, "{}", run.stderr);
+    // The input folder as the output: said as such, not "holds no files".
+    let o = mmp()
+        .args(["transform", "--model-dir", m.as_str(), "--input"])
+        .arg(input.path())
+        .arg("--output")
+        .arg(input.path().join("."))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(64), "{stderr}");
+    let want = format!(
+        "mmp transform: --output {} is the --input folder:",
+        input.path().display()
+    );
+    assert!(stderr.starts_with(&want), "{want}\n{stderr}");
     let o = Command::new(env!("CARGO_BIN_EXE_mmp"))
         .args(["transform", "--input", "x", "--output", "y"])
         .output()

@@ -34,6 +34,12 @@ pub fn list(input: &Path, skip: &Path) -> Result<Vec<InputFile>> {
         }]);
     }
     let skip = std::fs::canonicalize(skip).ok();
+    if skip.is_some() && skip == std::fs::canonicalize(input).ok() {
+        return Err(Error::config(format!(
+            "--output {} is the --input folder: the .out files would lie among the inputs, and the next run would transform them; give another folder (one inside --input is skipped)",
+            input.display()
+        )));
+    }
     let mut files = Vec::new();
     walk(input, Path::new(""), skip.as_deref(), &mut files)?;
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
