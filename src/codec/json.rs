@@ -24,7 +24,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::json_split::{strip_location, JsonSplitter, Piece};
+use super::json_split::{column, strip_location, JsonSplitter, Piece};
 use super::lines::{BomStripper, LineDecoder, LineFramer, Next};
 use super::DecodeOptions;
 use crate::error::{snippet, Error, ErrorKind, Position, Result};
@@ -374,7 +374,7 @@ fn exact_number(s: &[u8]) -> Option<(f64, usize)> {
 /// for an f64 is `non_finite`.
 #[cold]
 fn row_error(e: serde_json::Error, pos: Position, field: usize) -> Error {
-    let col = e.column();
+    let col = column(&e);
     let reason = format!("{} at column {col}", strip_location(&e));
     if reason.starts_with("number out of range") {
         return Error::new(ErrorKind::NonFinite {

@@ -360,9 +360,10 @@ impl JsonSplitter {
         doc_error(m.line, m.col0 + 1, m.byte, reason.into())
     }
 
-    /// A document error at the end of the input.
+    /// A document error at the end of the input: the column just past its
+    /// last byte, where more was expected (as Python's `json` says it).
     fn error_at_end(&self, reason: impl Into<String>) -> Error {
-        let col = self.offset - self.line_start;
+        let col = self.offset - self.line_start + 1;
         doc_error(self.line, col, self.offset, reason.into())
     }
 
@@ -767,12 +768,12 @@ impl JsonSplitter {
         }
         if text.first() == Some(&b'[') {
             if let Err(e) = serde_json::from_slice::<Vec<&RawValue>>(text) {
-                return Err(self.whole_error(e.line(), e.column(), strip_location(&e)));
+                return Err(self.whole_error(e.line(), column(&e), strip_location(&e)));
             }
             return Ok(Some((self.doc.trim_ascii_end(), self.one_row())));
         }
         match serde_json::from_slice::<IgnoredAny>(text) {
-            Err(e) => Err(self.whole_error(e.line(), e.column(), strip_location(&e))),
+            Err(e) => Err(self.whole_error(e.line(), column(&e), strip_location(&e))),
             Ok(_) => Err(self.shape_error()),
         }
     }
@@ -822,7 +823,7 @@ impl JsonSplitter {
 #[cold]
 fn not_an_array(mark: Mark, value: &[u8]) -> Error {
     let (column, reason) = match serde_json::from_slice::<Vec<IgnoredAny>>(value) {
-        Err(e) => (e.column() as u64, strip_location(&e)),
+        Err(e) => (column(&e) as u64, strip_location(&e)),
         Ok(_) => (1, "expected a sequence".into()),
     };
     let reason = if value.len() >= MAX_CAPTURE {
@@ -848,6 +849,14 @@ fn line_column(text: &[u8], at: usize) -> (usize, usize) {
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
     (line, column)
+}
+
+/// serde_json's 1-based column of an error: that of the offending byte,
+/// or, at the end of the input, the one just past the last byte (serde_json
+/// gives the last byte's own there, 0 after a newline; Python's `json`, and
+/// [`JsonSplitter`]'s own errors at the end, the one where more was expected).
+pub(crate) fn column(e: &serde_json::Error) -> usize {
+    e.column() + usize::from(e.is_eof())
 }
 
 /// serde_json's message without its " at line L column C" suffix.

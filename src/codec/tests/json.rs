@@ -282,7 +282,7 @@ cases! {
         vec![
             Ok(vec![1., 2.]),
             err(
-                "fatal: invalid JSON document (line 1, column 35, byte 35): EOF while parsing a string"
+                "fatal: invalid JSON document (line 1, column 36, byte 35): EOF while parsing a string"
             ),
         ]
     );
@@ -293,8 +293,30 @@ cases! {
         b"{\"instances\": [[1,2], [3,",
         vec![
             Ok(vec![1., 2.]),
-            err("fatal: invalid JSON document (line 1, column 25, byte 25): EOF while parsing record 2 (line 1, byte 22)"),
+            err("fatal: invalid JSON document (line 1, column 26, byte 25): EOF while parsing record 2 (line 1, byte 22)"),
         ]
+    );
+    // Cut after a newline: the error is at the start of the next line, as
+    // Python's json puts it ("Expecting value: line 2 column 1 (char 22)"
+    // and "(char 4)"), streamed or read whole.
+    decodes!(
+        json_input_ends_after_a_newline,
+        Json,
+        width(2),
+        b"{\"instances\": [[1,2],\n",
+        vec![
+            Ok(vec![1., 2.]),
+            err("fatal: invalid JSON document (line 2, column 1, byte 22): EOF while parsing a value"),
+        ]
+    );
+    decodes!(
+        json_one_row_ends_after_a_newline,
+        Json,
+        width(2),
+        b"[1,\n",
+        vec![err(
+            "fatal: invalid JSON document (line 2, column 1, byte 4): EOF while parsing a value"
+        )]
     );
     decodes!(
         json_bad_nesting,

@@ -53,7 +53,7 @@ cases! {
         vec![
             err("record 1 (line 1, byte 0): not a row: invalid type: string \"a\", expected f64 at column 6"),
             err("record 2 (line 2, byte 8): not a row: missing field `features` at column 7"),
-            err("record 3 (line 3, byte 16): invalid JSON: EOF while parsing a list at column 4"),
+            err("record 3 (line 3, byte 16): invalid JSON: EOF while parsing a list at column 5"),
             err("record 4 (line 4, byte 21): expected 2 fields, found 1"),
             err("record 5 (line 5, byte 25): not a row: invalid type: integer `7`, expected an array of numbers or an object with a \"features\" array at column 1"),
             err("record 6 (line 6, byte 27): field 2 is not a finite number: \"number out of range at column 8\""),
