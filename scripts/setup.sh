@@ -19,14 +19,25 @@
 #
 # scripts/check-bare-machine.sh runs this in a fresh Debian root to prove the
 # list is complete.
+#
+#   ./scripts/setup.sh           everything
+#   ./scripts/setup.sh system    the Debian packages only
+#   ./scripts/setup.sh venvs     the Python venvs only (scripts/test.sh
+#                                makes them while cargo builds the tests)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+part=${1:-all}
+case "$part" in
+  all | system | venvs) ;;
+  *) echo "usage: $0 [system|venvs]" >&2; exit 2 ;;
+esac
 
 # A Debian package is installed (not merely known or removed).
 installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
 
+if [ "$part" != venvs ]; then
 # Debian packages. `type -P` looks for the program itself: `command -v kill`
 # finds the shell builtin and always succeeds.
 need=()
@@ -59,6 +70,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+fi
+
+if [ "$part" != system ]; then
 
 # The SageMaker Python SDK v2 in .venv-sdk/ (git-ignored), for the local-mode
 # test. Reinstalled only when tests/sdk/requirements.txt changes.
@@ -85,5 +99,6 @@ if ! cmp -s "$req" "$venv/requirements.installed" 2>/dev/null ||
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
   cp "$req" "$venv/requirements.installed"
 fi
+fi
 
-echo "setup: ok"
+echo "setup: ok ($part)"

@@ -5,5 +5,10 @@
 #   ./scripts/test.sh serve_http  extra arguments go to `cargo test`
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-./scripts/setup.sh
+./scripts/setup.sh system
+# The Python venvs (downloads, mostly) are made while cargo builds the tests.
+./scripts/setup.sh venvs &
+venvs=$!
+cargo test --all-targets --no-run "$@"
+wait "$venvs"
 cargo test --all-targets "$@"
