@@ -528,6 +528,31 @@ fn serve_listens_on_sagemaker_bind_to_port() {
     assert_eq!((r.status, r.text().as_str()), (200, "-1.75\n"));
 }
 
+/// Asynchronous Inference needs `Content-Length` answers (README,
+/// "Response framing"): with `MMP_RESPONSE_FRAMING=content-length`, an
+/// answer over the 4 MiB kept in memory goes to a file in TMPDIR, `/tmp`,
+/// which a `FROM scratch` image does not have until `mmp serve` makes it.
+#[test]
+fn content_length_framing_holds_a_large_answer_in_the_image() {
+    if !need_docker("content-length framing") {
+        return;
+    }
+    let (c, addr, _) = serve(image(), &["-e", "MMP_RESPONSE_FRAMING=content-length"]);
+    let n = 800_000;
+    let r = post(addr, "text/csv", None, &util::csv_rows(0, n));
+    assert_eq!(r.status, 200, "{}\nlogs:\n{}", r.text(), c.logs());
+    assert!(r.body.len() > 4 << 20, "{} bytes", r.body.len());
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    let text = r.text();
+    let got: Vec<f64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    let want: Vec<f64> = (0..n).map(|i| util::linear([i as f64, 1.0, 2.0])).collect();
+    assert_eq!(got, want);
+}
+
 // ---------------------------------------------------------------- multi-model
 
 /// One request with a body (and a Content-Length) on a new connection.

@@ -309,16 +309,40 @@ fn the_spill_file_is_gone_when_the_client_leaves_mid_upload_or_at_sigterm() {
     drop(conn);
 }
 
+/// A TMPDIR that does not exist yet (the `FROM scratch` image has no
+/// `/tmp`) is made at startup, like `/tmp`, and large answers spill there.
+#[test]
+fn a_missing_spill_directory_is_made_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("not").join("yet");
+    let s = server(&missing, &[]);
+    let line = s.wait_log("made TMPDIR", Duration::from_secs(5));
+    assert!(line.contains(missing.to_str().unwrap()), "{line}");
+    let mode = std::fs::metadata(&missing).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
+        0o1777
+    );
+    let r = exchange(&s, post_request("text/csv", None, &csv_rows(0, 600_000)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_length_framed(&r, "spilled answer");
+    assert_eq!(r.text().lines().count(), 600_000);
+}
+
 #[test]
 fn a_spill_directory_that_cannot_be_written_is_a_500_and_the_server_keeps_serving() {
     let tmp = tempfile::tempdir().unwrap();
-    let missing = tmp.path().join("gone");
+    // Under a regular file: no folder can be made there, even by root.
+    std::fs::write(tmp.path().join("file"), "").unwrap();
+    let missing = tmp.path().join("file").join("gone");
     let s = server(&missing, &[]);
     let line = s.wait_log("listening", Duration::from_secs(5));
     assert!(
         line.contains("response_framing=\"content-length\""),
         "{line}"
     );
+    let line = s.wait_log("cannot make TMPDIR", Duration::from_secs(5));
+    assert!(line.contains("500 spill_failed"), "{line}");
     let r = exchange(&s, post_request("text/csv", None, &csv_rows(0, 600_000)));
     assert_eq!(r.status, 500, "{}", r.text());
     assert_length_framed(&r, "spill failure");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-use crate::config::{Overrides, ProcessEnv, ServeConfig};
+use crate::config::{Overrides, ProcessEnv, ResponseFraming, ServeConfig};
 use crate::error::Error;
 use crate::model::SharedModel;
 
@@ -132,6 +132,9 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     log_config(&cfg, addr);
+    if cfg.response_framing == ResponseFraming::ContentLength {
+        spill::prepare(&cfg.spill_dir);
+    }
     let state = Arc::new(State::new(cfg)?);
     let service = routes::service(state.clone());
     let limits = listener::Limits {

@@ -51,6 +51,34 @@ pub const WRITE_BUFFER: usize = 1024 * 1024;
 /// that hyper's write buffer applies backpressure at once.
 pub const READ_CHUNK: usize = 256 * 1024;
 
+/// Make `dir` (`TMPDIR`) if it is missing, at startup, so the first answer
+/// over [`MEMORY_BOUND`] has somewhere to go: the image is `FROM scratch`
+/// and has no `/tmp` (container/Dockerfile). Made like `/tmp` (mode 1777).
+/// A folder that cannot be made is logged now, naming what will fail,
+/// rather than found at the first large answer.
+pub fn prepare(dir: &Path) {
+    if dir.is_dir() {
+        return;
+    }
+    let made = std::fs::create_dir_all(dir).and_then(|()| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777))
+    });
+    match made {
+        Ok(()) => tracing::info!(
+            target: "mmp::startup",
+            dir = %dir.display(),
+            "made TMPDIR, where content-length framing keeps answers over 4 MiB"
+        ),
+        Err(e) => tracing::warn!(
+            target: "mmp::startup",
+            dir = %dir.display(),
+            error = %e,
+            "cannot make TMPDIR: content-length answers over 4 MiB will fail (500 spill_failed)"
+        ),
+    }
+}
+
 /// An answer being gathered.
 pub struct Spill {
     dir: PathBuf,
