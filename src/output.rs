@@ -12,8 +12,9 @@
 //! - a **symlink** is followed to its target (the link stays a link), and the
 //!   rule is applied to the target;
 //! - **anything else** (a character device such as `/dev/null`, a FIFO, a
-//!   socket, or `/dev/stdout`, a link into `/proc/self/fd`) is opened and
-//!   written through: renaming over it would replace the device or the
+//!   socket) is opened and written through, and `/dev/stdout` (a link into
+//!   `/proc/self/fd`) is written through a duplicate of the descriptor:
+//!   renaming over it would replace the device or the
 //!   pipe with a regular file (run as root, as in a container, nothing
 //!   stops that). Such an output cannot be taken back, so a failed run
 //!   leaves what it had written.
@@ -148,9 +149,16 @@ impl Output {
                 }
             }
             // Appending: a device or FIFO ignores the mode, and a file
-            // behind `/dev/stdout` (which the shell truncated for `>`, or
-            // opened for `>>`) is added to, not cut back to nothing.
+            // behind another process's `/proc/PID/fd/N` is added to, not
+            // cut back to nothing.
             Resolved::Special(p) => Sink::Direct(OpenOptions::new().append(true).open(p)?),
+            Resolved::Descriptor(fd) => {
+                // SAFETY: `fd` is open in this process (it is listed in
+                // its /proc/PID/fd just now) and only borrowed long enough
+                // to duplicate it; the duplicate is ours.
+                let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                Sink::Direct(File::from(fd.try_clone_to_owned()?))
+            }
         };
         Ok(Output { sink })
     }
@@ -243,6 +251,12 @@ enum Resolved {
     },
     /// Anything else, opened through this path.
     Special(PathBuf),
+    /// One of this process's descriptors (`/dev/stdout`): written through
+    /// a duplicate of it, so the output shares its offset with whoever
+    /// else writes there (`{ echo a; mmp score -o /dev/stdout; echo b; } >
+    /// f` keeps all three in order; opening the path anew would give the
+    /// file a second offset, and `b` would overwrite the predictions).
+    Descriptor(std::os::fd::RawFd),
 }
 
 /// Follow the last component's symlinks by hand (rather than
@@ -275,6 +289,9 @@ fn resolve(path: &Path) -> io::Result<Resolved> {
         // "target" may be `pipe:[N]`, or a file the shell opened (perhaps
         // for appending), which must be written through the descriptor.
         if in_proc(&p) {
+            if let Some(fd) = own_descriptor(&p) {
+                return Ok(Resolved::Descriptor(fd));
+            }
             return Ok(Resolved::Special(path.to_path_buf()));
         }
         let link = fs::read_link(&p)?;
@@ -287,6 +304,17 @@ fn resolve(path: &Path) -> io::Result<Resolved> {
         "{}: more than {MAX_LINKS} levels of symbolic links",
         path.display()
     )))
+}
+
+/// The descriptor a link in this process's own `/proc/PID/fd` names
+/// (`/dev/stdout`, `/dev/fd/3`, `/proc/self/fd/1`).
+fn own_descriptor(p: &Path) -> Option<std::os::fd::RawFd> {
+    let fd = p.file_name()?.to_str()?.parse().ok()?;
+    let dir = fs::canonicalize(p.parent()?).ok()?;
+    let own = Path::new("/proc")
+        .join(std::process::id().to_string())
+        .join("fd");
+    (dir == own).then_some(fd)
 }
 
 /// Whether the link `p` lives on `/proc` (`/proc/self/fd/1`, or `/dev/fd/1`

@@ -198,6 +198,26 @@ fn score_writes_through_dev_stdout() {
     ok(o);
     assert_eq!(fs::read(&log).unwrap(), [&b"before\n"[..], ANSWER].concat());
     assert_eq!(fs::metadata(&log).unwrap().ino(), inode);
+    // Between two writers of a file the shell opened with `>`: in order,
+    // as if mmp had written to its stdout (one shared offset; a second
+    // opening of the file would have its own, and `after` would land on
+    // top of the predictions).
+    let both = dir.path().join("both");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(r#"{ echo before; "$0" score --model-dir "$1" "$2" -o /dev/stdout; echo after; } > "$3""#)
+        .arg(env!("CARGO_BIN_EXE_mmp"))
+        .arg(model_dir())
+        .arg(&input)
+        .arg(&both)
+        .output()
+        .unwrap();
+    ok(o);
+    let want = [&b"before\n"[..], ANSWER, b"after\n"].concat();
+    assert_eq!(
+        String::from_utf8_lossy(&fs::read(&both).unwrap()),
+        String::from_utf8_lossy(&want)
+    );
 }
 
 #[test]
