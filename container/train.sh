@@ -6,7 +6,7 @@
 #   ./container/train.sh IMAGE OPT_ML_DIR
 #
 # OPT_ML_DIR holds input/config/{hyperparameters,inputdataconfig}.json and
-# input/data/<channel>/ (e.g. input/data/training/*.csv, label in column 0);
+# input/data/<channel>/ (e.g. input/data/training/*.csv, the label first);
 # the model is written to OPT_ML_DIR/model/model.json. The files are written
 # by root, as in SageMaker. Extra `docker run` arguments: DOCKER_RUN_ARGS.
 set -euo pipefail

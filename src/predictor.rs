@@ -7,9 +7,10 @@
 //! `x` is `b + w·x` (or, from a job sharded over several hosts, combined
 //! from their per-host statistics: [`load`]), and a binary or multiclass
 //! logistic classifier ([`LogisticArtifact`]) answering with its labels.
-//! To drop in another algorithm, replace these with your type, implement
-//! [`Model`] for it (declaring its [`Output`]), and make [`load_model`]
-//! read your artifact from the model directory.
+//! To drop in another algorithm, add your type beside these (the mock's
+//! training, benches and tests use them), implement [`Model`] for it
+//! (declaring its [`Output`]), and make [`load_model`] read your artifact
+//! from the model directory.
 //! Nothing else needs to change: decoding, batching, encoding, HTTP and the
 //! CLIs only see the trait.
 
