@@ -98,9 +98,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     pub progress_interval: f64,
     /// Seconds to wait for a Pipe mode FIFO to appear (SageMaker makes
-    /// each epoch's when the one before is read).
-    #[arg(long, env = "MMP_FIFO_WAIT_SECONDS", default_value_t = 120.0, value_parser = parse_seconds)]
-    pub fifo_wait: f64,
+    /// each epoch's when the one before is read) [default:
+    /// MMP_FIFO_WAIT_SECONDS, else 120].
+    // Not clap's `env`: a bad value in the job's Environment must fail the
+    // job with a failure file (exit 255), not a usage error (exit 2) that
+    // SageMaker shows without a reason. `mmp train` reads the variable.
+    #[arg(long, value_parser = parse_seconds)]
+    pub fifo_wait: Option<f64>,
 }
 
 impl TrainArgs {
@@ -109,7 +113,7 @@ impl TrainArgs {
         crate::train::TrainOptions {
             opt_ml: self.opt_ml.clone(),
             progress_interval: std::time::Duration::from_secs_f64(self.progress_interval),
-            fifo_wait: std::time::Duration::from_secs_f64(self.fifo_wait),
+            fifo_wait: self.fifo_wait.map(std::time::Duration::from_secs_f64),
         }
     }
 }

@@ -931,6 +931,26 @@ fn pipe_mode_without_its_fifo_fails() {
     }
 }
 
+/// `MMP_FIFO_WAIT_SECONDS` comes from the job's Environment: a bad value
+/// fails the job as any bad setting does, with a failure file that names
+/// it (SageMaker shows it as the FailureReason), not a usage error.
+#[test]
+fn a_bad_fifo_wait_in_the_environment_fails_the_job_with_a_reason() {
+    let tree = pipe_tree();
+    let run = Run::from(
+        tree.command()
+            .env("MMP_FIFO_WAIT_SECONDS", "soon")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.status.code(), Some(255), "{}", run.stderr);
+    let failure = tree.failure();
+    assert!(
+        failure.contains("MMP_FIFO_WAIT_SECONDS=\"soon\" is not valid"),
+        "{failure}"
+    );
+}
+
 /// SageMaker makes an epoch's FIFO when the algorithm gets to it, so it
 /// may appear after the run starts ("may need retry until it appears",
 /// docs/contract.md §4): the run waits for it.

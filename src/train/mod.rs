@@ -123,8 +123,26 @@ pub struct TrainOptions {
     pub opt_ml: PathBuf,
     /// Time between progress lines while reading.
     pub progress_interval: Duration,
-    /// How long a Pipe mode FIFO may take to appear.
-    pub fifo_wait: Duration,
+    /// How long a Pipe mode FIFO may take to appear (`--fifo-wait`; `None`:
+    /// [`fifo_wait`] decides).
+    pub fifo_wait: Option<Duration>,
+}
+
+/// How long a Pipe mode FIFO may take to appear: the flag, else
+/// `MMP_FIFO_WAIT_SECONDS` (the job's Environment), else 120 s, AWS's own
+/// Pipe mode reader's wait ([`channels::wait_for`]). A bad value fails the
+/// job like any other setting: failure file, exit 255.
+pub fn fifo_wait(flag: Option<Duration>, env: Option<&str>) -> Result<Duration, Error> {
+    match (flag, env) {
+        (Some(wait), _) => Ok(wait),
+        (None, None) => Ok(Duration::from_secs(120)),
+        (None, Some(v)) => match v.trim().parse::<f64>() {
+            Ok(secs) if (0.0..1e9).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(Error::config(format!(
+                "MMP_FIFO_WAIT_SECONDS={v:?} is not valid: must be a number of seconds >= 0"
+            ))),
+        },
+    }
 }
 
 /// Run `mmp train` and return the process exit code: 0 on success, 255 on
@@ -132,7 +150,6 @@ pub struct TrainOptions {
 pub fn main(opts: &TrainOptions) -> ExitCode {
     let layout = Layout::new(&opts.opt_ml);
     let every = opts.progress_interval;
-    let fifo_wait = opts.fifo_wait;
     let failure_file = layout.output.join("failure");
     if std::fs::remove_file(&failure_file).is_ok() {
         println!(
@@ -140,7 +157,10 @@ pub fn main(opts: &TrainOptions) -> ExitCode {
             failure_file.display()
         );
     }
-    let (role, channels) = match plan(&layout) {
+    let env = std::env::var("MMP_FIFO_WAIT_SECONDS").ok();
+    let planned = fifo_wait(opts.fifo_wait, env.as_deref())
+        .and_then(|wait| plan(&layout).map(|planned| (wait, planned)));
+    let (fifo_wait, (role, channels)) = match planned {
         Ok(planned) => planned,
         Err(e) => {
             // A failed run leaves no model behind, whatever its role.
@@ -518,4 +538,21 @@ fn read_channel(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_wait_flag_then_environment_then_120_s() {
+        let s = Duration::from_secs;
+        assert_eq!(fifo_wait(Some(s(3)), Some("9")).unwrap(), s(3));
+        assert_eq!(fifo_wait(None, Some(" 9 ")).unwrap(), s(9));
+        assert_eq!(fifo_wait(None, None).unwrap(), s(120));
+        for bad in ["", "-1", "soon", "1e10"] {
+            let e = fifo_wait(None, Some(bad)).unwrap_err();
+            assert!(e.to_string().contains("MMP_FIFO_WAIT_SECONDS"), "{e}");
+        }
+    }
 }
