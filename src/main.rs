@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => {
             if let Err(msg) = mmp::logging::init("info") {
                 let e = mmp::Error::config(msg);
-                eprintln!("mmp serve: {e}");
+                mmp::say!("mmp serve: {e}");
                 return ExitCode::from(e.exit_code());
             }
             let code = mmp::serve::main(&args.overrides());
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         // A closed stdout (`mmp score | head`) is a normal end.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mmp: {e}");
+            mmp::say!("mmp: {e}");
             ExitCode::from(e.exit_code())
         }
     }

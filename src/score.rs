@@ -134,6 +134,7 @@ fn run_with(args: &ScoreOptions, progress: Option<&Progress>) -> Result<(), Erro
         };
         return result.map_err(|e| e.context(path.display().to_string()));
     }
+    check_names(&args.inputs, args.output.as_deref())?;
     if let Some(dir) = &args.output {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -153,12 +154,37 @@ fn run_with(args: &ScoreOptions, progress: Option<&Progress>) -> Result<(), Erro
             let e = e.context(path.display().to_string());
             match progress {
                 Some(p) => p.println(&format!("mmp: {e}")),
-                None => eprintln!("mmp: {e}"),
+                None => crate::say!("mmp: {e}"),
             }
             first_error.get_or_insert(e);
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Several inputs: none of them stdin (its output would have no name),
+/// and no two written to the same `NAME.out` (`a/x.csv` and `b/x.csv` into
+/// one `-o DIR`: the second would replace the first's predictions).
+fn check_names(inputs: &[PathBuf], dir: Option<&Path>) -> Result<(), Error> {
+    if inputs.iter().any(|p| p.as_os_str() == "-") {
+        return Err(Error::config(
+            "- (stdin) must be the only input: with several inputs each output is NAME.out, and stdin has no name",
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for path in inputs {
+        if let Some(other) = seen.insert(out_path(path, dir), path) {
+            if other != path {
+                return Err(Error::config(format!(
+                    "{} and {} would both be written to {}: score them into different folders",
+                    other.display(),
+                    path.display(),
+                    out_path(path, dir).display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `NAME.out`, in `dir` if given, else beside the input.

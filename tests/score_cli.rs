@@ -572,3 +572,87 @@ fn a_signal_mid_run_leaves_the_output_as_it_was() {
         );
     }
 }
+
+/// `mmp score`, its stderr as given, killed (a failure) if it has not
+/// ended within 20 s: the exit code.
+fn score_with_stderr(args: &[&str], stderr: Stdio) -> Option<i32> {
+    let child = mmp()
+        .args(["score", "--model-dir"])
+        .arg(model_dir())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(o) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("mmp score {args:?} still running after 20 s");
+    };
+    o.unwrap().status.code()
+}
+
+/// Where stderr takes nothing (closed by its reader, or a full disk), the
+/// exit code is still the one the message was for, and the run ends: no
+/// panic (101), and no hang on the log while writing warnings.
+#[test]
+fn an_unwritable_stderr_changes_neither_the_exit_code_nor_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "1,2\n".repeat(1000)).unwrap();
+    let bad = bad.to_str().unwrap();
+    // A socket whose reader is gone: writes fail with EPIPE.
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(reader);
+    let writer = std::os::fd::OwnedFd::from(writer);
+    assert_eq!(score_with_stderr(&[bad], Stdio::from(writer)), Some(65));
+    // A full disk: 1000 placeholder warnings, each write failing.
+    let full = || Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let out = dir.path().join("out.csv");
+    let args = [
+        "--on-error",
+        "placeholder",
+        bad,
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    assert_eq!(score_with_stderr(&args, full()), Some(0));
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 1000);
+}
+
+/// Several inputs are written as NAME.out each: two inputs of one name
+/// into one folder, or stdin among files, would lose or misplace output,
+/// so they are refused before anything is written.
+#[test]
+fn several_inputs_that_cannot_each_have_their_own_output_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["x1", "x2"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+        std::fs::write(dir.path().join(sub).join("same.csv"), "1,2,3\n").unwrap();
+    }
+    let (a, b) = (
+        dir.path().join("x1/same.csv"),
+        dir.path().join("x2/same.csv"),
+    );
+    let out = dir.path().join("out");
+    let o = mmp_score(&[
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("would both be written to"), "{stderr}");
+    assert!(!out.exists());
+    let o = mmp_score(&[a.to_str().unwrap(), "-"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("- (stdin) must be the only input"),
+        "{stderr}"
+    );
+}

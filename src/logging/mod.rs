@@ -20,6 +20,18 @@ mod format;
 
 pub use format::{CachedTime, PlainFields, PlainFormat};
 
+/// `eprintln!` that never panics. A command's last words (its error, a
+/// summary) go to stderr, which may be closed (`mmp score 2>&-`, a reader
+/// gone) or full (`2>/dev/full`); `eprintln!` then panics, and the exit code
+/// the message went with turns into 101. The message is lost, the code kept.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// A duration as a log line's `duration_ms`: milliseconds to the
 /// microsecond, which the text format writes without a float formatter.
 pub fn millis(d: Duration) -> f64 {
@@ -134,34 +146,51 @@ enum Sink {
 }
 
 struct BufferedLine {
-    out: MutexGuard<'static, BufWriter<Stderr>>,
+    /// The buffer; `None` for a panic's report that could not have it
+    /// (see [`lock`]), written straight to stderr.
+    out: Option<MutexGuard<'static, BufWriter<Stderr>>>,
     /// Write the buffer out once this line is in it.
     flush: bool,
 }
 
 impl Write for BufferedLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.out.write(buf)
+        match &mut self.out {
+            Some(out) => out.write(buf),
+            None => std::io::stderr().write(buf),
+        }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for BufferedLine {
     fn drop(&mut self) {
-        if self.flush {
-            let _ = self.out.flush();
+        if let Some(out) = self.out.as_mut().filter(|_| self.flush) {
+            let _ = out.flush();
         }
     }
 }
 
 fn lock(flush: bool) -> BufferedLine {
-    BufferedLine {
+    let buffer = buffer();
+    let out = if std::thread::panicking() {
+        // A panic's report (the hook logs it) while this thread may hold
+        // the buffer already, mid-line: waiting would never end.
+        match buffer.try_lock() {
+            Ok(out) => Some(out),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    } else {
         // A panic while holding the lock leaves a usable buffer behind.
-        out: buffer().lock().unwrap_or_else(|e| e.into_inner()),
-        flush,
-    }
+        Some(buffer.lock().unwrap_or_else(|e| e.into_inner()))
+    };
+    BufferedLine { out, flush }
 }
 
 impl<'a> MakeWriter<'a> for Sink {
@@ -211,6 +240,10 @@ pub fn init(default: &str) -> Result<(), String> {
         Err(e) => (EnvFilter::new(default), Some(e)),
     };
     let builder = tracing_subscriber::fmt()
+        // A line stderr will not take (closed, full) is lost: the layer's
+        // own report of it would go to the same stderr, by `eprintln!`,
+        // which panics there.
+        .log_internal_errors(false)
         .with_env_filter(env_filter)
         .with_writer(writer)
         .with_timer(CachedTime);

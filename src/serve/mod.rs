@@ -88,7 +88,7 @@ pub fn main(over: &Overrides) -> ExitCode {
     let cfg = match ServeConfig::from_env(&ProcessEnv, over) {
         Ok(cfg) => cfg,
         Err(e) => {
-            eprintln!("mmp serve: {e}");
+            crate::say!("mmp serve: {e}");
             return ExitCode::from(e.exit_code());
         }
     };
@@ -99,7 +99,7 @@ pub fn main(over: &Overrides) -> ExitCode {
     let runtime = match runtime.map_err(|e| Error::io("starting the runtime", e)) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mmp serve: {e}");
+            crate::say!("mmp serve: {e}");
             return ExitCode::from(e.exit_code());
         }
     };
@@ -108,7 +108,7 @@ pub fn main(over: &Overrides) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "mmp serve failed");
-                eprintln!("mmp serve: {e}");
+                crate::say!("mmp serve: {e}");
                 ExitCode::from(e.exit_code())
             }
         }

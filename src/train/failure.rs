@@ -58,12 +58,16 @@ pub fn reason(err: &Error) -> String {
 /// the file is printed too; the exit code is non-zero either way.
 pub fn report(output_dir: &Path, err: &Error) {
     let text = paragraph(err);
-    eprint!("mmp train: error: {text}");
+    {
+        use std::io::Write as _;
+        // As `say!`: a closed stderr must not turn the exit code into 101.
+        let _ = write!(std::io::stderr(), "mmp train: error: {text}");
+    }
     let path = output_dir.join("failure");
     let written =
         std::fs::create_dir_all(output_dir).and_then(|()| std::fs::write(&path, reason(err)));
     if let Err(e) = written {
-        eprintln!("mmp train: could not write {}: {e}", path.display());
+        crate::say!("mmp train: could not write {}: {e}", path.display());
     }
 }
 

@@ -134,11 +134,11 @@ pub fn main(args: &TransformOptions) -> ExitCode {
     let owned = args.clone();
     match crate::stop::run_command("mmp-transform", move || run(&owned, tty)) {
         Ok(outcome) => {
-            eprintln!("{}", outcome.summary);
+            crate::say!("{}", outcome.summary);
             ExitCode::from(outcome.exit_code())
         }
         Err(e) => {
-            eprintln!("mmp transform: {e}");
+            crate::say!("mmp transform: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -262,7 +262,7 @@ async fn execute(
     notes.push(plan.sources.join(", "));
     if !args.quiet {
         for n in &notes {
-            eprintln!("mmp transform: {n}");
+            crate::say!("mmp transform: {n}");
         }
     }
     let job = TransformJob {
