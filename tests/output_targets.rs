@@ -50,16 +50,6 @@ fn score_to(input: &Path, out: &Path) -> Output {
         .unwrap()
 }
 
-/// Names in `dir`, sorted: no temporary file may be left beside an output.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
 /// A character device with `/dev/null`'s numbers (1, 3) at `path`, or
 /// `None` (said on stderr) where mknod is not permitted.
 fn null_device(path: &Path) -> Option<()> {

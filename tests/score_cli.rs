@@ -537,29 +537,12 @@ fn a_signal_mid_run_leaves_the_output_as_it_was() {
         // Rows in, stdin left open: mmp is mid-run, waiting for more.
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(&csv_rows(0, 1000)).unwrap();
-        let listing = || {
-            let mut v: Vec<String> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
+        let listing = || names(dir.path());
         eventually("the temporary output beside out.csv", || {
             let names = listing();
             names.len() == 2 && names[0].starts_with(".out.csv.") && names[0].ends_with(".tmp")
         });
-        let pid = child.id() as libc::pid_t;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        unsafe { libc::kill(pid, signal) };
-        let Ok(o) = rx.recv_timeout(std::time::Duration::from_secs(10)) else {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("mmp score still running 10 s after {name}");
-        };
-        let o = o.unwrap();
+        let o = end_within(child, Some(signal), std::time::Duration::from_secs(10));
         drop(stdin);
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(code), "{stderr}");
@@ -584,15 +567,9 @@ fn score_with_stderr(args: &[&str], stderr: Stdio) -> Option<i32> {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    let Ok(o) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        panic!("mmp score {args:?} still running after 20 s");
-    };
-    o.unwrap().status.code()
+    end_within(child, None, std::time::Duration::from_secs(20))
+        .status
+        .code()
 }
 
 /// Where stderr takes nothing (closed by its reader, or a full disk), the

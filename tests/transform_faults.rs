@@ -701,14 +701,7 @@ fn a_signal_mid_job_keeps_the_finished_files_and_removes_the_rest() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let listing = || {
-            let mut v: Vec<String> = std::fs::read_dir(out.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        };
+        let listing = || crate::util::names(out.path());
         crate::util::eventually("b.csv's request reaches the container", || {
             fake.invocations().len() == 2
         });
@@ -720,18 +713,8 @@ fn a_signal_mid_job_keeps_the_finished_files_and_removes_the_rest() {
                 && names[0].ends_with(".tmp")
                 && names[1] == "a.csv.out"
         });
-        let pid = child.id() as libc::pid_t;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || tx.send(child.wait_with_output()));
         let sent = Instant::now();
-        // SAFETY: kill(2) on our own child, which has not been reaped.
-        unsafe { libc::kill(pid, signal) };
-        let Ok(o) = rx.recv_timeout(Duration::from_secs(10)) else {
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("mmp transform still running 10 s after {name}");
-        };
-        let o = o.unwrap();
+        let o = crate::util::end_within(child, Some(signal), Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
             sent.elapsed() < Duration::from_secs(5),

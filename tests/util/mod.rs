@@ -506,6 +506,37 @@ pub fn csv_rows(from: usize, n: usize) -> Vec<u8> {
     v
 }
 
+/// Names in `dir`, sorted, hidden ones included: no temporary file may be
+/// left beside an output.
+pub fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Send `signal` to `child` (if any), then wait for it to end, at most
+/// `limit`: a process still running then is killed and the test fails.
+pub fn end_within(child: Child, signal: Option<i32>, limit: Duration) -> Output {
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    if let Some(sig) = signal {
+        // SAFETY: kill(2) on our own child, which has not been reaped.
+        unsafe { libc::kill(pid, sig) };
+    }
+    match rx.recv_timeout(limit) {
+        Ok(o) => o.unwrap(),
+        Err(_) => {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("still running {limit:?} after it was told to end");
+        }
+    }
+}
+
 /// Wait until `cond` holds, polling, or fail after 20 s.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
