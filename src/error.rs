@@ -400,6 +400,17 @@ pub enum ErrorKind {
         /// The last attempt's error.
         last: Error,
     },
+    /// `mmp score` of several inputs: some failed, each reported as it
+    /// did; the exit code is the first one's.
+    #[error("{failed} of {total} inputs failed (each error is above)")]
+    InputsFailed {
+        /// Inputs that failed.
+        failed: usize,
+        /// Inputs given.
+        total: usize,
+        /// The first failure.
+        first: Error,
+    },
     /// `mmp train`: a configuration file under `input/config` is
     /// unreadable or not the JSON it should be.
     #[error("bad configuration file {file}: {reason}")]
@@ -610,6 +621,7 @@ impl Error {
             DataProcessing { .. } => "data_processing",
             OutputParse { .. } => "output_parse",
             GaveUp { .. } => "gave_up",
+            InputsFailed { .. } => "inputs_failed",
             ConfigFile { .. } => "config_file",
             Hyperparameter(_) => "hyperparameter",
             Channel { .. } => "channel",
@@ -668,7 +680,9 @@ impl Error {
     /// The process exit code for this error under a command's convention:
     /// the one table of exit codes.
     pub fn exit_code_for(&self, exits: Exits) -> u8 {
-        if let ErrorKind::Context { source, .. } | ErrorKind::GaveUp { last: source, .. } = &*self.0
+        if let ErrorKind::Context { source, .. }
+        | ErrorKind::GaveUp { last: source, .. }
+        | ErrorKind::InputsFailed { first: source, .. } = &*self.0
         {
             return source.exit_code_for(exits);
         }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::input::read_some;
 use crate::media::{ContentType, Format};
 use crate::model::{self, SharedModel};
@@ -139,7 +139,7 @@ fn run_with(args: &ScoreOptions, progress: Option<&Progress>) -> Result<(), Erro
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    let mut first_error = None;
+    let (mut first_error, mut failed) = (None, 0);
     for path in &args.inputs {
         let job = job_for(Some(path));
         let out = out_path(path, args.output.as_deref());
@@ -156,10 +156,18 @@ fn run_with(args: &ScoreOptions, progress: Option<&Progress>) -> Result<(), Erro
                 Some(p) => p.println(&format!("mmp: {e}")),
                 None => crate::say!("mmp: {e}"),
             }
+            failed += 1;
             first_error.get_or_insert(e);
         }
     }
-    first_error.map_or(Ok(()), Err)
+    // Each failure is said above; the last line counts them.
+    first_error.map_or(Ok(()), |first| {
+        Err(Error::new(ErrorKind::InputsFailed {
+            failed,
+            total: args.inputs.len(),
+            first,
+        }))
+    })
 }
 
 /// Several inputs: none of them stdin (its output would have no name),
