@@ -36,7 +36,6 @@ use tempfile::NamedTempFile;
 const MAX_LINKS: usize = 40;
 
 /// The temporary files being written, for [`remove_unfinished`].
-#[derive(Default)]
 struct Unfinished {
     /// Set by [`remove_unfinished`]: a file made after it is removed at once.
     closed: bool,
@@ -79,14 +78,13 @@ impl Drop for Tracked {
 
 /// Remove every temporary file not yet renamed into place, and any made
 /// from now on: the command is being stopped by a signal and exits next.
-/// Returns how many were removed. Targets already committed stay.
-pub fn remove_unfinished() -> usize {
+/// Targets already committed stay.
+pub fn remove_unfinished() {
     let mut set = unfinished();
     set.closed = true;
-    set.paths
-        .iter()
-        .filter(|p| fs::remove_file(p).is_ok())
-        .count()
+    for path in &set.paths {
+        let _ = fs::remove_file(path);
+    }
 }
 
 /// Where the bytes go.
